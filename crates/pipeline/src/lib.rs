@@ -1,0 +1,172 @@
+//! The build side of the fixture: patches → vendor → build.
+//!
+//! * [`manifest`] reads `patches/series.toml` (the pinned release and the ordered series).
+//! * [`fetch`] asks cargo for the pinned `.crate` files and the `Cargo.lock` shipped in the
+//!   uv crate, whose checksums every extracted crate is verified against.
+//! * [`vendor`] extracts pristine crates and applies the series into generated workspaces
+//!   under `target/uvfix/build/{pristine,patched}`, refusing half-patched trees.
+//! * [`builder`] builds `uv`/`uvx` in those workspaces with one shared target dir.
+//! * [`refresh`] regenerates a crate's patch file from a maintainer's edit.
+//!
+//! Nothing here is upstream code: the uv sources only ever exist under `target/`.
+
+use std::path::{Path, PathBuf};
+
+pub mod builder;
+pub mod fetch;
+pub mod manifest;
+pub mod patchfile;
+pub mod refresh;
+pub mod vendor;
+
+pub use builder::{Variant, uv_path};
+pub use manifest::Manifest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("{path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error(
+        "checksum mismatch for {file}: expected sha256 {expected} (from {origin}), found {actual}. \
+         The download is corrupt or the pin is wrong; delete the file and run again, or fix the pin"
+    )]
+    ChecksumMismatch {
+        file: PathBuf,
+        expected: String,
+        actual: String,
+        origin: String,
+    },
+    #[error("{patch}: cannot parse: {message}")]
+    PatchParse { patch: PathBuf, message: String },
+    #[error(
+        "{patch}: hunk #{number} ({hunk}) does not apply to {file}. Nothing was built from the \
+         half-patched tree; rebase the patch (edit the extracted crate and run \
+         `cargo xtask patch refresh`)"
+    )]
+    HunkFailed {
+        patch: PathBuf,
+        file: PathBuf,
+        number: usize,
+        hunk: String,
+    },
+    #[error("{patch}: patches {file}, which does not exist in the crate (or is not UTF-8 text)")]
+    PatchMissingFile { patch: PathBuf, file: PathBuf },
+    #[error("{patch}: creates {file}, which already exists")]
+    PatchCreatesExisting { patch: PathBuf, file: PathBuf },
+    #[error(
+        "{dir} has local edits that are not in patches/ and would be lost. Record them with \
+         `cargo xtask patch refresh {krate}`, or discard them with `cargo xtask vendor --force`"
+    )]
+    LocalEdits { dir: PathBuf, krate: String },
+    #[error("`{tool}` is needed but could not be run ({source}). {hint}")]
+    MissingTool {
+        tool: String,
+        hint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}){detail}")]
+    Command {
+        command: String,
+        status: String,
+        detail: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where everything lives, relative to the fixture's workspace root.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+}
+
+impl Paths {
+    /// The fixture workspace root: `$UVFIX_ROOT`, else the nearest ancestor of the current
+    /// directory holding `patches/series.toml`.
+    pub fn discover() -> Result<Self, Error> {
+        if let Some(root) = std::env::var_os("UVFIX_ROOT") {
+            return Ok(Self { root: root.into() });
+        }
+        let cwd = std::env::current_dir()?;
+        cwd.ancestors()
+            .find(|dir| dir.join("patches").join(Manifest::FILE).is_file())
+            .map(|root| Self {
+                root: root.to_path_buf(),
+            })
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "no patches/{} above {}; run from the fixture checkout or set UVFIX_ROOT",
+                    Manifest::FILE,
+                    cwd.display()
+                ))
+            })
+    }
+
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn patches(&self) -> PathBuf {
+        self.root.join("patches")
+    }
+    /// Everything generated lives below here.
+    pub fn work(&self) -> PathBuf {
+        std::env::var_os("UVFIX_WORK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root.join("target").join("uvfix"))
+    }
+    /// The one cargo target dir both uv builds share, so third-party crates compile once.
+    pub fn cargo_target(&self) -> PathBuf {
+        self.work().join("cargo-target")
+    }
+    /// The throwaway workspace used only to make cargo download the pinned crates.
+    pub fn fetch_dir(&self) -> PathBuf {
+        self.work().join("fetch")
+    }
+    pub fn build_dir(&self, variant: Variant) -> PathBuf {
+        self.work().join("build").join(variant.name())
+    }
+    /// The vendored crates of `variant`. The directory name differs per variant on purpose:
+    /// cargo hashes a path package by its path relative to the workspace root, and two
+    /// variants at the same relative path would share (and overwrite) artifacts in the
+    /// shared target dir.
+    pub fn crates_dir(&self, variant: Variant) -> PathBuf {
+        self.build_dir(variant)
+            .join(format!("crates-{}", variant.name()))
+    }
+    pub fn bin_dir(&self, variant: Variant) -> PathBuf {
+        self.work().join("bin").join(variant.name())
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.work().join(".lock")
+    }
+}
+
+/// Hold the fixture-wide lock while vendoring or building, so parallel test processes and
+/// `cargo xtask` invocations never see a half-written tree or binary.
+pub fn lock(paths: &Paths) -> Result<fs_err::File, Error> {
+    fs_err::create_dir_all(paths.work())?;
+    let file = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(paths.lock_file())?;
+    file.file().lock()?;
+    Ok(file)
+}
+
+/// sha256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, Error> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = fs_err::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,287 @@
+//! The vendor-and-patch pipeline, driven with small fake crates so each behaviour is pinned
+//! without the network: checksum refusal, failing hunks, no-op reruns, patch regeneration.
+
+use std::path::{Path, PathBuf};
+
+use assert_fs::TempDir;
+use assert_fs::prelude::*;
+use predicates::prelude::*;
+use sha2::Digest;
+use uvfix_pipeline::manifest::Manifest;
+use uvfix_pipeline::vendor::{self, CrateSource, Outcome};
+use uvfix_pipeline::{Error, refresh};
+
+const LIB_RS: &str = "pub fn open_marker() {\n    // open for writing\n    write();\n}\n\nfn write() {}\n";
+
+/// A `.crate` (gzipped tar of `demo-0.1.0/…`) holding `files`.
+fn fake_crate(dir: &Path, files: &[(&str, &str)]) -> CrateSource {
+    let path = dir.join("demo-0.1.0.crate");
+    let file = fs_err::File::create(&path).unwrap();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::default(),
+    ));
+    for (name, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, format!("demo-0.1.0/{name}"), contents.as_bytes())
+            .unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap();
+    let checksum = format!("{:x}", sha2::Sha256::digest(fs_err::read(&path).unwrap()));
+    CrateSource {
+        name: "demo".into(),
+        version: "0.1.0".into(),
+        crate_file: path,
+        checksum,
+        origin: "the test".into(),
+    }
+}
+
+fn demo_crate(dir: &Path) -> CrateSource {
+    fake_crate(
+        dir,
+        &[
+            ("Cargo.toml", "[package]\nname = \"demo\"\nversion = \"0.1.0\"\n"),
+            ("src/lib.rs", LIB_RS),
+        ],
+    )
+}
+
+const GOOD_PATCH: &str = "\
+Subject: demo: open the marker read-only
+
+Why: a read-only cache.
+---
+diff --git a/src/lib.rs b/src/lib.rs
+--- a/src/lib.rs
++++ b/src/lib.rs
+@@ -1,5 +1,5 @@
+ pub fn open_marker() {
+-    // open for writing
++    // open without write access
+     write();
+ }
+ 
+";
+
+/// `patches/` with a series.toml listing `patches` (file name, contents) for crate `demo`.
+fn series(root: &TempDir, patches: &[(&str, &str)]) -> Manifest {
+    let dir = root.child("patches");
+    let list: Vec<String> = patches.iter().map(|(n, _)| format!("\"demo/{n}\"")).collect();
+    dir.child("series.toml")
+        .write_str(&format!(
+            "series = [{}]\n[uv]\nversion = \"0.0.0\"\nchecksum = \"00\"\n[[crate]]\nname = \"demo\"\nversion = \"0.1.0\"\n",
+            list.join(", ")
+        ))
+        .unwrap();
+    for (name, text) in patches {
+        dir.child("demo").child(name).write_str(text).unwrap();
+    }
+    Manifest::load(dir.path()).unwrap()
+}
+
+fn lib_rs(crates: &Path) -> String {
+    fs_err::read_to_string(crates.join("demo/src/lib.rs")).unwrap()
+}
+
+#[test]
+fn checksum_mismatch_is_refused_and_nothing_is_extracted() {
+    let tmp = TempDir::new().unwrap();
+    let mut source = demo_crate(tmp.path());
+    source.checksum = "0".repeat(64);
+    let crates = tmp.child("crates-pristine");
+
+    let err = vendor::prepare(crates.path(), &[source], None, false).unwrap_err();
+
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+    assert!(
+        predicate::str::contains("demo-0.1.0.crate")
+            .and(predicate::str::contains("0".repeat(64)))
+            .and(predicate::str::contains("the test"))
+            .eval(&err.to_string()),
+        "{err}"
+    );
+    crates.assert(predicate::path::missing());
+}
+
+#[test]
+fn a_tampered_crate_file_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let mut bytes = fs_err::read(&source.crate_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs_err::write(&source.crate_file, bytes).unwrap();
+
+    let err = vendor::verify(&source).unwrap_err();
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+}
+
+#[test]
+fn the_series_is_applied_to_the_patched_tree_only() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    let (patched, pristine) = (tmp.child("crates-patched"), tmp.child("crates-pristine"));
+
+    vendor::prepare(patched.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    vendor::prepare(pristine.path(), &[source], None, false).unwrap();
+
+    assert!(lib_rs(patched.path()).contains("open without write access"));
+    assert_eq!(lib_rs(pristine.path()), LIB_RS);
+}
+
+#[test]
+fn a_hunk_that_does_not_apply_names_patch_file_and_hunk_and_builds_nothing() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let broken = GOOD_PATCH.replace(" pub fn open_marker() {", " pub fn open_marker_v2() {");
+    let manifest = series(&tmp, &[("0001-read-only.patch", &broken)]);
+    let crates = tmp.child("crates-patched");
+
+    let err = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap_err();
+
+    let message = err.to_string();
+    assert!(
+        predicate::str::contains("0001-read-only.patch")
+            .and(predicate::str::contains("src/lib.rs"))
+            .and(predicate::str::contains("hunk #1"))
+            .and(predicate::str::contains("@@ -1,5 +1,5 @@"))
+            .eval(&message),
+        "{message}"
+    );
+    crates.assert(predicate::path::missing());
+}
+
+#[test]
+fn a_failing_new_patch_leaves_the_previous_tree_in_place() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    let crates = tmp.child("crates-patched");
+    vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+
+    let broken = "Subject: demo: x\n---\ndiff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -6,1 +6,1 @@\n-fn missing() {}\n+fn other() {}\n";
+    let manifest = series(
+        &tmp,
+        &[("0001-read-only.patch", GOOD_PATCH), ("0002-broken.patch", broken)],
+    );
+    let err = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap_err();
+
+    assert!(err.to_string().contains("0002-broken.patch"), "{err}");
+    assert!(lib_rs(crates.path()).contains("open without write access"));
+}
+
+#[test]
+fn a_rerun_with_nothing_changed_does_nothing() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    let crates = tmp.child("crates-patched");
+
+    let first = vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    let lib = crates.path().join("demo/src/lib.rs");
+    let before = fs_err::metadata(&lib).unwrap().modified().unwrap();
+    let second = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap();
+
+    assert_eq!(first, Outcome::Prepared);
+    assert_eq!(second, Outcome::UpToDate);
+    assert_eq!(fs_err::metadata(&lib).unwrap().modified().unwrap(), before);
+}
+
+#[test]
+fn local_edits_are_kept_and_never_silently_overwritten() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    let crates = tmp.child("crates-patched");
+    vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    let lib = crates.path().join("demo/src/lib.rs");
+    fs_err::write(&lib, lib_rs(crates.path()) + "// my edit\n").unwrap();
+
+    // Same inputs: the edit is reported and kept.
+    let outcome = vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    assert_eq!(outcome, Outcome::LocalEdits(vec!["demo".into()]));
+
+    // Changed inputs would re-extract: refused unless forced.
+    let manifest = series(&tmp, &[]);
+    let err = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap_err();
+    assert!(matches!(err, Error::LocalEdits { .. }), "{err}");
+    assert!(lib_rs(crates.path()).ends_with("// my edit\n"));
+}
+
+fn refresh_fixture(tmp: &TempDir) -> (CrateSource, Manifest, PathBuf) {
+    let source = demo_crate(tmp.path());
+    let manifest = series(tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    let crates = tmp.child("crates-patched");
+    vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    (source, manifest, crates.path().join("demo"))
+}
+
+#[test]
+fn refreshing_an_unchanged_edit_reproduces_the_patch_byte_for_byte() {
+    let tmp = TempDir::new().unwrap();
+    let (source, manifest, edited) = refresh_fixture(&tmp);
+    let entry = refresh::select(&manifest, "demo").unwrap();
+
+    let changed = refresh::refresh(&manifest, &source, &entry, &edited, tmp.path()).unwrap();
+
+    assert_eq!(fs_err::read_to_string(&entry.path).unwrap(), GOOD_PATCH);
+    assert!(!changed);
+}
+
+#[test]
+fn refreshing_an_edit_rewrites_the_diff_and_keeps_the_header() {
+    let tmp = TempDir::new().unwrap();
+    let (source, manifest, edited) = refresh_fixture(&tmp);
+    let lib = edited.join("src/lib.rs");
+    let text = fs_err::read_to_string(&lib).unwrap();
+    fs_err::write(&lib, text.replace("fn write() {}", "fn write() {\n    // never on a read-only cache\n}")).unwrap();
+    fs_err::write(edited.join("src/new.rs"), "// a new module\n").unwrap();
+    let entry = refresh::select(&manifest, "demo/0001-read-only.patch").unwrap();
+
+    assert!(refresh::refresh(&manifest, &source, &entry, &edited, tmp.path()).unwrap());
+
+    let patch = fs_err::read_to_string(&entry.path).unwrap();
+    assert!(patch.starts_with("Subject: demo: open the marker read-only\n\nWhy: a read-only cache.\n---\n"));
+    assert!(patch.contains("+    // never on a read-only cache\n"));
+    assert!(patch.contains("diff --git a/src/new.rs b/src/new.rs\nnew file mode 100644\n--- /dev/null\n+++ b/src/new.rs\n"));
+
+    // The regenerated series reproduces the edited tree exactly.
+    let again = tmp.child("again");
+    let manifest = Manifest::load(&manifest.dir).unwrap();
+    vendor::prepare(again.path(), &[source], Some(&manifest), false).unwrap();
+    assert_eq!(
+        vendor::tree_digest(&again.path().join("demo")).unwrap(),
+        vendor::tree_digest(&edited).unwrap()
+    );
+}
+
+#[test]
+fn only_the_last_patch_of_a_crate_can_be_refreshed() {
+    let tmp = TempDir::new().unwrap();
+    demo_crate(tmp.path());
+    let second = "Subject: demo: y\n---\ndiff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -6 +6 @@\n-fn write() {}\n+fn write() { }\n";
+    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH), ("0002-y.patch", second)]);
+
+    let err = refresh::select(&manifest, "demo/0001-read-only.patch").unwrap_err();
+    assert!(err.to_string().contains("not the last patch"), "{err}");
+    assert_eq!(
+        refresh::select(&manifest, "demo").unwrap().rel,
+        Path::new("demo/0002-y.patch")
+    );
+}
+
+#[test]
+fn a_series_entry_without_its_file_is_a_manifest_error() {
+    let tmp = TempDir::new().unwrap();
+    tmp.child("patches/series.toml")
+        .write_str("series = [\"demo/0001-gone.patch\"]\n[uv]\nversion = \"0\"\nchecksum = \"0\"\n[[crate]]\nname = \"demo\"\nversion = \"0.1.0\"\n")
+        .unwrap();
+    let err = Manifest::load(&tmp.path().join("patches")).unwrap_err();
+    assert!(err.to_string().contains("demo/0001-gone.patch"), "{err}");
+}

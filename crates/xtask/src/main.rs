@@ -1,0 +1,156 @@
+//! `cargo xtask`: the fixture's automation, as a plain Rust program (see ARCHITECTURE.md).
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use uvfix_pipeline::builder::{self, Variant};
+use uvfix_pipeline::{Manifest, Paths, fetch, refresh};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Patched-uv fixture automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch and verify the pinned crates, extract them, apply the series.
+    Vendor {
+        /// Discard local edits in the extracted crates.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build uv (and uvx) for one variant, or both.
+    Build {
+        #[arg(value_parser = parse_variants, default_value = "all")]
+        variant: VariantArg,
+    },
+    /// Print the absolute path of a variant's `uv`, building it first if needed.
+    UvPath {
+        #[arg(value_parser = parse_variants)]
+        variant: VariantArg,
+    },
+    /// Patch maintenance.
+    Patch {
+        #[command(subcommand)]
+        command: PatchCommand,
+    },
+    /// Run the unit tests of the patched crates (the ones the series adds included).
+    TestPatched,
+}
+
+#[derive(Subcommand)]
+enum PatchCommand {
+    /// Regenerate a crate's last patch from `target/uvfix/build/patched/crates/<crate>`.
+    Refresh {
+        /// A crate name (`uv-fs`) or a series entry (`uv-fs/0001-….patch`).
+        target: String,
+    },
+    /// Print where to edit a crate.
+    Edit { krate: String },
+}
+
+#[derive(Clone)]
+struct VariantArg(Vec<Variant>);
+
+fn parse_variants(s: &str) -> Result<VariantArg, String> {
+    match s {
+        "all" => Ok(VariantArg(Variant::ALL.to_vec())),
+        _ => Variant::from_name(s)
+            .map(|v| VariantArg(vec![v]))
+            .ok_or_else(|| format!("unknown variant `{s}`: expected patched, pristine or all")),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let paths = Paths::discover()?;
+    match cli.command {
+        Command::Vendor { force } => {
+            let _lock = uvfix_pipeline::lock(&paths)?;
+            let manifest = Manifest::load(&paths.patches())?;
+            let located = fetch::locate(&paths, &manifest)?;
+            for variant in Variant::ALL {
+                let outcome = builder::prepare(&paths, &manifest, &located, variant, force)?;
+                builder::report_outcome(variant, outcome);
+            }
+        }
+        Command::Build { variant } => {
+            for (variant, bins) in variant.0.iter().zip(builder::ensure(&paths, &variant.0)?) {
+                println!("{}\t{}", variant.name(), bins.uv.display());
+            }
+        }
+        Command::UvPath { variant } => {
+            if variant.0.len() != 1 {
+                bail!("uv-path takes one variant: patched or pristine");
+            }
+            println!("{}", builder::uv_path(&paths, variant.0[0])?.display());
+        }
+        Command::Patch { command } => patch(&paths, command)?,
+        Command::TestPatched => test_patched(&paths)?,
+    }
+    Ok(())
+}
+
+fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
+    let _lock = uvfix_pipeline::lock(paths)?;
+    let manifest = Manifest::load(&paths.patches())?;
+    match command {
+        PatchCommand::Edit { krate } => {
+            let dir = paths.crates_dir(Variant::Patched).join(&krate);
+            if !dir.is_dir() {
+                bail!("{} does not exist; run `cargo xtask vendor` first", dir.display());
+            }
+            println!("{}", dir.display());
+        }
+        PatchCommand::Refresh { target } => {
+            let entry = refresh::select(&manifest, &target)?;
+            let located = fetch::locate(paths, &manifest)?;
+            let source = located
+                .sources
+                .iter()
+                .find(|s| s.name == entry.krate)
+                .context("the patched crate is pinned")?;
+            let edited = paths.crates_dir(Variant::Patched).join(&entry.krate);
+            let changed = refresh::refresh(&manifest, source, &entry, &edited, &paths.work())?;
+            eprintln!(
+                "uvfix: {} {}",
+                entry.path.display(),
+                if changed { "regenerated" } else { "unchanged" }
+            );
+            // The edited tree is now exactly what the series produces: record that.
+            let manifest = Manifest::load(&paths.patches())?;
+            builder::prepare(paths, &manifest, &located, Variant::Patched, true)?;
+        }
+    }
+    Ok(())
+}
+
+fn test_patched(paths: &Paths) -> Result<()> {
+    builder::ensure(paths, &[Variant::Patched])?;
+    let manifest = Manifest::load(&paths.patches())?;
+    let mut command = fetch::cargo();
+    command
+        .current_dir(paths.build_dir(Variant::Patched))
+        .env("CARGO_TARGET_DIR", paths.cargo_target())
+        .args(["test", "--lib"]);
+    for krate in &manifest.crates {
+        command.args(["--package", &krate.name]);
+    }
+    let status = command.status().context("running cargo test")?;
+    if !status.success() {
+        bail!("unit tests of the patched crates failed ({status})");
+    }
+    Ok(())
+}
