@@ -58,7 +58,10 @@ pub fn prepare(
     let series = (variant == Variant::Patched).then_some(manifest);
     let outcome = vendor::prepare(&paths.crates_dir(variant), &located.sources, series, force)?;
     write_if_changed(&dir.join("src/lib.rs"), "")?;
-    write_if_changed(&dir.join("Cargo.toml"), &workspace_manifest(manifest, located, variant))?;
+    write_if_changed(
+        &dir.join("Cargo.toml"),
+        &workspace_manifest(manifest, located, variant),
+    )?;
     let lock = dir.join("Cargo.lock");
     if !lock.exists() {
         fs_err::copy(&located.shipped_lock.path, &lock)?;
@@ -196,7 +199,10 @@ pub fn ensure(paths: &Paths, variants: &[Variant]) -> Result<Vec<Binaries>, Erro
     let located = fetch::locate(paths, &manifest)?;
     let mut out = Vec::new();
     for &variant in variants {
-        report_outcome(variant, prepare(paths, &manifest, &located, variant, false)?);
+        report_outcome(
+            variant,
+            prepare(paths, &manifest, &located, variant, false)?,
+        );
         out.push(build(paths, &located, variant)?);
     }
     Ok(out)
@@ -210,6 +216,20 @@ pub fn report_outcome(variant: Variant, outcome: Outcome) {
             "uvfix: {variant:?} sources carry local edits in {} (kept; `cargo xtask patch refresh` records them)",
             crates.join(", ")
         ),
+    }
+}
+
+/// The environment variable through which a nextest setup script hands a test process the
+/// path of `variant`'s `uv` (`UVFIX_UV_PATCHED`, `UVFIX_UV_PRISTINE`).
+pub fn env_var(variant: Variant) -> String {
+    format!("UVFIX_UV_{}", variant.name().to_uppercase())
+}
+
+/// `variant`'s `uv` for a test: the setup script's path when there is one, else build.
+pub fn uv_for_tests(variant: Variant) -> Result<PathBuf, Error> {
+    match std::env::var_os(env_var(variant)) {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => uv_path(&Paths::discover()?, variant),
     }
 }
 

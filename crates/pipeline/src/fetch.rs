@@ -123,7 +123,11 @@ pub fn locate(paths: &Paths, manifest: &Manifest) -> Result<Located, Error> {
 
     let packages = metadata(&dir)?;
     let uv = find(&packages, "uv", &manifest.uv.version)?;
-    let uv_crate_dir = uv.manifest_path.parent().expect("manifest has a dir").to_path_buf();
+    let uv_crate_dir = uv
+        .manifest_path
+        .parent()
+        .expect("manifest has a dir")
+        .to_path_buf();
     let uv_source = CrateSource {
         name: "uv".into(),
         version: manifest.uv.version.clone(),
@@ -186,7 +190,11 @@ fn metadata(dir: &Path) -> Result<Vec<MetaPackage>, Error> {
     Ok(metadata.packages)
 }
 
-fn find<'a>(packages: &'a [MetaPackage], name: &str, version: &str) -> Result<&'a MetaPackage, Error> {
+fn find<'a>(
+    packages: &'a [MetaPackage],
+    name: &str,
+    version: &str,
+) -> Result<&'a MetaPackage, Error> {
     packages
         .iter()
         .find(|p| {
@@ -207,8 +215,16 @@ fn crate_file(manifest_path: &Path, name: &str, version: &str) -> Result<PathBuf
     let index = manifest_path
         .parent()
         .and_then(Path::parent)
-        .ok_or_else(|| Error::Other(format!("unexpected registry path {}", manifest_path.display())))?;
-    let registry = index.parent().and_then(Path::parent).expect("registry/src/<index>");
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "unexpected registry path {}",
+                manifest_path.display()
+            ))
+        })?;
+    let registry = index
+        .parent()
+        .and_then(Path::parent)
+        .expect("registry/src/<index>");
     let file = registry
         .join("cache")
         .join(index.file_name().expect("index dir"))

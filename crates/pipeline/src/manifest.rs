@@ -58,11 +58,10 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self, Error> {
         let path = dir.join(Self::FILE);
         let text = fs_err::read_to_string(&path)?;
-        let mut manifest: Manifest =
-            toml::from_str(&text).map_err(|source| Error::Manifest {
-                path: path.clone(),
-                message: source.to_string(),
-            })?;
+        let mut manifest: Manifest = toml::from_str(&text).map_err(|source| Error::Manifest {
+            path: path.clone(),
+            message: source.to_string(),
+        })?;
         manifest.dir = dir.to_path_buf();
         manifest.validate(&path)?;
         Ok(manifest)

@@ -13,10 +13,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Error;
 use crate::manifest::{Manifest, SeriesEntry};
 use crate::patchfile;
 use crate::vendor::{self, CrateSource};
-use crate::Error;
 
 /// Resolve `target` (a crate name or a series entry path) to the entry to refresh.
 pub fn select(manifest: &Manifest, target: &str) -> Result<SeriesEntry, Error> {
@@ -36,7 +36,10 @@ pub fn select(manifest: &Manifest, target: &str) -> Result<SeriesEntry, Error> {
                  file to `series` in patches/series.toml first (an empty file with just a header is fine)"
             ))
         })?;
-    let last = manifest.entries_for(&chosen.krate).pop().expect("chosen is one");
+    let last = manifest
+        .entries_for(&chosen.krate)
+        .pop()
+        .expect("chosen is one");
     if last.rel != chosen.rel {
         return Err(Error::Other(format!(
             "`{}` is not the last patch of `{}` (that is `{}`); the edited tree contains the later \

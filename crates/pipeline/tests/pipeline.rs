@@ -11,7 +11,8 @@ use uvfix_pipeline::manifest::Manifest;
 use uvfix_pipeline::vendor::{self, CrateSource, Outcome};
 use uvfix_pipeline::{Error, refresh};
 
-const LIB_RS: &str = "pub fn open_marker() {\n    // open for writing\n    write();\n}\n\nfn write() {}\n";
+const LIB_RS: &str =
+    "pub fn open_marker() {\n    // open for writing\n    write();\n}\n\nfn write() {}\n";
 
 /// A `.crate` (gzipped tar of `demo-0.1.0/…`) holding `files`.
 fn fake_crate(dir: &Path, files: &[(&str, &str)]) -> CrateSource {
@@ -27,7 +28,11 @@ fn fake_crate(dir: &Path, files: &[(&str, &str)]) -> CrateSource {
         header.set_mode(0o644);
         header.set_cksum();
         builder
-            .append_data(&mut header, format!("demo-0.1.0/{name}"), contents.as_bytes())
+            .append_data(
+                &mut header,
+                format!("demo-0.1.0/{name}"),
+                contents.as_bytes(),
+            )
             .unwrap();
     }
     builder.into_inner().unwrap().finish().unwrap();
@@ -45,7 +50,10 @@ fn demo_crate(dir: &Path) -> CrateSource {
     fake_crate(
         dir,
         &[
-            ("Cargo.toml", "[package]\nname = \"demo\"\nversion = \"0.1.0\"\n"),
+            (
+                "Cargo.toml",
+                "[package]\nname = \"demo\"\nversion = \"0.1.0\"\n",
+            ),
             ("src/lib.rs", LIB_RS),
         ],
     )
@@ -71,7 +79,10 @@ diff --git a/src/lib.rs b/src/lib.rs
 /// `patches/` with a series.toml listing `patches` (file name, contents) for crate `demo`.
 fn series(root: &TempDir, patches: &[(&str, &str)]) -> Manifest {
     let dir = root.child("patches");
-    let list: Vec<String> = patches.iter().map(|(n, _)| format!("\"demo/{n}\"")).collect();
+    let list: Vec<String> = patches
+        .iter()
+        .map(|(n, _)| format!("\"demo/{n}\""))
+        .collect();
     dir.child("series.toml")
         .write_str(&format!(
             "series = [{}]\n[uv]\nversion = \"0.0.0\"\nchecksum = \"00\"\n[[crate]]\nname = \"demo\"\nversion = \"0.1.0\"\n",
@@ -168,7 +179,10 @@ fn a_failing_new_patch_leaves_the_previous_tree_in_place() {
     let broken = "Subject: demo: x\n---\ndiff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -6,1 +6,1 @@\n-fn missing() {}\n+fn other() {}\n";
     let manifest = series(
         &tmp,
-        &[("0001-read-only.patch", GOOD_PATCH), ("0002-broken.patch", broken)],
+        &[
+            ("0001-read-only.patch", GOOD_PATCH),
+            ("0002-broken.patch", broken),
+        ],
     );
     let err = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap_err();
 
@@ -204,7 +218,8 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
     fs_err::write(&lib, lib_rs(crates.path()) + "// my edit\n").unwrap();
 
     // Same inputs: the edit is reported and kept.
-    let outcome = vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    let outcome =
+        vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
     assert_eq!(outcome, Outcome::LocalEdits(vec!["demo".into()]));
 
     // Changed inputs would re-extract: refused unless forced.
@@ -240,14 +255,25 @@ fn refreshing_an_edit_rewrites_the_diff_and_keeps_the_header() {
     let (source, manifest, edited) = refresh_fixture(&tmp);
     let lib = edited.join("src/lib.rs");
     let text = fs_err::read_to_string(&lib).unwrap();
-    fs_err::write(&lib, text.replace("fn write() {}", "fn write() {\n    // never on a read-only cache\n}")).unwrap();
+    fs_err::write(
+        &lib,
+        text.replace(
+            "fn write() {}",
+            "fn write() {\n    // never on a read-only cache\n}",
+        ),
+    )
+    .unwrap();
     fs_err::write(edited.join("src/new.rs"), "// a new module\n").unwrap();
     let entry = refresh::select(&manifest, "demo/0001-read-only.patch").unwrap();
 
     assert!(refresh::refresh(&manifest, &source, &entry, &edited, tmp.path()).unwrap());
 
     let patch = fs_err::read_to_string(&entry.path).unwrap();
-    assert!(patch.starts_with("Subject: demo: open the marker read-only\n\nWhy: a read-only cache.\n---\n"));
+    assert!(
+        patch.starts_with(
+            "Subject: demo: open the marker read-only\n\nWhy: a read-only cache.\n---\n"
+        )
+    );
     assert!(patch.contains("+    // never on a read-only cache\n"));
     assert!(patch.contains("diff --git a/src/new.rs b/src/new.rs\nnew file mode 100644\n--- /dev/null\n+++ b/src/new.rs\n"));
 
@@ -266,7 +292,13 @@ fn only_the_last_patch_of_a_crate_can_be_refreshed() {
     let tmp = TempDir::new().unwrap();
     demo_crate(tmp.path());
     let second = "Subject: demo: y\n---\ndiff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -6 +6 @@\n-fn write() {}\n+fn write() { }\n";
-    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH), ("0002-y.patch", second)]);
+    let manifest = series(
+        &tmp,
+        &[
+            ("0001-read-only.patch", GOOD_PATCH),
+            ("0002-y.patch", second),
+        ],
+    );
 
     let err = refresh::select(&manifest, "demo/0001-read-only.patch").unwrap_err();
     assert!(err.to_string().contains("not the last patch"), "{err}");

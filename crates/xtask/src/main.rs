@@ -87,8 +87,22 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Build { variant } => {
+            // Under a nextest setup script, hand the paths to every test process.
+            let mut nextest_env = match std::env::var_os("NEXTEST_ENV") {
+                Some(path) => Some(
+                    fs_err::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(path)?,
+                ),
+                None => None,
+            };
             for (variant, bins) in variant.0.iter().zip(builder::ensure(&paths, &variant.0)?) {
                 println!("{}\t{}", variant.name(), bins.uv.display());
+                if let Some(file) = nextest_env.as_mut() {
+                    use std::io::Write as _;
+                    writeln!(file, "{}={}", builder::env_var(*variant), bins.uv.display())?;
+                }
             }
         }
         Command::UvPath { variant } => {
@@ -110,7 +124,10 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
         PatchCommand::Edit { krate } => {
             let dir = paths.crates_dir(Variant::Patched).join(&krate);
             if !dir.is_dir() {
-                bail!("{} does not exist; run `cargo xtask vendor` first", dir.display());
+                bail!(
+                    "{} does not exist; run `cargo xtask vendor` first",
+                    dir.display()
+                );
             }
             println!("{}", dir.display());
         }

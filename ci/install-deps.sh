@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what the fixture needs on a fresh Debian/Ubuntu machine (as root, or with sudo).
+# Idempotent: anything already present is left alone. Used by .ci/run, the GitHub
+# workflows and people alike.
+set -euo pipefail
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# bubblewrap: the ro-home and ro-root sandboxes (and Codex's and Claude Code's own sandboxes).
+# strace: the write-syscall benchmark. ripgrep + socat: required by Claude Code's `srt`.
+# patch: `cargo xtask upstream forward` reports per-hunk offset/fuzz with GNU patch.
+need=()
+for pair in bwrap:bubblewrap strace:strace rg:ripgrep socat:socat patch:patch git:git setpriv:util-linux; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "ci/install-deps: installing ${need[*]}"
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "ci/install-deps: cargo not found. Install Rust with rustup (https://rustup.rs), then rerun." >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "ci/install-deps: installing cargo-nextest from crates.io"
+  cargo install --locked cargo-nextest
+fi
