@@ -1,0 +1,386 @@
+//! Sandboxes built by other projects, used as their users use them. Each is detected and probed;
+//! when it cannot run here, [`crate::Sandbox::availability`] says why.
+//!
+//! * `codex`: Codex CLI (npm `@openai/codex`), `codex sandbox linux --full-auto`: network off
+//!   (seccomp), writable roots = cwd + TMPDIR + `/tmp` by default. `/tmp` is excluded
+//!   (`exclude_slash_tmp`) because the layout lives under `/tmp` in tests and would make the
+//!   cache writable; workspace and TMPDIR are listed explicitly. Version 0.63.0 is the Landlock
+//!   generation (EACCES). Found via `$UVFIX_CODEX`, then `PATH`, then
+//!   `target/uvfix/npm/node_modules/.bin/codex` under the workspace root. Codex always makes the
+//!   cwd writable too, so the cwd must not be inside `$HOME` (the canary would catch it).
+//! * `sandbox-runtime`: Anthropic's `srt` (npm `@anthropic-ai/sandbox-runtime`), bubblewrap
+//!   based (needs `bwrap`, `rg`, `socat`). `srt --settings FILE -- PROG ARGS` with
+//!   `allowWrite = [workspace, tmp]`, `denyWrite = [cache]`, no allowed domains (offline). The
+//!   settings file is written by [`crate::Sandbox::command`] next to `layout.tmp` (in the cell's
+//!   root; `$TMPDIR/uvfix-srt-UID/` if that is `/` or the system temp dir).
+//!   srt overrides `TMPDIR` with `/tmp/claude` and adds proxy variables. Found via `$UVFIX_SRT`,
+//!   `PATH`, then the npm dir like codex.
+//! * `docker-ro`: `docker run --rm -i --read-only --network none --user UID:GID`, `$HOME`,
+//!   workspace and tmp mounted at their host paths, the cache mounted again `:ro` on top; the
+//!   helper and the program are mounted read-only at their host paths; the image is
+//!   `$UVFIX_DOCKER_IMAGE` (default `debian:bookworm-slim`) and must already be present. Only
+//!   when `docker info` succeeds.
+//! * `seatbelt`: macOS `sandbox-exec -p` with `(allow default)`, `(deny file-write* (subpath
+//!   CACHE))` and `(deny network*)`; EPERM. Unavailable on every other OS.
+//!
+//! npm scripts are started through the host's `node` (see `probe::script_command`), so the
+//! sandboxed command's `PATH` need not contain node.
+
+use std::collections::hash_map::DefaultHasher;
+use std::ffi::OsString;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::probe::{
+    find_in_path, is_executable, json_string, run_probe, script_command, toml_string, tool,
+};
+use crate::{Availability, Invocation, Layout, sandbox_env};
+
+/// The fixture's npm prefix, where `cargo xtask` (or a developer) installs the npm sandboxes.
+fn npm_bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/uvfix/npm/node_modules/.bin")
+        .join(name)
+}
+
+/// `$VAR`, then `PATH`, then the fixture's npm dir.
+fn locate(var: &str, name: &str) -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(format!(
+                "${var} is set to {} but that is not an executable file",
+                path.display()
+            ))
+        };
+    }
+    find_in_path(name)
+        .or_else(|| Some(npm_bin(name)).filter(|p| is_executable(p)))
+        .ok_or_else(|| {
+            format!(
+                "{name} not found in ${var}, PATH or {}",
+                npm_bin(name).display()
+            )
+        })
+}
+
+fn located(var: &str, name: &str) -> PathBuf {
+    locate(var, name).unwrap_or_else(|_| PathBuf::from(name))
+}
+
+/// Run a short real sandboxed `/bin/sh -c :` through the tool: installed is not "works".
+fn smoke(mut cmd: Command, what: &str) -> Availability {
+    cmd.current_dir(std::env::temp_dir());
+    match run_probe(cmd, Duration::from_secs(60)) {
+        Ok(out) if out.success => Availability::Available,
+        Ok(out) => Availability::Unavailable(format!("{what} fails here: {}", out.text)),
+        Err(e) => Availability::Unavailable(format!("{what}: {e}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// codex
+
+const CODEX_INSTALL: &str = "npm install --prefix target/uvfix/npm @openai/codex@0.63.0";
+
+pub(crate) fn codex_availability() -> Availability {
+    if !cfg!(target_os = "linux") {
+        return Availability::Unavailable(
+            "the codex policy drives `codex sandbox linux` (Linux only)".into(),
+        );
+    }
+    let codex = match locate("UVFIX_CODEX", "codex") {
+        Ok(codex) => codex,
+        Err(e) => return Availability::Unavailable(format!("{e}: {CODEX_INSTALL}")),
+    };
+    let mut probe = script_command(&codex);
+    probe.args(codex_policy_args(&[std::env::temp_dir()]));
+    probe.args(["--", "/bin/sh", "-c", ":"]);
+    smoke(probe, "`codex sandbox linux`")
+}
+
+fn codex_policy_args(writable: &[PathBuf]) -> Vec<OsString> {
+    let roots: Vec<String> = writable
+        .iter()
+        .map(|p| toml_string(p.as_os_str()))
+        .collect();
+    [
+        "sandbox".to_owned(),
+        "linux".to_owned(),
+        "--full-auto".to_owned(),
+        "-c".to_owned(),
+        "sandbox_workspace_write.exclude_slash_tmp=true".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "sandbox_workspace_write.writable_roots=[{}]",
+            roots.join(",")
+        ),
+    ]
+    .map(OsString::from)
+    .to_vec()
+}
+
+pub(crate) fn codex(layout: &Layout, inv: &Invocation) -> Command {
+    let mut cmd = script_command(&located("UVFIX_CODEX", "codex"));
+    cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
+    cmd.args(codex_policy_args(&[
+        layout.workspace.clone(),
+        layout.tmp.clone(),
+    ]));
+    cmd.arg("--").arg(&inv.program).args(&inv.args);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------------
+// sandbox-runtime (srt)
+
+const SRT_INSTALL: &str = "npm install --prefix target/uvfix/npm @anthropic-ai/sandbox-runtime";
+
+pub(crate) fn srt_availability() -> Availability {
+    if !cfg!(any(target_os = "linux", target_os = "macos")) {
+        return Availability::Unavailable("srt supports Linux and macOS only".into());
+    }
+    let srt = match locate("UVFIX_SRT", "srt") {
+        Ok(srt) => srt,
+        Err(e) => return Availability::Unavailable(format!("{e}: {SRT_INSTALL}")),
+    };
+    if cfg!(target_os = "linux") {
+        for (tool, package) in [
+            ("bwrap", "bubblewrap"),
+            ("rg", "ripgrep"),
+            ("socat", "socat"),
+        ] {
+            if find_in_path(tool).is_none() {
+                return Availability::Unavailable(format!(
+                    "srt needs {tool} on Linux: apt-get install {package}"
+                ));
+            }
+        }
+    }
+    let dir = std::env::temp_dir();
+    let probe_layout = Layout {
+        home: dir.clone(),
+        cache: dir.join("uvfix-srt-probe-cache"),
+        workspace: dir.clone(),
+        tmp: dir,
+    };
+    let settings = match write_srt_settings(&probe_layout) {
+        Ok(settings) => settings,
+        Err(e) => return Availability::Unavailable(format!("writing srt settings: {e}")),
+    };
+    let mut probe = script_command(&srt);
+    probe
+        .arg("--settings")
+        .arg(settings)
+        .args(["--", "/bin/sh", "-c", ":"]);
+    smoke(probe, "`srt`")
+}
+
+/// The settings of one layout: written on the host, read by srt before it builds the sandbox.
+fn srt_settings_json(layout: &Layout) -> String {
+    let j = |p: &Path| json_string(p.as_os_str());
+    format!(
+        "{{\"network\":{{\"allowedDomains\":[],\"deniedDomains\":[]}},\
+          \"filesystem\":{{\"denyRead\":[],\"allowWrite\":[{},{}],\"denyWrite\":[{}]}}}}\n",
+        j(&layout.workspace),
+        j(&layout.tmp),
+        j(&layout.cache)
+    )
+}
+
+fn write_srt_settings(layout: &Layout) -> std::io::Result<PathBuf> {
+    let json = srt_settings_json(layout);
+    let mut hasher = DefaultHasher::new();
+    json.hash(&mut hasher);
+    let name = format!("uvfix-srt-settings-{:016x}.json", hasher.finish());
+    // Beside TMPDIR, i.e. in the cell's own root: deleted with the layout, and not writable from
+    // inside (only workspace and tmp are), so a sandboxed command cannot widen the next run's
+    // rules. Fallback when that parent is not ours to write (TMPDIR = /tmp): a per-uid dir.
+    let dir = match layout.tmp.parent() {
+        Some(parent) if parent != Path::new("/") && parent != std::env::temp_dir() => {
+            parent.to_path_buf()
+        }
+        _ => {
+            let uid = rustix::process::geteuid().as_raw();
+            let dir = std::env::temp_dir().join(format!("uvfix-srt-{uid}"));
+            fs_err::create_dir_all(&dir)?;
+            dir
+        }
+    };
+    let path = dir.join(&name);
+    if !path.exists() {
+        // Unique temp name then rename: concurrent runs never read a half-written file.
+        let partial = dir.join(format!(".{name}.{}", std::process::id()));
+        fs_err::write(&partial, json)?;
+        fs_err::rename(&partial, &path)?;
+    }
+    Ok(path)
+}
+
+pub(crate) fn srt(layout: &Layout, inv: &Invocation) -> Command {
+    let mut cmd = script_command(&located("UVFIX_SRT", "srt"));
+    cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
+    match write_srt_settings(layout) {
+        Ok(settings) => cmd.arg("--settings").arg(settings),
+        Err(e) => {
+            // Cannot fail here; srt refuses the missing file loudly and we say why on stderr.
+            eprintln!("uvfix-sandbox: cannot write the srt settings file: {e}");
+            cmd.arg("--settings")
+                .arg("/nonexistent/uvfix-srt-settings.json")
+        }
+    };
+    cmd.arg("--").arg(&inv.program).args(&inv.args);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------------
+// docker
+
+fn docker_image() -> OsString {
+    std::env::var_os("UVFIX_DOCKER_IMAGE").unwrap_or_else(|| "debian:bookworm-slim".into())
+}
+
+pub(crate) fn docker_availability() -> Availability {
+    if find_in_path("docker").is_none() {
+        return Availability::Unavailable("docker CLI not installed".into());
+    }
+    let mut info = Command::new(tool("docker"));
+    info.arg("info");
+    match run_probe(info, Duration::from_secs(20)) {
+        Ok(out) if out.success => {}
+        Ok(out) => {
+            let last = out.text.lines().last().unwrap_or_default().to_owned();
+            return Availability::Unavailable(format!(
+                "`docker info` failed, no usable engine: {last}"
+            ));
+        }
+        Err(e) => return Availability::Unavailable(e),
+    }
+    let mut inspect = Command::new(tool("docker"));
+    inspect.args(["image", "inspect"]).arg(docker_image());
+    match run_probe(inspect, Duration::from_secs(20)) {
+        Ok(out) if out.success => Availability::Available,
+        _ => Availability::Unavailable(format!(
+            "docker image {:?} is not present (no registry access here); pull it or set UVFIX_DOCKER_IMAGE",
+            docker_image()
+        )),
+    }
+}
+
+pub(crate) fn docker(layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
+    // The docker client keeps the host environment (DOCKER_HOST, its config); the container gets
+    // exactly the sandboxed environment through `-e`.
+    let mut cmd = Command::new(tool("docker"));
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    cmd.args(["run", "--rm", "-i", "--read-only", "--network", "none"])
+        .arg(format!("--user={uid}:{gid}"));
+    let volume = |src: &Path, suffix: &str| {
+        let mut v = OsString::from("--volume=");
+        v.push(src);
+        v.push(":");
+        v.push(src);
+        v.push(suffix);
+        v
+    };
+    // Docker sorts mounts by depth, so the `:ro` cache lands on top of the writable home.
+    for dir in [&layout.home, &layout.workspace, &layout.tmp] {
+        cmd.arg(volume(dir, ""));
+    }
+    cmd.arg(volume(&layout.cache, ":ro"));
+    for file in [helper, inv.program.as_path()] {
+        if file.is_absolute() && file.exists() {
+            cmd.arg(volume(file, ":ro"));
+        }
+    }
+    let mut workdir = OsString::from("--workdir=");
+    workdir.push(&inv.cwd);
+    cmd.arg(workdir);
+    for (key, value) in sandbox_env(inv) {
+        let mut kv = key;
+        kv.push("=");
+        kv.push(value);
+        cmd.arg("--env").arg(kv);
+    }
+    cmd.arg(docker_image()).arg(&inv.program).args(&inv.args);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------------
+// seatbelt
+
+const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
+
+pub(crate) fn seatbelt_availability() -> Availability {
+    if !cfg!(target_os = "macos") {
+        return Availability::Unavailable(format!(
+            "Seatbelt (sandbox-exec) exists only on macOS, this is {}",
+            std::env::consts::OS
+        ));
+    }
+    if !Path::new(SANDBOX_EXEC).exists() {
+        return Availability::Unavailable(format!("{SANDBOX_EXEC} not found"));
+    }
+    Availability::Available
+}
+
+/// The Seatbelt profile: everything allowed except writing below the cache and the network.
+pub fn seatbelt_profile(cache: &Path) -> String {
+    // Seatbelt matches resolved paths (/var → /private/var on macOS).
+    let cache = fs_err::canonicalize(cache).unwrap_or_else(|_| cache.to_path_buf());
+    let quoted = cache
+        .to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    format!(
+        "(version 1)\n(allow default)\n(deny file-write* (subpath \"{quoted}\"))\n(deny network*)\n"
+    )
+}
+
+pub(crate) fn seatbelt(layout: &Layout, inv: &Invocation) -> Command {
+    let mut cmd = crate::base_command(SANDBOX_EXEC, inv);
+    cmd.arg("-p")
+        .arg(seatbelt_profile(&layout.cache))
+        .arg(&inv.program)
+        .args(&inv.args);
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srt_settings_are_json_with_the_layout() {
+        let layout = Layout {
+            home: "/h".into(),
+            cache: "/h/.cache/uv".into(),
+            workspace: "/w".into(),
+            tmp: "/t".into(),
+        };
+        let json = srt_settings_json(&layout);
+        assert!(json.contains(r#""allowWrite":["/w","/t"]"#), "{json}");
+        assert!(json.contains(r#""denyWrite":["/h/.cache/uv"]"#), "{json}");
+        assert!(json.contains(r#""allowedDomains":[]"#), "{json}");
+    }
+
+    #[test]
+    fn codex_args_quote_roots_as_toml() {
+        let args = codex_policy_args(&["/w \"x\"".into()]);
+        assert_eq!(
+            args.last().unwrap(),
+            r#"sandbox_workspace_write.writable_roots=["/w \"x\""]"#
+        );
+    }
+
+    #[test]
+    fn seatbelt_profile_denies_cache_writes() {
+        let profile = seatbelt_profile(Path::new("/nonexistent/cache"));
+        assert!(profile.contains("(deny file-write* (subpath \"/nonexistent/cache\"))"));
+        assert!(profile.contains("(deny network*)"));
+    }
+}

@@ -1,0 +1,180 @@
+//! `foreign-owner`: the cache belongs to someone else and its permission bits deny us, as on a
+//! shared CI cache or a cache populated by `sudo`.
+//!
+//! ```text
+//! as root:     run as uid/gid 65534 (nobody/nogroup) in a fresh network namespace:
+//!                unshare --net -- setpriv --reuid=65534 --regid=65534 --clear-groups -- PROG …
+//!              prepare(): chown -R 65534:65534 workspace tmp
+//!                         o+x on every ancestor of home, workspace, tmp and on home → cache
+//!                         the cache tree is not touched: it stays root's, modes as they are
+//! as non-root: run as ourselves; prepare() strips every write bit from the cache tree
+//!              (the owner is then denied too: no CAP_DAC_OVERRIDE); release() gives u+w back
+//! ```
+//!
+//! Denied writes get EACCES (given the usual 755/644 modes; a group/other-writable entry in the
+//! cache, like uv's 0666 `.lock`, stays writable, as it would for a real foreign owner).
+//! "Every ancestor" includes system directories: a layout under `/root` makes `/root` o+x
+//! (traversable, not listable). The fixture's layouts live under `/tmp`. Why `setpriv` rather than the helper calling `setresuid`: it is part
+//! of util-linux (always on Debian), changes real, effective and saved ids plus the supplementary
+//! groups in one audited place, and keeps this crate free of `unsafe`; dropping from uid 0 also
+//! clears the capability sets, so the command is an ordinary unprivileged process.
+//!
+//! Everything the command executes must be reachable by uid 65534. [`stage_executable`] copies a
+//! binary that is not (e.g. under `/root`, mode 0700) to a world-readable directory; the canary
+//! does that for the helper by itself, callers do it for their program.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fs_err as fs;
+
+use crate::probe::{find_in_path, is_root, tool};
+use crate::{Availability, Invocation, Layout};
+
+/// The unprivileged uid (and gid) the command runs as when we are root: `nobody`/`nogroup`.
+pub const UID: u32 = 65534;
+
+pub(crate) fn availability() -> Availability {
+    if !is_root() {
+        // Non-root: write bits are stripped instead; nothing to find.
+        return Availability::Available;
+    }
+    match find_in_path("setpriv") {
+        Some(_) => Availability::Available,
+        None => Availability::Unavailable("setpriv not found: apt-get install util-linux".into()),
+    }
+}
+
+pub(crate) fn command(inv: &Invocation) -> Command {
+    if !is_root() {
+        return crate::direct_command(inv);
+    }
+    let mut cmd = match find_in_path("unshare") {
+        // Root may create a network namespace without a user namespace: offline for free.
+        Some(unshare) => {
+            let mut cmd = crate::base_command(unshare, inv);
+            cmd.args(["--net", "--"]).arg(tool("setpriv"));
+            cmd
+        }
+        None => crate::base_command(tool("setpriv"), inv),
+    };
+    cmd.arg(format!("--reuid={UID}"))
+        .arg(format!("--regid={UID}"))
+        .args(["--clear-groups", "--"])
+        .arg(&inv.program)
+        .args(&inv.args);
+    cmd
+}
+
+pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
+    // A missing cache would make the canary fail with ENOENT; an empty one is a valid cell.
+    fs::create_dir_all(&layout.cache)?;
+    if !is_root() {
+        return walk(&layout.cache, &mut |path, meta| {
+            set_mode(path, meta, meta.mode() & !0o222)
+        });
+    }
+    for dir in [&layout.workspace, &layout.tmp] {
+        walk(dir, &mut |path, _| {
+            fs::os::unix::fs::lchown(path, Some(UID), Some(UID))
+        })?;
+    }
+    // assert_fs/tempfile dirs are 0700: without o+x on the way, uid 65534 reaches nothing.
+    let mut traversed: Vec<&Path> = Vec::new();
+    for dir in [&layout.home, &layout.workspace, &layout.tmp] {
+        traversed.extend(dir.ancestors().skip(1));
+    }
+    traversed.extend(
+        layout
+            .cache
+            .ancestors()
+            .skip(1)
+            .take_while(|p| p.starts_with(&layout.home)),
+    );
+    for dir in traversed {
+        let meta = fs::metadata(dir)?;
+        set_mode(dir, &meta, meta.mode() | 0o001)?;
+    }
+    // The cache tree itself is left exactly as it is (modes are part of the cell's cache state,
+    // e.g. uv's `.lock` is 0666 and a state may chmod it 000); the canary proves the denial.
+    Ok(())
+}
+
+pub(crate) fn release(layout: &Layout) -> io::Result<()> {
+    if is_root() || !layout.cache.exists() {
+        return Ok(());
+    }
+    walk(&layout.cache, &mut |path, meta| {
+        set_mode(path, meta, meta.mode() | 0o200)
+    })
+}
+
+/// `path`, or a world-readable copy of it when uid 65534 could not execute it in place. Only
+/// needed (and only done) when we are root; a non-root run executes as ourselves.
+///
+/// Copies go to `$TMPDIR/uvfix-staged/` (mode 0755), named after the original's path, size and
+/// mtime, so a rebuilt binary gets a fresh copy and concurrent callers share one.
+pub fn stage_executable(path: &Path) -> io::Result<PathBuf> {
+    if !is_root() || executable_by_others(path)? {
+        return Ok(path.to_path_buf());
+    }
+    let original = fs::canonicalize(path)?;
+    let meta = fs::metadata(&original)?;
+    let mut hasher = DefaultHasher::new();
+    (&original, meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut hasher);
+    let file_name = original.file_name().unwrap_or_default().to_string_lossy();
+    let dir = std::env::temp_dir().join("uvfix-staged");
+    fs::create_dir_all(&dir)?;
+    fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    let staged = dir.join(format!("{:016x}-{file_name}", hasher.finish()));
+    if !staged.exists() {
+        // Copy under a private name, then rename: a concurrent caller never sees half a binary.
+        let partial = dir.join(format!(".{}-{}", std::process::id(), file_name));
+        fs::copy(&original, &partial)?;
+        fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+        fs::rename(&partial, &staged)?;
+    }
+    Ok(staged)
+}
+
+/// Whether a user that is neither owner nor in the group can execute `path` (mode bits only; the
+/// fixture does not use ACLs).
+fn executable_by_others(path: &Path) -> io::Result<bool> {
+    let path = fs::canonicalize(path)?;
+    let dirs_ok = path
+        .ancestors()
+        .skip(1)
+        .map(|dir| fs::metadata(dir).map(|m| m.mode() & 0o001 != 0))
+        .collect::<io::Result<Vec<bool>>>()?
+        .into_iter()
+        .all(|ok| ok);
+    Ok(dirs_ok && fs::metadata(&path)?.mode() & 0o001 != 0)
+}
+
+fn set_mode(path: &Path, meta: &std::fs::Metadata, mode: u32) -> io::Result<()> {
+    // chmod follows symlinks: leave links alone, their targets are visited on their own.
+    if meta.file_type().is_symlink() || meta.mode() & 0o7777 == mode & 0o7777 {
+        return Ok(());
+    }
+    fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// Visit `root` and everything below it, without following symlinks. Directories are visited
+/// before their contents, so a directory made traversable first can then be descended.
+fn walk(
+    root: &Path,
+    visit: &mut dyn FnMut(&Path, &std::fs::Metadata) -> io::Result<()>,
+) -> io::Result<()> {
+    let meta = fs::symlink_metadata(root)?;
+    visit(root, &meta)?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(root)? {
+            walk(&entry?.path(), visit)?;
+        }
+    }
+    Ok(())
+}

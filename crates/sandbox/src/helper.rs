@@ -1,0 +1,213 @@
+//! The `uvfix-sandbox` helper binary: the part of the fixture that runs *inside* a sandbox.
+//!
+//! ```text
+//! uvfix-sandbox canary DIR
+//! uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...
+//! ```
+//!
+//! `canary` prints exactly one report line on stdout (see [`CanaryOutcome`]); `landlock` restricts
+//! itself and execs `PROG`, so the restriction is inherited by everything `PROG` starts.
+//! Exit codes follow `env(1)`: 125 the helper itself failed, 126/127 `PROG` could not be executed.
+
+use std::ffi::OsString;
+use std::io::ErrorKind;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "usage: uvfix-sandbox canary DIR\n       uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...";
+
+/// Prefix of the canary's report line, so it can be told apart from anything a wrapper prints.
+const REPORT: &str = "uvfix-canary";
+
+/// What the canary saw, as printed on one stdout line:
+/// `uvfix-canary created PATH`, `uvfix-canary denied errno=N`, `uvfix-canary error MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CanaryOutcome {
+    /// The file was created (and removed again): the directory is writable.
+    Created(PathBuf),
+    /// `open(O_CREAT|O_EXCL)` failed with this errno.
+    Denied(i32),
+    /// Something that is not an errno went wrong.
+    Error(String),
+}
+
+impl CanaryOutcome {
+    fn render(&self) -> String {
+        match self {
+            CanaryOutcome::Created(path) => format!("{REPORT} created {}", path.display()),
+            CanaryOutcome::Denied(errno) => format!("{REPORT} denied errno={errno}"),
+            CanaryOutcome::Error(msg) => format!("{REPORT} error {}", msg.replace('\n', " ")),
+        }
+    }
+
+    pub(crate) fn parse(line: &str) -> Option<CanaryOutcome> {
+        let rest = line.trim_end().strip_prefix(REPORT)?.strip_prefix(' ')?;
+        if let Some(path) = rest.strip_prefix("created ") {
+            Some(CanaryOutcome::Created(PathBuf::from(path)))
+        } else if let Some(errno) = rest.strip_prefix("denied errno=") {
+            errno.parse().ok().map(CanaryOutcome::Denied)
+        } else {
+            rest.strip_prefix("error ")
+                .map(|msg| CanaryOutcome::Error(msg.to_owned()))
+        }
+    }
+}
+
+/// Entry point of the `uvfix-sandbox` helper binary (subcommands `landlock …` and `canary DIR`).
+pub fn helper_main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let sub = args.next();
+    let rest: Vec<OsString> = args.collect();
+    match sub.as_ref().and_then(|s| s.to_str()) {
+        Some("canary") => match rest.as_slice() {
+            [dir] => canary(Path::new(dir)),
+            _ => usage_error("canary takes exactly one DIR"),
+        },
+        Some("landlock") => match parse_landlock(rest) {
+            Ok(parsed) => run_landlock(parsed),
+            Err(msg) => usage_error(&msg),
+        },
+        _ => usage_error("unknown subcommand"),
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("uvfix-sandbox: {msg}\n{USAGE}");
+    ExitCode::from(125)
+}
+
+/// Try to create a fresh file in `dir`. `create_new` is `O_CREAT|O_EXCL`: the question is exactly
+/// "may this process add an entry to the directory", which is what uv needs from its cache.
+fn canary(dir: &Path) -> ExitCode {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!(
+        ".uvfix-canary-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let path = dir.join(name);
+    // std, not fs_err: the raw errno is the whole point, and fs_err's context wrapper hides it.
+    let outcome = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(file) => {
+            drop(file);
+            // Leave no trace in the cache; a failed removal is reported but the verdict stands.
+            if let Err(e) = fs_err::remove_file(&path) {
+                eprintln!("uvfix-sandbox: canary created but could not remove it: {e}");
+            }
+            CanaryOutcome::Created(path)
+        }
+        Err(e) => match e.raw_os_error() {
+            Some(errno) => CanaryOutcome::Denied(errno),
+            None => CanaryOutcome::Error(e.to_string()),
+        },
+    };
+    println!("{}", outcome.render());
+    match outcome {
+        CanaryOutcome::Error(_) => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct LandlockArgs {
+    rw: Vec<PathBuf>,
+    deny_tcp: bool,
+    program: OsString,
+    args: Vec<OsString>,
+}
+
+fn parse_landlock(args: Vec<OsString>) -> Result<LandlockArgs, String> {
+    let mut rw = Vec::new();
+    let mut deny_tcp = false;
+    let mut it = args.into_iter();
+    loop {
+        let arg = it.next().ok_or("missing `-- PROG`")?;
+        match arg.to_str() {
+            Some("--rw") => rw.push(PathBuf::from(it.next().ok_or("--rw needs a DIR")?)),
+            Some("--deny-tcp") => deny_tcp = true,
+            Some("--") => break,
+            _ => return Err(format!("unexpected argument {arg:?}")),
+        }
+    }
+    let program = it.next().ok_or("missing PROG after `--`")?;
+    Ok(LandlockArgs {
+        rw,
+        deny_tcp,
+        program,
+        args: it.collect(),
+    })
+}
+
+fn run_landlock(args: LandlockArgs) -> ExitCode {
+    if let Err(e) = crate::landlock::restrict_self(&args.rw, args.deny_tcp) {
+        // Never fall through to running the program unsandboxed.
+        eprintln!("uvfix-sandbox: landlock: {e}");
+        return ExitCode::from(125);
+    }
+    // `exec` only returns on failure; PATH lookup uses the (already sandboxed) environment.
+    let err = Command::new(&args.program).args(&args.args).exec();
+    eprintln!("uvfix-sandbox: cannot execute {:?}: {err}", args.program);
+    ExitCode::from(if err.kind() == ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_lines_round_trip() {
+        for outcome in [
+            CanaryOutcome::Created(PathBuf::from("/c/.uvfix-canary-1")),
+            CanaryOutcome::Denied(30),
+            CanaryOutcome::Error("no errno".into()),
+        ] {
+            assert_eq!(CanaryOutcome::parse(&outcome.render()), Some(outcome));
+        }
+        assert_eq!(CanaryOutcome::parse("created /x"), None);
+        assert_eq!(CanaryOutcome::parse("uvfix-canary denied errno=x"), None);
+    }
+
+    #[test]
+    fn landlock_args() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        let parsed = parse_landlock(os(&[
+            "--rw",
+            "/w",
+            "--deny-tcp",
+            "--rw",
+            "/dev",
+            "--",
+            "sh",
+            "-c",
+            "--rw",
+        ]))
+        .unwrap();
+        assert_eq!(
+            parsed,
+            LandlockArgs {
+                rw: vec!["/w".into(), "/dev".into()],
+                deny_tcp: true,
+                program: "sh".into(),
+                args: os(&["-c", "--rw"]),
+            }
+        );
+        assert!(parse_landlock(os(&["--rw"])).is_err());
+        assert!(parse_landlock(os(&["--rw", "/w"])).is_err());
+        assert!(parse_landlock(os(&["--",])).is_err());
+        assert!(parse_landlock(os(&["sh"])).is_err());
+    }
+}

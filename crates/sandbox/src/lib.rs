@@ -1,0 +1,458 @@
+//! Run a command with the uv cache denied the way real users meet it.
+//!
+//! API CONTRACT (shared with `uvfix-scenario` and `xtask`; keep these names and shapes).
+//! Each [`Sandbox`] is one small declarative policy. Every use is proven by a canary:
+//! [`Sandbox::canary`] tries to create a new file in the cache *inside* the sandbox and
+//! must see the expected errno before a matrix cell counts.
+//!
+//! # The policies (one module each, each fits on a screen)
+//!
+//! | name            | module        | how the cache is denied                                     | errno  |
+//! |-----------------|---------------|-------------------------------------------------------------|--------|
+//! | `none`          | –             | not at all (baseline; its canary must fail)                 | –      |
+//! | `landlock`      | [`landlock`]  | helper applies a Landlock ruleset (read `/`, write ws/tmp/dev) | EACCES |
+//! | `ro-home`       | [`bwrap`]     | bubblewrap, `$HOME` bind-mounted read-only                  | EROFS  |
+//! | `ro-root`       | [`bwrap`]     | bubblewrap, `/` read-only, only the workspace writable      | EROFS  |
+//! | `foreign-owner` | [`foreign`]   | root: run as uid 65534; else: write bits stripped           | EACCES |
+//! | `codex`         | [`external`]  | `codex sandbox linux --full-auto` (0.63: Landlock+seccomp)  | EACCES |
+//! | `sandbox-runtime` | [`external`] | Anthropic `srt` with a settings JSON (bubblewrap)          | EROFS  |
+//! | `docker-ro`     | [`external`]  | `docker run --read-only`, cache volume `:ro`                | EROFS  |
+//! | `seatbelt`      | [`external`]  | macOS `sandbox-exec`, `(deny file-write* (subpath cache))`  | EPERM  |
+//!
+//! # Environment
+//!
+//! The sandboxed command gets exactly [`Invocation::env`] (the host environment is cleared), plus
+//! `PATH` when the caller did not set one (the host's `PATH`, else a standard one), and runs in
+//! [`Invocation::cwd`]. External tools may add variables of their own (`codex` prepends to `PATH`
+//! and sets `CODEX_SANDBOX_NETWORK_DISABLED`; `srt` sets proxy variables and `TMPDIR=/tmp/claude`).
+//!
+//! # Network
+//!
+//! Every policy that can take the network away does: bubblewrap `--unshare-net`, Landlock denies
+//! TCP bind/connect (ABI 4+), foreign-owner as root runs under `unshare --net`, codex uses seccomp,
+//! srt has an empty domain allow-list, docker gets `--network none`, seatbelt `(deny network*)`.
+//! `none` and foreign-owner as a non-root user keep the network.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub mod bwrap;
+pub mod external;
+pub mod foreign;
+mod helper;
+pub mod landlock;
+mod probe;
+
+pub use helper::helper_main;
+
+/// The ways a write to the cache is denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Denial {
+    /// EACCES (13): Landlock, permission bits.
+    Eacces,
+    /// EROFS (30): read-only bind mounts (bubblewrap, `docker -v …:ro`).
+    Erofs,
+    /// EPERM (1): macOS Seatbelt.
+    Eperm,
+}
+
+impl Denial {
+    /// The raw errno value (Linux numbering; EACCES and EPERM agree on macOS, EROFS is 30 there too).
+    pub fn errno(self) -> i32 {
+        match self {
+            Denial::Eacces => 13,
+            Denial::Erofs => 30,
+            Denial::Eperm => 1,
+        }
+    }
+
+    /// The denial an errno stands for, if it is one of the three.
+    pub fn from_errno(errno: i32) -> Option<Denial> {
+        [Denial::Eacces, Denial::Erofs, Denial::Eperm]
+            .into_iter()
+            .find(|d| d.errno() == errno)
+    }
+}
+
+/// Every sandbox the matrix knows. `None` is the unsandboxed baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sandbox {
+    None,
+    Landlock,
+    RoHome,
+    RoRoot,
+    ForeignOwner,
+    Codex,
+    SandboxRuntime,
+    DockerReadOnly,
+    Seatbelt,
+}
+
+/// The directories of one cell. All absolute. `cache` lies inside `home`
+/// (`$HOME/.cache/uv`), `workspace` and `tmp` do not.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub home: PathBuf,
+    pub cache: PathBuf,
+    pub workspace: PathBuf,
+    /// Scratch dir handed to the command as TMPDIR (writable unless the policy says otherwise).
+    pub tmp: PathBuf,
+}
+
+/// A command to run inside a sandbox.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The complete environment (the sandbox starts from an empty one, then adds these).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    /// Why it cannot run here, in words for the report (e.g. "bwrap not installed: apt-get install bubblewrap").
+    Unavailable(String),
+}
+
+impl Availability {
+    pub fn is_available(&self) -> bool {
+        matches!(self, Availability::Available)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "sandbox `{sandbox}` did not deny a write into the cache: the canary file was created at {path}"
+    )]
+    CanaryNotDenied {
+        sandbox: &'static str,
+        path: PathBuf,
+    },
+    #[error("sandbox `{sandbox}` denied the canary with {got}, expected {expected:?}")]
+    WrongDenial {
+        sandbox: &'static str,
+        got: String,
+        expected: Denial,
+    },
+    #[error("sandbox `{sandbox}` could not run the canary: {detail}")]
+    CanaryFailed {
+        sandbox: &'static str,
+        detail: String,
+    },
+    #[error("preparing sandbox `{sandbox}`: {source}")]
+    Prepare {
+        sandbox: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Sandbox {
+    pub const ALL: [Sandbox; 9] = [
+        Sandbox::None,
+        Sandbox::Landlock,
+        Sandbox::RoHome,
+        Sandbox::RoRoot,
+        Sandbox::ForeignOwner,
+        Sandbox::Codex,
+        Sandbox::SandboxRuntime,
+        Sandbox::DockerReadOnly,
+        Sandbox::Seatbelt,
+    ];
+
+    /// Short stable name used in test names, table columns and CLI flags ("landlock", "ro-home", …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Sandbox::None => "none",
+            Sandbox::Landlock => "landlock",
+            Sandbox::RoHome => "ro-home",
+            Sandbox::RoRoot => "ro-root",
+            Sandbox::ForeignOwner => "foreign-owner",
+            Sandbox::Codex => "codex",
+            Sandbox::SandboxRuntime => "sandbox-runtime",
+            Sandbox::DockerReadOnly => "docker-ro",
+            Sandbox::Seatbelt => "seatbelt",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Sandbox> {
+        Sandbox::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The errno a denied cache write gets; `None` for `Sandbox::None`.
+    ///
+    /// `codex` is EACCES for the Landlock generation (0.63.0, the one this fixture installs); a
+    /// newer, bubblewrap-based codex would show EROFS and its canary then fails with
+    /// [`SandboxError::WrongDenial`] instead of passing unnoticed.
+    pub fn denial(self) -> Option<Denial> {
+        match self {
+            Sandbox::None => None,
+            Sandbox::Landlock | Sandbox::ForeignOwner | Sandbox::Codex => Some(Denial::Eacces),
+            Sandbox::RoHome
+            | Sandbox::RoRoot
+            | Sandbox::SandboxRuntime
+            | Sandbox::DockerReadOnly => Some(Denial::Erofs),
+            Sandbox::Seatbelt => Some(Denial::Eperm),
+        }
+    }
+
+    /// Whether this machine can provide the sandbox, with the reason if not. Cheap; may be cached.
+    ///
+    /// Probes really start the tool once (e.g. `bwrap … /bin/sh -c :`, `docker info`), because
+    /// "installed" is not "works" (user namespaces may be disabled, the docker engine may be
+    /// missing). Results are cached for the life of the process.
+    pub fn availability(self) -> Availability {
+        probe::cached(self, || match self {
+            Sandbox::None => Availability::Available,
+            Sandbox::Landlock => landlock::availability(),
+            Sandbox::RoHome | Sandbox::RoRoot => bwrap::availability(self),
+            Sandbox::ForeignOwner => foreign::availability(),
+            Sandbox::Codex => external::codex_availability(),
+            Sandbox::SandboxRuntime => external::srt_availability(),
+            Sandbox::DockerReadOnly => external::docker_availability(),
+            Sandbox::Seatbelt => external::seatbelt_availability(),
+        })
+    }
+
+    /// Whether TMPDIR (`layout.tmp`) is writable inside the sandbox (false for ro-root).
+    pub fn tmp_writable(self) -> bool {
+        !matches!(self, Sandbox::RoRoot)
+    }
+
+    /// Adjust ownership/modes on the host before use (foreign-owner: chown workspace+tmp to the
+    /// unprivileged uid, make path components traversable). Idempotent.
+    ///
+    /// Only `foreign-owner` changes anything; see [`foreign`]. As a non-root user that
+    /// strips the write bits of the cache tree, which also keeps the owner from deleting it: call
+    /// [`Sandbox::release`] before removing the layout.
+    pub fn prepare(self, layout: &Layout) -> Result<(), SandboxError> {
+        match self {
+            Sandbox::ForeignOwner => {
+                foreign::prepare(layout).map_err(|source| SandboxError::Prepare {
+                    sandbox: self.name(),
+                    source,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Undo what [`Sandbox::prepare`] did where it would get in the way of deleting the layout
+    /// (foreign-owner as non-root: give the owner its write bits back). Idempotent; a no-op for
+    /// every other sandbox and for root.
+    pub fn release(self, layout: &Layout) -> Result<(), SandboxError> {
+        match self {
+            Sandbox::ForeignOwner => {
+                foreign::release(layout).map_err(|source| SandboxError::Prepare {
+                    sandbox: self.name(),
+                    source,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Build the host-side command that runs `inv` inside the sandbox. `helper` is the path of the
+    /// `uvfix-sandbox` helper binary (needed by landlock and the canary).
+    ///
+    /// Building never fails: if the tool is missing the returned command fails to spawn or exits
+    /// non-zero with the tool's own message. Check [`Sandbox::availability`] first.
+    ///
+    /// Under `foreign-owner` as root, `inv.program` runs as uid 65534 and must be executable by
+    /// it: pass it through [`foreign::stage_executable`] if it may live in a private directory.
+    pub fn command(self, layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
+        match self {
+            Sandbox::None => direct_command(inv),
+            Sandbox::Landlock => landlock::command(layout, helper, inv),
+            Sandbox::RoHome => bwrap::ro_home(layout, helper, inv),
+            Sandbox::RoRoot => bwrap::ro_root(layout, helper, inv),
+            Sandbox::ForeignOwner => foreign::command(inv),
+            Sandbox::Codex => external::codex(layout, inv),
+            Sandbox::SandboxRuntime => external::srt(layout, inv),
+            Sandbox::DockerReadOnly => external::docker(layout, helper, inv),
+            Sandbox::Seatbelt => external::seatbelt(layout, inv),
+        }
+    }
+
+    /// Prove the sandbox denies: create a new file in `layout.cache` from inside; Ok(denial seen).
+    ///
+    /// For `none` a created file is the expected outcome and still reported as
+    /// [`SandboxError::CanaryNotDenied`]: nothing counts unless a denial was seen.
+    pub fn canary(self, layout: &Layout, helper: &Path) -> Result<Denial, SandboxError> {
+        self.probe_write(layout, helper, &layout.cache)
+    }
+
+    /// The canary aimed at any directory: runs `helper canary DIR` inside the sandbox (same
+    /// wrapping and uid as a real command, cwd = workspace, `HOME`/`TMPDIR` from the layout) and
+    /// maps the outcome. [`Sandbox::canary`] is this with `dir = layout.cache`.
+    ///
+    /// For `foreign-owner` as root the helper must be executable by uid 65534; if it is not (e.g.
+    /// it lives under `/root`, mode 0700) it is first copied to a world-readable directory, see
+    /// [`foreign::stage_executable`].
+    pub fn probe_write(
+        self,
+        layout: &Layout,
+        helper: &Path,
+        dir: &Path,
+    ) -> Result<Denial, SandboxError> {
+        let sandbox = self.name();
+        let failed = |detail: String| SandboxError::CanaryFailed { sandbox, detail };
+        let helper = match self {
+            Sandbox::ForeignOwner => foreign::stage_executable(helper)
+                .map_err(|e| failed(format!("staging the helper for uid {}: {e}", foreign::UID)))?,
+            _ => helper.to_path_buf(),
+        };
+        let inv = Invocation {
+            program: helper.clone(),
+            args: vec![OsString::from("canary"), dir.as_os_str().to_owned()],
+            env: vec![
+                (OsString::from("HOME"), layout.home.clone().into_os_string()),
+                (
+                    OsString::from("TMPDIR"),
+                    layout.tmp.clone().into_os_string(),
+                ),
+            ],
+            cwd: layout.workspace.clone(),
+        };
+        let output = self
+            .command(layout, &helper, &inv)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("spawning the sandbox: {e}")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let outcome = stdout
+            .lines()
+            .find_map(helper::CanaryOutcome::parse)
+            .ok_or_else(|| {
+                failed(format!(
+                    "no canary report ({}); stdout: {:?}; stderr: {:?}",
+                    output.status,
+                    stdout.trim(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ))
+            })?;
+        match outcome {
+            helper::CanaryOutcome::Created(path) => {
+                Err(SandboxError::CanaryNotDenied { sandbox, path })
+            }
+            helper::CanaryOutcome::Denied(errno) => {
+                match (Denial::from_errno(errno), self.denial()) {
+                    (Some(seen), Some(expected)) if seen != expected => {
+                        Err(SandboxError::WrongDenial {
+                            sandbox,
+                            got: errno_name(errno),
+                            expected,
+                        })
+                    }
+                    (Some(seen), _) => Ok(seen),
+                    // ENOENT, ENOSPC, …: not a denial at all, the setup is broken.
+                    (None, _) => Err(failed(format!(
+                        "creating a file in {} failed with {}, which is not a denial",
+                        dir.display(),
+                        errno_name(errno)
+                    ))),
+                }
+            }
+            helper::CanaryOutcome::Error(msg) => Err(failed(msg)),
+        }
+    }
+}
+
+impl std::fmt::Display for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// "EROFS (errno 30)" for reports.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        1 => "EPERM",
+        2 => "ENOENT",
+        13 => "EACCES",
+        17 => "EEXIST",
+        18 => "EXDEV",
+        20 => "ENOTDIR",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        _ => "errno",
+    };
+    format!("{name} (errno {errno})")
+}
+
+/// The environment the sandboxed command gets: `inv.env`, plus `PATH` if the caller set none.
+fn sandbox_env(inv: &Invocation) -> Vec<(OsString, OsString)> {
+    let mut env = inv.env.clone();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from(probe::DEFAULT_PATH));
+        env.push((OsString::from("PATH"), path));
+    }
+    env
+}
+
+/// A command for `program` with the sandboxed environment and cwd already applied; every policy
+/// starts from this and puts its wrapper in front.
+fn base_command(program: impl AsRef<OsStr>, inv: &Invocation) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
+    cmd
+}
+
+/// `none`: the command as is.
+fn direct_command(inv: &Invocation) -> Command {
+    let mut cmd = base_command(&inv.program, inv);
+    cmd.args(&inv.args);
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        for s in Sandbox::ALL {
+            assert_eq!(Sandbox::from_name(s.name()), Some(s));
+        }
+        let mut names: Vec<_> = Sandbox::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Sandbox::ALL.len());
+        assert_eq!(Sandbox::from_name("nope"), None);
+    }
+
+    #[test]
+    fn only_none_has_no_denial() {
+        for s in Sandbox::ALL {
+            assert_eq!(s.denial().is_none(), s == Sandbox::None, "{s}");
+        }
+    }
+
+    #[test]
+    fn errno_mapping() {
+        for d in [Denial::Eacces, Denial::Erofs, Denial::Eperm] {
+            assert_eq!(Denial::from_errno(d.errno()), Some(d));
+        }
+        assert_eq!(Denial::from_errno(2), None);
+        assert_eq!(errno_name(30), "EROFS (errno 30)");
+    }
+
+    #[test]
+    fn path_is_added_only_when_missing() {
+        let mut inv = Invocation {
+            program: "/bin/true".into(),
+            args: vec![],
+            env: vec![("A".into(), "1".into())],
+            cwd: "/".into(),
+        };
+        let env = sandbox_env(&inv);
+        assert_eq!(env.len(), 2);
+        assert!(env.iter().any(|(k, _)| k == "PATH"));
+        inv.env.push(("PATH".into(), "/x".into()));
+        assert_eq!(sandbox_env(&inv), inv.env);
+    }
+}
