@@ -1,5 +1,7 @@
 //! `cargo xtask`: the fixture's automation, as a plain Rust program (see ARCHITECTURE.md).
 
+mod bench;
+
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -39,6 +41,12 @@ enum Command {
     },
     /// Run the unit tests of the patched crates (the ones the series adds included).
     TestPatched,
+    /// Benchmarks: warm-run time patched vs pristine, and write syscalls on the cache.
+    Bench {
+        /// Timed runs per variant.
+        #[arg(long, default_value_t = 21)]
+        runs: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +121,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => test_patched(&paths)?,
+        Command::Bench { runs } => bench::run(&paths, runs, &sandbox_helper(&paths)?)?,
     }
     Ok(())
 }
@@ -170,4 +179,20 @@ fn test_patched(paths: &Paths) -> Result<()> {
         bail!("unit tests of the patched crates failed ({status})");
     }
     Ok(())
+}
+
+/// Build the `uvfix-sandbox` helper binary (root package) and return its path.
+fn sandbox_helper(paths: &Paths) -> Result<std::path::PathBuf> {
+    let status = fetch::cargo()
+        .current_dir(&paths.root)
+        .args(["build", "--quiet", "--package", "uvfix", "--bin", "uvfix-sandbox"])
+        .status()
+        .context("building the uvfix-sandbox helper")?;
+    if !status.success() {
+        bail!("building the uvfix-sandbox helper failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| paths.root.join("target"));
+    Ok(target.join("debug").join("uvfix-sandbox"))
 }

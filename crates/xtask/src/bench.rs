@@ -1,0 +1,242 @@
+//! `cargo xtask bench`: the two numbers the patch promises, measured, not asserted in a
+//! timed test.
+//!
+//! 1. Warm `uv run python3 -c pass`, patched vs pristine, same profile: ratio of medians.
+//! 2. Write-intent syscalls on the cache during one warm run (strace: opens with write,
+//!    create or truncate flags, mkdir, rename, unlink, link, symlink under the cache root),
+//!    with a writable cache and a read-only one (the ro-home sandbox: EROFS).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use uvfix_pipeline::Paths;
+use uvfix_pipeline::builder::{self, Variant};
+use uvfix_sandbox::{Invocation, Layout, Sandbox};
+use uvfix_scenario::cell::make_layout;
+use uvfix_scenario::python::find_python;
+
+/// One uv under test, with a warm cache of its own.
+struct Bench {
+    variant: Variant,
+    uv: PathBuf,
+    layout: Layout,
+    python: PathBuf,
+}
+
+impl Bench {
+    fn invocation(&self) -> Invocation {
+        let mut path = OsString::from(self.uv.parent().expect("uv has a dir"));
+        path.push(":/usr/bin:/bin");
+        Invocation {
+            program: self.uv.clone(),
+            args: ["run", "python3", "-c", "pass"].map(OsString::from).to_vec(),
+            env: vec![
+                ("HOME".into(), self.layout.home.clone().into()),
+                ("TMPDIR".into(), self.layout.tmp.clone().into()),
+                ("UV_PYTHON".into(), self.python.clone().into()),
+                ("UV_PYTHON_DOWNLOADS".into(), "never".into()),
+                ("UV_NO_PROGRESS".into(), "1".into()),
+                ("PATH".into(), path),
+            ],
+            cwd: self.layout.workspace.clone(),
+        }
+    }
+
+    fn command(&self, sandbox: Sandbox, helper: &Path) -> Command {
+        sandbox.command(&self.layout, helper, &self.invocation())
+    }
+}
+
+pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        bail!("strace is needed for the syscall count: apt-get install strace (ci/install-deps.sh)");
+    }
+    let python = find_python()?;
+    let scratch = tempfile::Builder::new().prefix("uvfix-bench-").tempdir()?;
+    let mut benches = Vec::new();
+    for (variant, bins) in Variant::ALL.iter().zip(builder::ensure(paths, &Variant::ALL)?) {
+        let dirs = make_layout(&scratch.path().join(variant.name()))?;
+        let bench = Bench {
+            variant: *variant,
+            uv: bins.uv,
+            layout: dirs.layout,
+            python: python.clone(),
+        };
+        let status = bench.command(Sandbox::None, helper).stdout(Stdio::null()).status()?;
+        if !status.success() {
+            bail!("warming the {} cache failed ({status})", variant.name());
+        }
+        benches.push(bench);
+    }
+
+    // Interleave the runs so drift on a shared machine hits both variants alike.
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); benches.len()];
+    for _ in 0..runs {
+        for (bench, times) in benches.iter().zip(&mut times) {
+            let start = Instant::now();
+            let status = bench.command(Sandbox::None, helper).stdout(Stdio::null()).status()?;
+            times.push(start.elapsed());
+            if !status.success() {
+                bail!("{} `uv run python3 -c pass` failed ({status})", bench.variant.name());
+            }
+        }
+    }
+    let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
+
+    let mut report = String::new();
+    report.push_str(&format!(
+        "warm `uv run python3 -c pass`, {runs} runs each, dev profile, median:\n"
+    ));
+    for (bench, median) in benches.iter().zip(&medians) {
+        report.push_str(&format!("  {:<9} {:>8.1} ms\n", bench.variant.name(), ms(*median)));
+    }
+    report.push_str(&format!(
+        "  ratio patched/pristine: {:.3}\n\n",
+        medians[0].as_secs_f64() / medians[1].as_secs_f64()
+    ));
+
+    report.push_str("write-intent syscalls under the cache root (strace), one warm run:\n");
+    report.push_str("  uv         cache       count  exit\n");
+    for bench in &benches {
+        for sandbox in [Sandbox::None, Sandbox::RoHome] {
+            if let uvfix_sandbox::Availability::Unavailable(why) = sandbox.availability() {
+                report.push_str(&format!("  {:<9}  {:<10}  skipped: {why}\n", bench.variant.name(), "read-only"));
+                continue;
+            }
+            let (count, status, calls) = strace_writes(bench, sandbox, helper, scratch.path())?;
+            report.push_str(&format!(
+                "  {:<9}  {:<10}  {count:>5}  {status}\n",
+                bench.variant.name(),
+                if sandbox == Sandbox::None { "writable" } else { "read-only" },
+            ));
+            let cache = bench.layout.cache.to_string_lossy();
+            let workspace = bench.layout.workspace.to_string_lossy();
+            for call in calls.iter().take(20) {
+                let call = call.replace(&*cache, "$CACHE").replace(&*workspace, "$WS");
+                report.push_str(&format!("      {call}\n"));
+            }
+        }
+    }
+    print!("{report}");
+    let out = paths.work().join("bench");
+    fs_err::create_dir_all(&out)?;
+    fs_err::write(out.join("bench.txt"), &report)?;
+    eprintln!("uvfix: wrote {}", out.join("bench.txt").display());
+    Ok(())
+}
+
+fn strace_writes(
+    bench: &Bench,
+    sandbox: Sandbox,
+    helper: &Path,
+    scratch: &Path,
+) -> Result<(usize, String, Vec<String>)> {
+    let log = scratch.join(format!("strace-{}-{}.log", bench.variant.name(), sandbox.name()));
+    let inner = bench.command(sandbox, helper);
+    let mut command = Command::new("strace");
+    command
+        .args(["-f", "-qq", "-y", "-s", "4096", "-o"])
+        .arg(&log)
+        .args(["-e", "trace=open,openat,openat2,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,rmdir,link,linkat,symlink,symlinkat", "--"])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(dir) = inner.get_current_dir() {
+        command.current_dir(dir);
+    }
+    let status = command.status().context("running strace")?;
+    let text = fs_err::read_to_string(&log)?;
+    let calls: Vec<String> = text
+        .lines()
+        .filter(|line| write_intent_under(line, &bench.layout.cache))
+        .map(|line| line.split_once(' ').map_or(line, |(_, rest)| rest.trim_start()).to_string())
+        .collect();
+    let exit = status.code().map_or_else(|| status.to_string(), |c| format!("exit {c}"));
+    Ok((calls.len(), exit, calls))
+}
+
+/// Whether one strace line (`-f -y` format) is a write-intent call on a path under `cache`.
+pub fn write_intent_under(line: &str, cache: &Path) -> bool {
+    let Some((_pid, call)) = line.split_once(' ') else {
+        return false;
+    };
+    let call = call.trim_start();
+    let Some((name, args)) = call.split_once('(') else {
+        return false;
+    };
+    let writes = match name {
+        "open" | "openat" | "openat2" => ["O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"]
+            .iter()
+            .any(|flag| args.contains(flag)),
+        "creat" | "mkdir" | "mkdirat" | "rename" | "renameat" | "renameat2" | "unlink"
+        | "unlinkat" | "rmdir" | "link" | "linkat" | "symlink" | "symlinkat" => true,
+        _ => false,
+    };
+    writes && paths_of(args).iter().any(|p| p.starts_with(cache))
+}
+
+/// The paths a call names: each quoted argument, made absolute with the `<dir>` strace -y
+/// prints after the directory fd that precedes it (or AT_FDCWD's).
+fn paths_of(args: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dir: Option<&str> = None;
+    let mut rest = args;
+    while let Some(at) = rest.find(['<', '"']) {
+        let (open, close) = if rest[at..].starts_with('<') { ('<', '>') } else { ('"', '"') };
+        let body = &rest[at + 1..];
+        let Some(end) = body.find(close) else { break };
+        let value = &body[..end];
+        if open == '<' {
+            dir = Some(value);
+        } else {
+            let path = Path::new(value);
+            out.push(match dir {
+                Some(dir) if path.is_relative() => Path::new(dir).join(path),
+                _ => path.to_path_buf(),
+            });
+            dir = None;
+        }
+        rest = &body[end + 1..];
+    }
+    out
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CACHE: &str = "/t/home/.cache/uv";
+
+    #[test]
+    fn write_intent_is_found_under_the_cache_only() {
+        let cache = Path::new(CACHE);
+        for (line, expected) in [
+            (r#"7 openat(AT_FDCWD</w>, "/t/home/.cache/uv/.lock", O_RDWR|O_CREAT|O_CLOEXEC, 0666) = 3</t/home/.cache/uv/.lock>"#, true),
+            (r#"7 openat(AT_FDCWD</w>, "/t/home/.cache/uv/.lock", O_RDONLY|O_CLOEXEC) = 3"#, false),
+            (r#"7 openat(AT_FDCWD</w>, "/w/.venv/pyvenv.cfg", O_WRONLY|O_CREAT|O_TRUNC, 0666) = 3"#, false),
+            (r#"7 mkdir("/t/home/.cache/uv/sdists-v9", 0777) = -1 EEXIST (File exists)"#, true),
+            (r#"7 unlinkat(5</t/home/.cache/uv/builds-v0>, ".tmpAbc", 0) = 0"#, true),
+            (r#"7 openat(AT_FDCWD</t/home/.cache/uv>, ".gitignore", O_WRONLY|O_CREAT, 0666) = -1 EROFS"#, true),
+            (r#"7 renameat2(AT_FDCWD</w>, "/tmp/x", AT_FDCWD</w>, "/t/home/.cache/uv/y", RENAME_NOREPLACE) = 0"#, true),
+            (r#"7 +++ exited with 0 +++"#, false),
+            (r#"7684  mkdir("/t/home/.cache/uv", 0777) = 0"#, true),
+        ] {
+            assert_eq!(write_intent_under(line, cache), expected, "{line}");
+        }
+    }
+}
