@@ -1,0 +1,472 @@
+//! Expected outcomes as data, and the judge that turns an observation into an [`Outcome`].
+//!
+//! [`RULES`] is one ordered table; the first matching row wins. The patched uv must pass every
+//! warm cell in every denying sandbox. Every other uv (the pristine build, the official 0.12.5
+//! wheel) is expected to FAIL the cells the patch fixes, so a pristine cell that starts passing
+//! is reported as a failure: we want to notice when upstream changes.
+//!
+//! Pristine rows were measured with the official uv 0.12.5 binary (see the crate docs for the
+//! measurements); patched rows encode the goal until the patch lands.
+
+use serde::{Deserialize, Serialize};
+use uvfix_sandbox::Sandbox;
+
+use crate::scenario::ScenarioId;
+use crate::state::CacheState;
+
+/// What a cell is expected to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
+    /// Exit 0, stdout predicate holds, cache unchanged.
+    Pass,
+    /// Known broken (pristine): any failure is an expected failure; a pass is reported.
+    Fail,
+    /// Success is impossible: a non-zero exit with a plain-words error, no panic, cache unchanged.
+    PlainError,
+    /// Either [`Expect::Pass`] or [`Expect::PlainError`].
+    PassOrPlainError,
+}
+
+/// The verdict of one cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "kebab-case")]
+pub enum Outcome {
+    Pass,
+    /// Failed as expected (pristine on a read-only cache; a plain error where success is impossible).
+    ExpectedFail,
+    Fail(String),
+    Skip(String),
+}
+
+impl Outcome {
+    /// `pass`, `xfail`, `FAIL`, `skip`: the words in tables.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::ExpectedFail => "xfail",
+            Outcome::Fail(_) => "FAIL",
+            Outcome::Skip(_) => "skip",
+        }
+    }
+
+    pub fn is_fail(&self) -> bool {
+        matches!(self, Outcome::Fail(_))
+    }
+}
+
+/// Which uv a rule is about. Only the label "patched" is the patched build; "pristine",
+/// "official-0.12.5" and anything else behave like upstream.
+#[derive(Debug, Clone, Copy)]
+pub enum UvSel {
+    Any,
+    Patched,
+    Upstream,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum SandboxSel {
+    Any,
+    /// `Sandbox::None`: a writable cache.
+    Unsandboxed,
+    /// Any sandbox that denies cache writes.
+    Denying,
+    /// A denying sandbox that also makes TMPDIR read-only.
+    TmpReadOnly,
+    One(Sandbox),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum ScenarioSel {
+    Any,
+    /// Scenarios that must create or fill a `.venv` (see [`crate::scenario::Scenario::writes_env`]).
+    WritesEnv,
+    In(&'static [ScenarioId]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum StateSel {
+    Any,
+    In(&'static [CacheState]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub uv: UvSel,
+    pub sandbox: SandboxSel,
+    pub scenario: ScenarioSel,
+    pub state: StateSel,
+    pub expect: Expect,
+    pub why: &'static str,
+}
+
+const fn rule(
+    uv: UvSel,
+    sandbox: SandboxSel,
+    scenario: ScenarioSel,
+    state: StateSel,
+    expect: Expect,
+    why: &'static str,
+) -> Rule {
+    Rule {
+        uv,
+        sandbox,
+        scenario,
+        state,
+        expect,
+        why,
+    }
+}
+
+use CacheState as St;
+use ScenarioSel as Sc;
+use StateSel as Ss;
+use UvSel as U;
+
+/// The label of the patched build.
+pub const PATCHED: &str = "patched";
+
+/// First match wins.
+pub const RULES: &[Rule] = &[
+    // Measured: 0.12.5 opens `sdists-v9/.git` for writing at cache init and dies with EISDIR
+    // ("Failed to initialize cache … Is a directory (os error 21)"), even with a writable cache.
+    rule(
+        U::Upstream,
+        SandboxSel::Unsandboxed,
+        Sc::Any,
+        Ss::In(&[St::GitMarkerIsDir]),
+        Expect::Fail,
+        "0.12.5 dies with EISDIR on a `.git` directory marker even on a writable cache",
+    ),
+    // A writable cache and a marker that cannot be written: tolerating it is a bonus.
+    rule(
+        U::Patched,
+        SandboxSel::Unsandboxed,
+        Sc::Any,
+        Ss::In(&[St::GitMarkerIsDir]),
+        Expect::PassOrPlainError,
+        "writable cache with a directory where a marker file belongs",
+    ),
+    // A writable cache: uv repairs the damage (measured: recreates .gitignore, .lock,
+    // CACHEDIR.TAG; creates an absent cache) and works.
+    rule(
+        U::Any,
+        SandboxSel::Unsandboxed,
+        Sc::Any,
+        Ss::Any,
+        Expect::Pass,
+        "writable cache",
+    ),
+    // No cache and none can be created; with TMPDIR read-only too there is nowhere to put
+    // even a throwaway one.
+    rule(
+        U::Patched,
+        SandboxSel::TmpReadOnly,
+        Sc::Any,
+        Ss::In(&[St::CacheAbsent]),
+        Expect::PassOrPlainError,
+        "no cache, and neither the cache nor TMPDIR can be written",
+    ),
+    // Running a bare interpreter (S1) or an already-synced environment (S2) needs nothing
+    // from a cache.
+    rule(
+        U::Patched,
+        SandboxSel::Denying,
+        Sc::In(&[ScenarioId::S1, ScenarioId::S2]),
+        Ss::In(&[St::CacheAbsent]),
+        Expect::Pass,
+        "nothing needs to be read from the cache",
+    ),
+    // Everything else has to unpack a wheel or build an environment from cached artifacts.
+    rule(
+        U::Patched,
+        SandboxSel::Denying,
+        Sc::Any,
+        Ss::In(&[St::CacheAbsent]),
+        Expect::PassOrPlainError,
+        "no cache and none can be created: a plain-words error is acceptable",
+    ),
+    rule(
+        U::Patched,
+        SandboxSel::TmpReadOnly,
+        Sc::WritesEnv,
+        Ss::Any,
+        Expect::PassOrPlainError,
+        "TMPDIR is read-only and the scenario must write an environment",
+    ),
+    rule(
+        U::Patched,
+        SandboxSel::Denying,
+        Sc::Any,
+        Ss::Any,
+        Expect::Pass,
+        "the patch: a read-only cache is read, never initialised or locked for writing",
+    ),
+    // Measured with the official 0.12.5 in landlock, ro-home, ro-root and foreign-owner, every
+    // scenario, every state: exit 2, "Failed to initialize cache" (writing .gitignore,
+    // CACHEDIR.TAG or sdists-v9/.git; creating the cache dir) or "Could not acquire lock"
+    // (a temp file next to .lock).
+    rule(
+        U::Upstream,
+        SandboxSel::Denying,
+        Sc::Any,
+        Ss::Any,
+        Expect::Fail,
+        "0.12.5 initialises and write-locks the cache before reading it",
+    ),
+];
+
+fn uv_matches(sel: UvSel, label: &str) -> bool {
+    match sel {
+        U::Any => true,
+        U::Patched => label == PATCHED,
+        U::Upstream => label != PATCHED,
+    }
+}
+
+fn sandbox_matches(sel: SandboxSel, sandbox: Sandbox) -> bool {
+    match sel {
+        SandboxSel::Any => true,
+        SandboxSel::Unsandboxed => sandbox == Sandbox::None,
+        SandboxSel::Denying => sandbox != Sandbox::None,
+        SandboxSel::TmpReadOnly => sandbox != Sandbox::None && !sandbox.tmp_writable(),
+        SandboxSel::One(s) => sandbox == s,
+    }
+}
+
+fn scenario_matches(sel: ScenarioSel, scenario: ScenarioId) -> bool {
+    match sel {
+        Sc::Any => true,
+        Sc::WritesEnv => scenario.spec().writes_env,
+        Sc::In(list) => list.contains(&scenario),
+    }
+}
+
+fn state_matches(sel: StateSel, state: CacheState) -> bool {
+    match sel {
+        Ss::Any => true,
+        Ss::In(list) => list.contains(&state),
+    }
+}
+
+/// The matching rule (its `why` explains the expectation in reports).
+pub fn rule_for(
+    uv_label: &str,
+    sandbox: Sandbox,
+    scenario: ScenarioId,
+    state: CacheState,
+) -> &'static Rule {
+    RULES
+        .iter()
+        .find(|r| {
+            uv_matches(r.uv, uv_label)
+                && state_matches(r.state, state)
+                && scenario_matches(r.scenario, scenario)
+                && sandbox_matches(r.sandbox, sandbox)
+        })
+        // The last rows cover every (uv, sandbox) pair; keep it total anyway.
+        .unwrap_or(&FALLBACK)
+}
+
+const FALLBACK: Rule = rule(
+    U::Any,
+    SandboxSel::Any,
+    Sc::Any,
+    Ss::Any,
+    Expect::Pass,
+    "default",
+);
+
+pub fn expected(
+    uv_label: &str,
+    sandbox: Sandbox,
+    scenario: ScenarioId,
+    state: CacheState,
+) -> Expect {
+    rule_for(uv_label, sandbox, scenario, state).expect
+}
+
+/// What a cell saw.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// `None`: killed by a signal (or by us on timeout).
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub stdout_ok: bool,
+    pub stderr: String,
+    /// Cache diff, only when it counts (inside a denying sandbox); `None` = unchanged.
+    pub cache_change: Option<String>,
+}
+
+/// Marks of a crash rather than an error message.
+pub fn panicked(obs: &Observed) -> bool {
+    obs.exit_code == Some(101) || obs.stderr.contains("panicked at")
+}
+
+/// "A plain-words read-only error": uv's `error:` line saying in words why it could not work.
+/// The words are those of the OS errors a sandbox produces (EROFS, EACCES, EPERM) and of uv's
+/// own explanations for a cache it may not write or a package it cannot get offline.
+pub fn plain_error(stderr: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "read-only file system",
+        "read-only",
+        "permission denied",
+        "operation not permitted",
+        "not writable",
+        "os error 30",
+        "os error 13",
+        "os error 1)",
+        "offline",
+        "cache",
+    ];
+    let lower = stderr.to_lowercase();
+    lower.contains("error") && WORDS.iter().any(|w| lower.contains(w))
+}
+
+fn describe_failure(obs: &Observed) -> String {
+    match obs.exit_code {
+        _ if panicked(obs) => format!("panicked (exit {:?})", obs.exit_code),
+        Some(0) => "exit 0 but stdout lacks the expected line".into(),
+        Some(code) => format!("exit {code}: {}", first_error_line(&obs.stderr)),
+        None => "killed by a signal".into(),
+    }
+}
+
+/// The first `error:` line of uv's stderr (or the first line), for reports.
+pub fn first_error_line(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("error"))
+        .or_else(|| stderr.lines().find(|l| !l.trim().is_empty()))
+        .unwrap_or("(no stderr)");
+    let line = line.trim();
+    if line.chars().count() > 160 {
+        format!("{}…", line.chars().take(160).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
+/// Compare an observation with the expectation.
+pub fn judge(expect: Expect, obs: &Observed) -> Outcome {
+    if obs.timed_out {
+        return Outcome::Fail("timed out (killed)".into());
+    }
+    if let Some(change) = &obs.cache_change {
+        // A write got into the read-only cache: never acceptable, whatever the uv.
+        return Outcome::Fail(format!("cache changed inside the sandbox: {change}"));
+    }
+    let passed = obs.exit_code == Some(0) && obs.stdout_ok;
+    let clean_error =
+        obs.exit_code.is_some_and(|c| c != 0) && !panicked(obs) && plain_error(&obs.stderr);
+    match expect {
+        Expect::Pass if passed => Outcome::Pass,
+        Expect::Pass => Outcome::Fail(describe_failure(obs)),
+        Expect::Fail if passed => {
+            Outcome::Fail("unexpectedly passed (upstream changed? update the expect table)".into())
+        }
+        Expect::Fail => Outcome::ExpectedFail,
+        Expect::PassOrPlainError if passed => Outcome::Pass,
+        Expect::PlainError if passed => {
+            Outcome::Fail("unexpectedly passed where a plain error was expected".into())
+        }
+        Expect::PlainError | Expect::PassOrPlainError if clean_error => Outcome::ExpectedFail,
+        Expect::PlainError | Expect::PassOrPlainError => Outcome::Fail(format!(
+            "not a plain-words error: {}",
+            describe_failure(obs)
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    fn obs(exit: i32, stdout_ok: bool, stderr: &str) -> Observed {
+        Observed {
+            exit_code: Some(exit),
+            stdout_ok,
+            stderr: stderr.into(),
+            ..Observed::default()
+        }
+    }
+
+    const EROFS: &str = "error: Could not acquire lock\n  Caused by: Could not create temporary file\n  Caused by: Read-only file system (os error 30) at path \"/h/.cache/uv/.tmpmn12wj\"";
+
+    #[test_case(Expect::Pass, obs(0, true, "") => Outcome::Pass ; "pass")]
+    #[test_case(Expect::Pass, obs(0, false, "") => matches Outcome::Fail(_) ; "wrong stdout")]
+    #[test_case(Expect::Pass, obs(2, false, EROFS) => matches Outcome::Fail(_) ; "error")]
+    #[test_case(Expect::Fail, obs(2, false, EROFS) => Outcome::ExpectedFail ; "xfail")]
+    #[test_case(Expect::Fail, obs(101, false, "thread 'main' panicked at x") => Outcome::ExpectedFail ; "xfail panic")]
+    #[test_case(Expect::Fail, obs(0, true, "") => matches Outcome::Fail(_) ; "unexpected pass")]
+    #[test_case(Expect::PlainError, obs(2, false, EROFS) => Outcome::ExpectedFail ; "plain")]
+    #[test_case(Expect::PlainError, obs(101, false, "thread 'main' panicked at src/x.rs: read-only") => matches Outcome::Fail(_) ; "panic is not plain")]
+    #[test_case(Expect::PlainError, obs(1, false, "Traceback") => matches Outcome::Fail(_) ; "no words")]
+    #[test_case(Expect::PlainError, obs(0, true, "") => matches Outcome::Fail(_) ; "plain expected but passed")]
+    #[test_case(Expect::PassOrPlainError, obs(0, true, "") => Outcome::Pass ; "either pass")]
+    #[test_case(Expect::PassOrPlainError, obs(2, false, EROFS) => Outcome::ExpectedFail ; "either error")]
+    fn judges(expect: Expect, o: Observed) -> Outcome {
+        judge(expect, &o)
+    }
+
+    #[test]
+    fn cache_change_and_timeout_always_fail() {
+        let mut o = obs(2, false, EROFS);
+        o.cache_change = Some("+1 -0 ~0".into());
+        assert!(judge(Expect::Fail, &o).is_fail());
+        let o = Observed {
+            timed_out: true,
+            ..Observed::default()
+        };
+        assert!(judge(Expect::PassOrPlainError, &o).is_fail());
+    }
+
+    #[test]
+    fn first_error_line_prefers_error() {
+        assert_eq!(first_error_line(EROFS), "error: Could not acquire lock");
+        assert_eq!(first_error_line("\n  boom\n"), "boom");
+        assert_eq!(first_error_line(""), "(no stderr)");
+    }
+
+    #[test_case(PATCHED, Sandbox::None, ScenarioId::S3, CacheState::CacheAbsent => Expect::Pass ; "writable")]
+    #[test_case("pristine", Sandbox::None, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "pristine writable")]
+    #[test_case(PATCHED, Sandbox::RoHome, ScenarioId::S2, CacheState::CacheAbsent => Expect::Pass ; "absent but synced")]
+    #[test_case(PATCHED, Sandbox::Landlock, ScenarioId::S4, CacheState::CacheAbsent => Expect::PassOrPlainError ; "absent tool")]
+    #[test_case(PATCHED, Sandbox::RoRoot, ScenarioId::S1, CacheState::CacheAbsent => Expect::PassOrPlainError ; "absent ro tmp")]
+    #[test_case(PATCHED, Sandbox::RoRoot, ScenarioId::S3, CacheState::Warm => Expect::PassOrPlainError ; "ro tmp writes env")]
+    #[test_case(PATCHED, Sandbox::RoRoot, ScenarioId::S2, CacheState::Warm => Expect::Pass ; "ro tmp no env")]
+    #[test_case(PATCHED, Sandbox::ForeignOwner, ScenarioId::S7, CacheState::LockMode000 => Expect::Pass ; "patched damaged")]
+    #[test_case(PATCHED, Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::PassOrPlainError ; "patched git dir writable")]
+    #[test_case("official-0.12.5", Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::Fail ; "upstream git dir writable")]
+    #[test_case("pristine", Sandbox::Landlock, ScenarioId::S5, CacheState::MarkerMissing => Expect::Fail ; "upstream denied")]
+    fn table(label: &str, sandbox: Sandbox, scenario: ScenarioId, state: CacheState) -> Expect {
+        expected(label, sandbox, scenario, state)
+    }
+
+    /// The goal, stated once more over the whole table: patched passes every warm cell in
+    /// every denying sandbox (except the TMPDIR-read-only + writes-env corner), and upstream is
+    /// expected to fail every denying cell.
+    #[test]
+    fn table_encodes_the_goal() {
+        for sandbox in Sandbox::ALL.into_iter().filter(|s| *s != Sandbox::None) {
+            for scenario in ScenarioId::ALL {
+                let want = if !sandbox.tmp_writable() && scenario.spec().writes_env {
+                    Expect::PassOrPlainError
+                } else {
+                    Expect::Pass
+                };
+                assert_eq!(
+                    expected(PATCHED, sandbox, scenario, CacheState::Warm),
+                    want,
+                    "{sandbox} {scenario}"
+                );
+                for state in CacheState::ALL {
+                    assert_eq!(expected("pristine", sandbox, scenario, state), Expect::Fail);
+                    assert_ne!(expected(PATCHED, sandbox, scenario, state), Expect::Fail);
+                }
+            }
+        }
+        assert!(RULES.iter().all(|r| !r.why.is_empty()));
+    }
+}

@@ -1,0 +1,523 @@
+//! The scenarios S1..S7 as data: workspace setup, unsandboxed warm steps, sandboxed steps and
+//! the line their stdout must contain.
+//!
+//! Every step runs with the workspace as cwd and the environment of [`uv_env`]. Arguments are
+//! a tiny template language ([`Arg`]) so that the same data works in every cell's temp root.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use uvfix_sandbox::{Invocation, Layout};
+
+use crate::wheel::fixture;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ScenarioId {
+    S1,
+    S2,
+    S3,
+    S4,
+    S5,
+    S6,
+    S7,
+}
+
+impl ScenarioId {
+    pub const ALL: [ScenarioId; 7] = [
+        ScenarioId::S1,
+        ScenarioId::S2,
+        ScenarioId::S3,
+        ScenarioId::S4,
+        ScenarioId::S5,
+        ScenarioId::S6,
+        ScenarioId::S7,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioId::S1 => "S1",
+            ScenarioId::S2 => "S2",
+            ScenarioId::S3 => "S3",
+            ScenarioId::S4 => "S4",
+            ScenarioId::S5 => "S5",
+            ScenarioId::S6 => "S6",
+            ScenarioId::S7 => "S7",
+        }
+    }
+
+    /// Accepts `S3` or `s3`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    pub fn spec(self) -> Scenario {
+        scenario(self)
+    }
+}
+
+impl fmt::Display for ScenarioId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a step executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// The `uv` under test.
+    Uv,
+    /// The `uvx` next to it.
+    Uvx,
+    /// `<workspace>/.venv/bin/python`: checks an environment without going through uv.
+    VenvPython,
+}
+
+/// One argument; `FindLinks` expands to the cell's wheel directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arg {
+    Lit(String),
+    FindLinks,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub program: Program,
+    pub args: Vec<Arg>,
+}
+
+/// Unsandboxed preparation after the workspace is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarmStep {
+    /// Run with the same uv and a writable cache; must succeed.
+    Run(Step),
+    /// Delete `<workspace>/.venv` so the sandboxed step has to build one.
+    RemoveVenv,
+}
+
+/// What the workspace contains before warming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// Nothing: "outside any project".
+    Empty,
+    /// `pyproject.toml` depending on [`fixture::DEP`], find-links = the wheel dir, no index.
+    Project,
+    /// `script.py` with PEP 723 inline metadata depending on [`fixture::DEP`].
+    Script,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    pub id: ScenarioId,
+    pub title: &'static str,
+    pub setup: Setup,
+    pub warm: Vec<WarmStep>,
+    /// Run in order inside the sandbox; stop at the first non-zero exit.
+    pub sandboxed: Vec<Step>,
+    /// A line the last sandboxed step's stdout must contain (compared trimmed).
+    pub stdout_line: String,
+    /// The sandboxed step has to create or fill an environment outside the cache (a `.venv`).
+    /// Where the sandbox also makes TMPDIR read-only, a plain-words error is acceptable.
+    pub writes_env: bool,
+}
+
+fn lit(args: &[&str]) -> Vec<Arg> {
+    args.iter().map(|a| Arg::Lit((*a).to_owned())).collect()
+}
+
+fn uv(args: &[&str]) -> Step {
+    Step {
+        program: Program::Uv,
+        args: lit(args),
+    }
+}
+
+/// `uv <before…> --no-index --find-links <wheels> <after…>`
+fn uv_fl(program: Program, before: &[&str], after: &[&str]) -> Step {
+    let mut args = lit(before);
+    args.push(Arg::Lit("--no-index".into()));
+    args.push(Arg::Lit("--find-links".into()));
+    args.push(Arg::FindLinks);
+    args.extend(lit(after));
+    Step { program, args }
+}
+
+fn venv_python(code: &str) -> Step {
+    Step {
+        program: Program::VenvPython,
+        args: lit(&["-c", code]),
+    }
+}
+
+/// `import <module>; print(<module>.VALUE)`
+fn import_print(module: &str) -> String {
+    format!("import {module}; print({module}.VALUE)")
+}
+
+/// The scenario table.
+pub fn scenario(id: ScenarioId) -> Scenario {
+    use fixture::*;
+    let import_dep = import_print(DEP_MODULE);
+    match id {
+        ScenarioId::S1 => Scenario {
+            id,
+            title: "uv run python3 outside any project",
+            setup: Setup::Empty,
+            warm: vec![WarmStep::Run(uv(&[
+                "run",
+                "python3",
+                "-c",
+                "print(\"hello world\")",
+            ]))],
+            sandboxed: vec![uv(&["run", "python3", "-c", "print(\"hello world\")"])],
+            stdout_line: "hello world".into(),
+            writes_env: false,
+        },
+        ScenarioId::S2 => Scenario {
+            id,
+            title: "uv run in a synced project",
+            setup: Setup::Project,
+            warm: vec![WarmStep::Run(uv(&["sync"]))],
+            sandboxed: vec![uv(&["run", "python", "-c", &import_dep])],
+            stdout_line: DEP_VALUE.into(),
+            writes_env: false,
+        },
+        ScenarioId::S3 => Scenario {
+            id,
+            title: "uv sync --offline into a fresh .venv",
+            setup: Setup::Project,
+            warm: vec![WarmStep::Run(uv(&["sync"])), WarmStep::RemoveVenv],
+            sandboxed: vec![uv(&["sync", "--offline"]), venv_python(&import_dep)],
+            stdout_line: DEP_VALUE.into(),
+            writes_env: true,
+        },
+        ScenarioId::S4 => {
+            let step = uv_fl(Program::Uvx, &["--offline"], &[TOOL]);
+            Scenario {
+                id,
+                title: "uvx --offline of a tool run before",
+                setup: Setup::Empty,
+                warm: vec![WarmStep::Run(step.clone())],
+                sandboxed: vec![step],
+                stdout_line: TOOL_OUTPUT.into(),
+                writes_env: false,
+            }
+        }
+        ScenarioId::S5 => {
+            let code = format!("import {DEP_MODULE}, {EXTRA_MODULE}; print({EXTRA_MODULE}.VALUE)");
+            let step = uv_fl(
+                Program::Uv,
+                &["run", "--offline"],
+                &["--with", EXTRA, "python", "-c", &code],
+            );
+            Scenario {
+                id,
+                title: "uv run --offline --with a cached package",
+                setup: Setup::Empty,
+                warm: vec![WarmStep::Run(step.clone())],
+                sandboxed: vec![step],
+                stdout_line: EXTRA_VALUE.into(),
+                writes_env: false,
+            }
+        }
+        ScenarioId::S6 => {
+            let step = uv(&["run", "--offline", SCRIPT_NAME]);
+            Scenario {
+                id,
+                title: "uv run --offline of a PEP 723 script",
+                setup: Setup::Script,
+                warm: vec![WarmStep::Run(step.clone())],
+                sandboxed: vec![step],
+                stdout_line: format!("script: {DEP_VALUE}"),
+                writes_env: false,
+            }
+        }
+        ScenarioId::S7 => {
+            let install = |offline: bool| {
+                let before: &[&str] = if offline {
+                    &["pip", "install", "--offline", "--python", ".venv"]
+                } else {
+                    &["pip", "install", "--python", ".venv"]
+                };
+                uv_fl(Program::Uv, before, &[DEP])
+            };
+            Scenario {
+                id,
+                title: "uv pip install --offline into a fresh venv",
+                setup: Setup::Empty,
+                warm: vec![
+                    WarmStep::Run(uv(&["venv"])),
+                    WarmStep::Run(install(false)),
+                    WarmStep::RemoveVenv,
+                    WarmStep::Run(uv(&["venv"])),
+                ],
+                sandboxed: vec![install(true), venv_python(&import_dep)],
+                stdout_line: DEP_VALUE.into(),
+                writes_env: true,
+            }
+        }
+    }
+}
+
+/// File name of the PEP 723 script in [`Setup::Script`] workspaces.
+pub const SCRIPT_NAME: &str = "script.py";
+
+/// Everything needed to turn scenario data into concrete commands for one cell.
+#[derive(Debug, Clone)]
+pub struct Ctx<'a> {
+    pub layout: &'a Layout,
+    /// The find-links directory with the fixture wheels.
+    pub wheels: &'a Path,
+    pub uv: &'a Path,
+    pub uvx: &'a Path,
+    pub python: &'a Path,
+}
+
+/// The complete environment of every uv call. HOME puts the cache at its default
+/// `~/.cache/uv` (no `UV_CACHE_DIR`, no `XDG_*`: the real-user case); `UV_PYTHON` pins the
+/// interpreter (see [`crate::python`]); downloads off and no progress bars keep output stable.
+pub fn uv_env(ctx: &Ctx<'_>) -> Vec<(OsString, OsString)> {
+    let uv_dir = ctx.uv.parent().unwrap_or(Path::new("/"));
+    let mut path = OsString::from(uv_dir);
+    path.push(":/usr/bin:/bin");
+    vec![
+        ("HOME".into(), ctx.layout.home.clone().into()),
+        ("TMPDIR".into(), ctx.layout.tmp.clone().into()),
+        ("UV_PYTHON".into(), ctx.python.into()),
+        ("UV_PYTHON_DOWNLOADS".into(), "never".into()),
+        ("UV_NO_PROGRESS".into(), "1".into()),
+        ("PATH".into(), path),
+    ]
+}
+
+impl Step {
+    pub fn program_path(&self, ctx: &Ctx<'_>) -> PathBuf {
+        match self.program {
+            Program::Uv => ctx.uv.to_owned(),
+            Program::Uvx => ctx.uvx.to_owned(),
+            Program::VenvPython => ctx.layout.workspace.join(".venv/bin/python"),
+        }
+    }
+
+    pub fn invocation(&self, ctx: &Ctx<'_>) -> Invocation {
+        Invocation {
+            program: self.program_path(ctx),
+            args: self
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Lit(s) => OsString::from(s),
+                    Arg::FindLinks => ctx.wheels.as_os_str().to_owned(),
+                })
+                .collect(),
+            env: uv_env(ctx),
+            cwd: ctx.layout.workspace.clone(),
+        }
+    }
+
+    /// For logs: `uv run --offline …` with the template left unexpanded.
+    pub fn display(&self) -> String {
+        let mut s = String::from(match self.program {
+            Program::Uv => "uv",
+            Program::Uvx => "uvx",
+            Program::VenvPython => ".venv/bin/python",
+        });
+        for a in &self.args {
+            s.push(' ');
+            match a {
+                Arg::Lit(l) if l.contains([' ', '\'', '"', ';']) => s.push_str(&format!("'{l}'")),
+                Arg::Lit(l) => s.push_str(l),
+                Arg::FindLinks => s.push_str("<wheels>"),
+            }
+        }
+        s
+    }
+}
+
+/// A TOML basic string (paths here are plain, but be correct anyway).
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `pyproject.toml` of [`Setup::Project`].
+pub fn pyproject_toml(wheels: &Path) -> String {
+    format!(
+        r#"[project]
+name = "uvfix-workspace"
+version = "0.1.0"
+requires-python = ">=3.8"
+dependencies = ["{dep}"]
+
+[tool.uv]
+# A virtual project: nothing to build, only the dependency to install.
+package = false
+find-links = [{wheels}]
+no-index = true
+"#,
+        dep = fixture::DEP,
+        wheels = toml_str(&wheels.to_string_lossy()),
+    )
+}
+
+/// `script.py` of [`Setup::Script`].
+pub fn pep723_script(wheels: &Path) -> String {
+    format!(
+        r#"# /// script
+# requires-python = ">=3.8"
+# dependencies = ["{dep}"]
+#
+# [tool.uv]
+# find-links = [{wheels}]
+# no-index = true
+# ///
+import {module}
+
+print("script:", {module}.VALUE)
+"#,
+        dep = fixture::DEP,
+        module = fixture::DEP_MODULE,
+        wheels = toml_str(&wheels.to_string_lossy()),
+    )
+}
+
+impl Scenario {
+    /// Write the workspace files (the workspace dir must exist).
+    pub fn setup_workspace(&self, workspace: &Path, wheels: &Path) -> std::io::Result<()> {
+        match self.setup {
+            Setup::Empty => Ok(()),
+            Setup::Project => {
+                fs_err::write(workspace.join("pyproject.toml"), pyproject_toml(wheels))
+            }
+            Setup::Script => fs_err::write(workspace.join(SCRIPT_NAME), pep723_script(wheels)),
+        }
+    }
+
+    /// The stdout predicate: some line, trimmed, equals [`Scenario::stdout_line`].
+    pub fn stdout_ok(&self, stdout: &str) -> bool {
+        stdout.lines().any(|l| l.trim() == self.stdout_line)
+    }
+
+    /// The sandboxed command line(s), for reports.
+    pub fn command_display(&self) -> String {
+        self.sandboxed
+            .iter()
+            .map(Step::display)
+            .collect::<Vec<_>>()
+            .join(" && ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn layout() -> Layout {
+        Layout {
+            home: "/r/home".into(),
+            cache: "/r/home/.cache/uv".into(),
+            workspace: "/r/workspace".into(),
+            tmp: "/r/tmp".into(),
+        }
+    }
+
+    #[rstest]
+    fn every_scenario_is_well_formed(
+        #[values(
+            ScenarioId::S1,
+            ScenarioId::S2,
+            ScenarioId::S3,
+            ScenarioId::S4,
+            ScenarioId::S5,
+            ScenarioId::S6,
+            ScenarioId::S7
+        )]
+        id: ScenarioId,
+    ) {
+        let s = id.spec();
+        assert_eq!(s.id, id);
+        assert_eq!(ScenarioId::from_name(&id.name().to_lowercase()), Some(id));
+        assert!(!s.warm.is_empty(), "{id}: always warm first");
+        assert!(!s.sandboxed.is_empty());
+        assert!(!s.stdout_line.is_empty());
+        // The cache stays untouched by construction only if nothing names it explicitly.
+        assert!(!s.command_display().contains("cache-dir"));
+        if matches!(s.setup, Setup::Empty) && id != ScenarioId::S1 {
+            assert!(
+                s.sandboxed[0].args.contains(&Arg::FindLinks),
+                "{id}: outside a project the wheels come from --find-links"
+            );
+        }
+    }
+
+    #[test]
+    fn env_is_complete_and_pins_the_cache_location() {
+        let layout = layout();
+        let ctx = Ctx {
+            layout: &layout,
+            wheels: Path::new("/r/wheels"),
+            uv: Path::new("/opt/uv/bin/uv"),
+            uvx: Path::new("/opt/uv/bin/uvx"),
+            python: Path::new("/usr/bin/python3"),
+        };
+        let inv = ScenarioId::S4.spec().sandboxed[0].invocation(&ctx);
+        assert_eq!(inv.program, Path::new("/opt/uv/bin/uvx"));
+        assert_eq!(inv.cwd, Path::new("/r/workspace"));
+        assert!(inv.args.contains(&OsString::from("/r/wheels")));
+        let env: std::collections::BTreeMap<_, _> = inv.env.into_iter().collect();
+        assert_eq!(env[&OsString::from("HOME")], "/r/home");
+        assert_eq!(env[&OsString::from("TMPDIR")], "/r/tmp");
+        assert_eq!(env[&OsString::from("PATH")], "/opt/uv/bin:/usr/bin:/bin");
+        assert_eq!(env[&OsString::from("UV_PYTHON_DOWNLOADS")], "never");
+        assert!(
+            env.keys()
+                .all(|k| !k.to_string_lossy().starts_with("XDG_") && k != "UV_CACHE_DIR")
+        );
+        let py = ScenarioId::S3.spec().sandboxed[1].invocation(&ctx);
+        assert_eq!(py.program, Path::new("/r/workspace/.venv/bin/python"));
+    }
+
+    #[test]
+    fn stdout_predicate() {
+        let s = ScenarioId::S1.spec();
+        assert!(s.stdout_ok("hello world\n"));
+        assert!(s.stdout_ok("noise\n  hello world  \n"));
+        assert!(!s.stdout_ok("hello world!\n"));
+        assert!(!s.stdout_ok(""));
+    }
+
+    #[test]
+    fn project_files_point_at_the_wheels() {
+        let py = pyproject_toml(Path::new("/r/wh\"eels"));
+        assert!(py.contains(r#"find-links = ["/r/wh\"eels"]"#), "{py}");
+        assert!(py.contains("no-index = true"));
+        let script = pep723_script(Path::new("/r/wheels"));
+        assert!(script.starts_with("# /// script\n"));
+        assert!(script.contains("# find-links = [\"/r/wheels\"]"));
+    }
+
+    #[test]
+    fn display_is_readable() {
+        assert_eq!(
+            ScenarioId::S4.spec().command_display(),
+            "uvx --offline --no-index --find-links <wheels> uvfix-tool"
+        );
+        assert_eq!(
+            ScenarioId::S1.spec().command_display(),
+            "uv run python3 -c 'print(\"hello world\")'"
+        );
+    }
+}
