@@ -33,6 +33,7 @@
 pub mod cell;
 pub mod digest;
 pub mod expect;
+pub mod plan;
 pub mod python;
 pub mod report;
 pub mod scenario;

@@ -32,7 +32,9 @@ impl Bench {
         path.push(":/usr/bin:/bin");
         Invocation {
             program: self.uv.clone(),
-            args: ["run", "python3", "-c", "pass"].map(OsString::from).to_vec(),
+            args: ["run", "python3", "-c", "pass"]
+                .map(OsString::from)
+                .to_vec(),
             env: vec![
                 ("HOME".into(), self.layout.home.clone().into()),
                 ("TMPDIR".into(), self.layout.tmp.clone().into()),
@@ -52,12 +54,17 @@ impl Bench {
 
 pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
     if Command::new("strace").arg("-V").output().is_err() {
-        bail!("strace is needed for the syscall count: apt-get install strace (ci/install-deps.sh)");
+        bail!(
+            "strace is needed for the syscall count: apt-get install strace (ci/install-deps.sh)"
+        );
     }
     let python = find_python()?;
     let scratch = tempfile::Builder::new().prefix("uvfix-bench-").tempdir()?;
     let mut benches = Vec::new();
-    for (variant, bins) in Variant::ALL.iter().zip(builder::ensure(paths, &Variant::ALL)?) {
+    for (variant, bins) in Variant::ALL
+        .iter()
+        .zip(builder::ensure(paths, &Variant::ALL)?)
+    {
         let dirs = make_layout(&scratch.path().join(variant.name()))?;
         let bench = Bench {
             variant: *variant,
@@ -65,7 +72,10 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
             layout: dirs.layout,
             python: python.clone(),
         };
-        let status = bench.command(Sandbox::None, helper).stdout(Stdio::null()).status()?;
+        let status = bench
+            .command(Sandbox::None, helper)
+            .stdout(Stdio::null())
+            .status()?;
         if !status.success() {
             bail!("warming the {} cache failed ({status})", variant.name());
         }
@@ -77,10 +87,16 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
     for _ in 0..runs {
         for (bench, times) in benches.iter().zip(&mut times) {
             let start = Instant::now();
-            let status = bench.command(Sandbox::None, helper).stdout(Stdio::null()).status()?;
+            let status = bench
+                .command(Sandbox::None, helper)
+                .stdout(Stdio::null())
+                .status()?;
             times.push(start.elapsed());
             if !status.success() {
-                bail!("{} `uv run python3 -c pass` failed ({status})", bench.variant.name());
+                bail!(
+                    "{} `uv run python3 -c pass` failed ({status})",
+                    bench.variant.name()
+                );
             }
         }
     }
@@ -91,7 +107,11 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
         "warm `uv run python3 -c pass`, {runs} runs each, dev profile, median:\n"
     ));
     for (bench, median) in benches.iter().zip(&medians) {
-        report.push_str(&format!("  {:<9} {:>8.1} ms\n", bench.variant.name(), ms(*median)));
+        report.push_str(&format!(
+            "  {:<9} {:>8.1} ms\n",
+            bench.variant.name(),
+            ms(*median)
+        ));
     }
     report.push_str(&format!(
         "  ratio patched/pristine: {:.3}\n\n",
@@ -103,14 +123,22 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
     for bench in &benches {
         for sandbox in [Sandbox::None, Sandbox::RoHome] {
             if let uvfix_sandbox::Availability::Unavailable(why) = sandbox.availability() {
-                report.push_str(&format!("  {:<9}  {:<10}  skipped: {why}\n", bench.variant.name(), "read-only"));
+                report.push_str(&format!(
+                    "  {:<9}  {:<10}  skipped: {why}\n",
+                    bench.variant.name(),
+                    "read-only"
+                ));
                 continue;
             }
             let (count, status, calls) = strace_writes(bench, sandbox, helper, scratch.path())?;
             report.push_str(&format!(
                 "  {:<9}  {:<10}  {count:>5}  {status}\n",
                 bench.variant.name(),
-                if sandbox == Sandbox::None { "writable" } else { "read-only" },
+                if sandbox == Sandbox::None {
+                    "writable"
+                } else {
+                    "read-only"
+                },
             ));
             let cache = bench.layout.cache.to_string_lossy();
             let workspace = bench.layout.workspace.to_string_lossy();
@@ -134,7 +162,11 @@ fn strace_writes(
     helper: &Path,
     scratch: &Path,
 ) -> Result<(usize, String, Vec<String>)> {
-    let log = scratch.join(format!("strace-{}-{}.log", bench.variant.name(), sandbox.name()));
+    let log = scratch.join(format!(
+        "strace-{}-{}.log",
+        bench.variant.name(),
+        sandbox.name()
+    ));
     let inner = bench.command(sandbox, helper);
     let mut command = Command::new("strace");
     command
@@ -155,9 +187,15 @@ fn strace_writes(
     let calls: Vec<String> = text
         .lines()
         .filter(|line| write_intent_under(line, &bench.layout.cache))
-        .map(|line| line.split_once(' ').map_or(line, |(_, rest)| rest.trim_start()).to_string())
+        .map(|line| {
+            line.split_once(' ')
+                .map_or(line, |(_, rest)| rest.trim_start())
+                .to_string()
+        })
         .collect();
-    let exit = status.code().map_or_else(|| status.to_string(), |c| format!("exit {c}"));
+    let exit = status
+        .code()
+        .map_or_else(|| status.to_string(), |c| format!("exit {c}"));
     Ok((calls.len(), exit, calls))
 }
 
@@ -188,7 +226,11 @@ fn paths_of(args: &str) -> Vec<PathBuf> {
     let mut dir: Option<&str> = None;
     let mut rest = args;
     while let Some(at) = rest.find(['<', '"']) {
-        let (open, close) = if rest[at..].starts_with('<') { ('<', '>') } else { ('"', '"') };
+        let (open, close) = if rest[at..].starts_with('<') {
+            ('<', '>')
+        } else {
+            ('"', '"')
+        };
         let body = &rest[at + 1..];
         let Some(end) = body.find(close) else { break };
         let value = &body[..end];
@@ -226,13 +268,34 @@ mod tests {
     fn write_intent_is_found_under_the_cache_only() {
         let cache = Path::new(CACHE);
         for (line, expected) in [
-            (r#"7 openat(AT_FDCWD</w>, "/t/home/.cache/uv/.lock", O_RDWR|O_CREAT|O_CLOEXEC, 0666) = 3</t/home/.cache/uv/.lock>"#, true),
-            (r#"7 openat(AT_FDCWD</w>, "/t/home/.cache/uv/.lock", O_RDONLY|O_CLOEXEC) = 3"#, false),
-            (r#"7 openat(AT_FDCWD</w>, "/w/.venv/pyvenv.cfg", O_WRONLY|O_CREAT|O_TRUNC, 0666) = 3"#, false),
-            (r#"7 mkdir("/t/home/.cache/uv/sdists-v9", 0777) = -1 EEXIST (File exists)"#, true),
-            (r#"7 unlinkat(5</t/home/.cache/uv/builds-v0>, ".tmpAbc", 0) = 0"#, true),
-            (r#"7 openat(AT_FDCWD</t/home/.cache/uv>, ".gitignore", O_WRONLY|O_CREAT, 0666) = -1 EROFS"#, true),
-            (r#"7 renameat2(AT_FDCWD</w>, "/tmp/x", AT_FDCWD</w>, "/t/home/.cache/uv/y", RENAME_NOREPLACE) = 0"#, true),
+            (
+                r#"7 openat(AT_FDCWD</w>, "/t/home/.cache/uv/.lock", O_RDWR|O_CREAT|O_CLOEXEC, 0666) = 3</t/home/.cache/uv/.lock>"#,
+                true,
+            ),
+            (
+                r#"7 openat(AT_FDCWD</w>, "/t/home/.cache/uv/.lock", O_RDONLY|O_CLOEXEC) = 3"#,
+                false,
+            ),
+            (
+                r#"7 openat(AT_FDCWD</w>, "/w/.venv/pyvenv.cfg", O_WRONLY|O_CREAT|O_TRUNC, 0666) = 3"#,
+                false,
+            ),
+            (
+                r#"7 mkdir("/t/home/.cache/uv/sdists-v9", 0777) = -1 EEXIST (File exists)"#,
+                true,
+            ),
+            (
+                r#"7 unlinkat(5</t/home/.cache/uv/builds-v0>, ".tmpAbc", 0) = 0"#,
+                true,
+            ),
+            (
+                r#"7 openat(AT_FDCWD</t/home/.cache/uv>, ".gitignore", O_WRONLY|O_CREAT, 0666) = -1 EROFS"#,
+                true,
+            ),
+            (
+                r#"7 renameat2(AT_FDCWD</w>, "/tmp/x", AT_FDCWD</w>, "/t/home/.cache/uv/y", RENAME_NOREPLACE) = 0"#,
+                true,
+            ),
             (r#"7 +++ exited with 0 +++"#, false),
             (r#"7684  mkdir("/t/home/.cache/uv", 0777) = 0"#, true),
         ] {

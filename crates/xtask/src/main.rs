@@ -1,6 +1,8 @@
 //! `cargo xtask`: the fixture's automation, as a plain Rust program (see ARCHITECTURE.md).
 
 mod bench;
+mod matrix;
+mod upstream;
 
 use std::process::ExitCode;
 
@@ -41,11 +43,18 @@ enum Command {
     },
     /// Run the unit tests of the patched crates (the ones the series adds included).
     TestPatched,
+    /// The main job: build patched + pristine uv, run the sandbox matrix, print the table.
+    Matrix(matrix::MatrixArgs),
     /// Benchmarks: warm-run time patched vs pristine, and write syscalls on the cache.
     Bench {
         /// Timed runs per variant.
         #[arg(long, default_value_t = 21)]
         runs: usize,
+    },
+    /// Take the series upstream: export it, check it against astral-sh/uv, forward-port it.
+    Upstream {
+        #[command(subcommand)]
+        command: upstream::UpstreamCommand,
     },
 }
 
@@ -121,7 +130,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => test_patched(&paths)?,
+        Command::Matrix(args) => matrix::run(&paths, args, &sandbox_helper(&paths)?)?,
         Command::Bench { runs } => bench::run(&paths, runs, &sandbox_helper(&paths)?)?,
+        Command::Upstream { command } => upstream::run(&paths, command)?,
     }
     Ok(())
 }
@@ -185,7 +196,14 @@ fn test_patched(paths: &Paths) -> Result<()> {
 fn sandbox_helper(paths: &Paths) -> Result<std::path::PathBuf> {
     let status = fetch::cargo()
         .current_dir(&paths.root)
-        .args(["build", "--quiet", "--package", "uvfix", "--bin", "uvfix-sandbox"])
+        .args([
+            "build",
+            "--quiet",
+            "--package",
+            "uvfix",
+            "--bin",
+            "uvfix-sandbox",
+        ])
         .status()
         .context("building the uvfix-sandbox helper")?;
     if !status.success() {

@@ -1,0 +1,95 @@
+//! Which cells the matrix has, shared by `cargo xtask matrix` and the test suite so the two
+//! can never disagree: every uv under test × every sandbox × every scenario × every cache
+//! state, minus the combinations that mean nothing (see [`CacheState::skip_reason`]).
+
+use std::collections::BTreeMap;
+
+use uvfix_sandbox::{Availability, Sandbox};
+
+use crate::cell::UvUnderTest;
+use crate::scenario::ScenarioId;
+use crate::state::CacheState;
+
+/// One cell to run, or to report as skipped.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub uv: UvUnderTest,
+    pub sandbox: Sandbox,
+    pub scenario: ScenarioId,
+    pub state: CacheState,
+    /// Why the sandbox cannot run on this machine; such cells are skips, never passes.
+    pub unavailable: Option<String>,
+}
+
+impl Planned {
+    /// `patched/ro-home/S1/warm`: the test name and the row key.
+    pub fn name(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.uv.label,
+            self.sandbox.name(),
+            self.scenario.name(),
+            self.state.name()
+        )
+    }
+}
+
+/// Filters; `None` means all.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub sandboxes: Option<Vec<Sandbox>>,
+    pub scenarios: Option<Vec<ScenarioId>>,
+    pub states: Option<Vec<CacheState>>,
+}
+
+/// The sandboxes that must be available: `$UVFIX_REQUIRE_SANDBOXES`, a comma list of names
+/// or `all`. CI sets it so a sandbox that silently went missing fails instead of skipping.
+pub fn required_sandboxes() -> Vec<Sandbox> {
+    let value = std::env::var("UVFIX_REQUIRE_SANDBOXES").unwrap_or_default();
+    if value.trim() == "all" {
+        return Sandbox::ALL.to_vec();
+    }
+    value
+        .split(',')
+        .filter_map(|name| Sandbox::from_name(name.trim()))
+        .collect()
+}
+
+fn pick<T: Copy>(all: &[T], chosen: &Option<Vec<T>>) -> Vec<T> {
+    chosen.clone().unwrap_or_else(|| all.to_vec())
+}
+
+/// Every meaningful cell for `uvs`, in a stable order.
+pub fn cells(uvs: &[UvUnderTest], filter: &Filter) -> Vec<Planned> {
+    let sandboxes: Vec<Sandbox> = pick(&Sandbox::ALL, &filter.sandboxes);
+    let availability: BTreeMap<Sandbox, Option<String>> = sandboxes
+        .iter()
+        .map(|&sandbox| {
+            let why = match sandbox.availability() {
+                Availability::Available => None,
+                Availability::Unavailable(why) => Some(why),
+            };
+            (sandbox, why)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for uv in uvs {
+        for scenario in pick(&ScenarioId::ALL, &filter.scenarios) {
+            for state in pick(&CacheState::ALL, &filter.states) {
+                for &sandbox in &sandboxes {
+                    if state.skip_reason(sandbox).is_some() {
+                        continue;
+                    }
+                    out.push(Planned {
+                        uv: uv.clone(),
+                        sandbox,
+                        scenario,
+                        state,
+                        unavailable: availability[&sandbox].clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}

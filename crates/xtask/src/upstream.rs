@@ -1,0 +1,188 @@
+//! `cargo xtask upstream …`: take the series to astral-sh/uv and keep checking it there.
+//!
+//! * [`export`]: the series as `git format-patch` mail with repo-relative paths
+//!   (`crates/uv-cache/src/lib.rs`), plus a PR description. Made by the real tools: a
+//!   scratch git repository holding the pristine crates, one `git apply` + `git commit` per
+//!   patch, then `git format-patch`.
+//! * [`check`]: apply that export to an astral-sh/uv checkout (or bare clone) in a
+//!   throwaway worktree, build uv there, run the touched crates' unit tests, then the matrix.
+//! * [`forward`]: try every patch against newer crates.io releases of the pinned crates with
+//!   GNU `patch --dry-run --verbose`, and report each hunk.
+//!
+//! Everything is written below `target/uvfix/upstream/` (and `target/uvfix/upstream-target/`
+//! for the upstream build). Nothing is ever committed to, or pushed from, a checkout given
+//! to `check`: it only gains a detached worktree under our `target/`.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use uvfix_pipeline::Paths;
+
+mod check;
+mod export;
+mod forward;
+mod gnu_patch;
+mod message;
+
+#[derive(Subcommand)]
+pub enum UpstreamCommand {
+    /// Write the series as `git format-patch` files with repo-relative paths, plus
+    /// PR-DESCRIPTION.md.
+    Export {
+        /// Output directory [default: target/uvfix/upstream/export].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Apply the exported series to an astral-sh/uv checkout or bare clone, build uv there,
+    /// run the touched crates' unit tests and the matrix against that build.
+    Check {
+        /// An astral-sh/uv checkout, or a bare git directory holding its history.
+        path: PathBuf,
+        /// The revision to check: a commit, branch or tag (`0.12.5`).
+        #[arg(long, default_value = "HEAD")]
+        rev: String,
+        /// The rustup toolchain to build with [default: the one running this command]. The
+        /// checkout's `rust-toolchain.toml` is deliberately not used: it names an exact
+        /// release that is usually not installed, while the workspace's `rust-version` is
+        /// what actually has to be met.
+        #[arg(long)]
+        toolchain: Option<String>,
+        /// Stop after the patches applied (no build, no tests, no matrix).
+        #[arg(long)]
+        apply_only: bool,
+    },
+    /// Try every patch against newer crates.io releases of the pinned crates and report
+    /// each hunk (applies, offset, fuzz, FAILS). Failing hunks are a finding, not an error.
+    Forward {
+        /// The release to try for every pinned crate [default: each crate's newest].
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
+    match command {
+        UpstreamCommand::Export { out } => {
+            let out = out.unwrap_or_else(|| export::default_out(paths));
+            export::run(paths, &out).map(drop)
+        }
+        UpstreamCommand::Check {
+            path,
+            rev,
+            toolchain,
+            apply_only,
+        } => check::run(
+            paths,
+            &check::Options {
+                path,
+                rev,
+                toolchain,
+                apply_only,
+            },
+        ),
+        UpstreamCommand::Forward { to } => forward::run(paths, to.as_deref()),
+    }
+}
+
+/// `target/uvfix/upstream/`: everything these commands generate.
+fn dir(paths: &Paths) -> PathBuf {
+    paths.work().join("upstream")
+}
+
+/// Fixed author and dates for the commits we make, so an export is byte-for-byte
+/// reproducible: `$SOURCE_DATE_EPOCH` if set, else 2026-01-01T00:00:00Z.
+const AUTHOR_NAME: &str = "uvfix";
+const AUTHOR_EMAIL: &str = "uvfix@example.invalid";
+const DEFAULT_EPOCH: u64 = 1_767_225_600;
+
+fn epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_EPOCH)
+}
+
+/// `git -C dir …` isolated from the user's and the system's git configuration (so aliases,
+/// `diff.noprefix`, signing or hooks paths never change what we produce), in the C locale,
+/// with our fixed identity and dates.
+fn git(dir: &Path) -> Command {
+    let date = format!("@{} +0000", epoch());
+    let mut command = Command::new("git");
+    command
+        .arg("-C")
+        .arg(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", null_device())
+        .env("LC_ALL", "C")
+        .env("GIT_AUTHOR_NAME", AUTHOR_NAME)
+        .env("GIT_AUTHOR_EMAIL", AUTHOR_EMAIL)
+        .env("GIT_AUTHOR_DATE", &date)
+        .env("GIT_COMMITTER_NAME", AUTHOR_NAME)
+        .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL)
+        .env("GIT_COMMITTER_DATE", &date)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE");
+    command
+}
+
+fn null_device() -> &'static str {
+    if cfg!(windows) { "NUL" } else { "/dev/null" }
+}
+
+/// Run `command`, return its stdout; on failure, an error quoting the command and stderr.
+fn output(command: &mut Command) -> Result<String> {
+    let shown = shown(command);
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run `{shown}`; is it installed?"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown}` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Run `command` with inherited stdout/stderr (cargo's progress stays visible).
+fn status(command: &mut Command) -> Result<()> {
+    let shown = shown(command);
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run `{shown}`; is it installed?"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn shown(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Remove `dir` if it exists, then create it empty.
+fn fresh_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs_err::remove_dir_all(dir)?;
+    }
+    fs_err::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// `path` relative to the fixture root when it is below it, for shorter messages.
+fn display(paths: &Paths, path: &Path) -> String {
+    path.strip_prefix(&paths.root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}

@@ -1,0 +1,347 @@
+//! `cargo xtask upstream check <PATH>`: does the exported series apply to astral-sh/uv at a
+//! revision, does that uv build, do the touched crates' unit tests pass, and how does the
+//! build fare in the matrix?
+//!
+//! `PATH` is a checkout or a bare clone; it only gains a detached worktree at
+//! `target/uvfix/upstream/check/uv` (replaced on the next run). The patches are applied with
+//! `git apply` to the worktree's files: nothing is staged or committed in `PATH`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use uvfix_pipeline::{Manifest, Paths};
+
+use super::{display, export, git, output, status};
+
+pub struct Options {
+    pub path: PathBuf,
+    pub rev: String,
+    pub toolchain: Option<String>,
+    pub apply_only: bool,
+}
+
+pub fn run(paths: &Paths, options: &Options) -> Result<()> {
+    let source = std::path::absolute(&options.path)?;
+    output(git(&source).args(["rev-parse", "--absolute-git-dir"])).with_context(|| {
+        format!(
+            "{} is neither a git checkout nor a bare git repository",
+            source.display()
+        )
+    })?;
+    let sha = output(
+        git(&source)
+            .args(["rev-parse", "--verify", "--end-of-options"])
+            .arg(format!("{}^{{commit}}", options.rev)),
+    )
+    .with_context(|| {
+        format!(
+            "no revision `{}` in {} (fetch it first, e.g. `git fetch --tags`)",
+            options.rev,
+            source.display()
+        )
+    })?
+    .trim()
+    .to_string();
+    let label = format!("{} ({})", options.rev, &sha[..12.min(sha.len())]);
+
+    let exported = export::run(paths, &export::default_out(paths))?;
+
+    let tree = super::dir(paths).join("check").join("uv");
+    remove_worktree(&tree)?;
+    fs_err::create_dir_all(tree.parent().expect("check dir"))?;
+    output(
+        git(&source)
+            .args(["worktree", "add", "--detach", "--force"])
+            .arg(&tree)
+            .arg(&sha),
+    )?;
+    println!(
+        "uvfix: astral-sh/uv {label} checked out at {}",
+        display(paths, &tree)
+    );
+
+    for patch in &exported {
+        let name = patch.file.file_name().unwrap_or_default().to_string_lossy();
+        let checked = git(&tree)
+            .args(["apply", "--check"])
+            .arg(&patch.file)
+            .output()
+            .context("cannot run `git apply`")?;
+        if !checked.status.success() {
+            bail!(
+                "{name} (from {}) does not apply to astral-sh/uv {label}:\n{}\n\
+                 The patches before it applied; the tree is left at {} for a look. Run \
+                 `cargo xtask upstream forward` to see how the crates moved.",
+                patch.entry.display(),
+                String::from_utf8_lossy(&checked.stderr).trim_end(),
+                display(paths, &tree)
+            );
+        }
+        output(git(&tree).arg("apply").arg(&patch.file))?;
+        println!("  applies: {name}");
+    }
+    println!(
+        "uvfix: all {} patch(es) apply to astral-sh/uv {label}",
+        exported.len()
+    );
+    if options.apply_only {
+        return Ok(());
+    }
+
+    let toolchain = Toolchain::select(paths, options.toolchain.as_deref())?;
+    let required = rust_version(&tree)?;
+    let pinned = pinned_channel(&tree);
+    if let Some(required) = &required
+        && version_tuple(&toolchain.version) < version_tuple(required)
+    {
+        let manifest = Manifest::load(&paths.patches())?;
+        bail!(
+            "astral-sh/uv {label} needs rustc {required} or newer (`rust-version` in its \
+             Cargo.toml), but the toolchain here is rustc {} ({}). The patches apply; to build \
+             and test this revision install a newer Rust (`rustup toolchain install {}`) and \
+             pass `--toolchain {}`, or check the release the series is pinned to: `--rev {}`.",
+            toolchain.version,
+            toolchain.describe(),
+            pinned.as_deref().unwrap_or(required),
+            pinned.as_deref().unwrap_or(required),
+            manifest.uv.version,
+        );
+    }
+    println!(
+        "uvfix: building with rustc {} ({}){}{}",
+        toolchain.version,
+        toolchain.describe(),
+        required
+            .as_ref()
+            .map(|r| format!("; uv declares rust-version {r}"))
+            .unwrap_or_default(),
+        pinned
+            .as_ref()
+            .map(|c| format!("; its rust-toolchain.toml ({c}) is overridden"))
+            .unwrap_or_default(),
+    );
+
+    let target = paths.work().join("upstream-target");
+    let cargo = |args: &[&str]| {
+        let mut command = toolchain.cargo();
+        command
+            .current_dir(&tree)
+            .env("CARGO_TARGET_DIR", &target)
+            .args(args);
+        command
+    };
+    status(&mut cargo(&[
+        "build", "-p", "uv", "--bin", "uv", "--bin", "uvx",
+    ]))?;
+    let uv = target
+        .join("debug")
+        .join(format!("uv{}", std::env::consts::EXE_SUFFIX));
+    println!("uvfix: built {}", display(paths, &uv));
+
+    let mut failures = Vec::new();
+    let mut crates: Vec<&str> = exported.iter().map(|p| p.krate.as_str()).collect();
+    crates.sort_unstable();
+    crates.dedup();
+    let mut test = vec!["test", "--lib"];
+    for krate in &crates {
+        test.extend(["-p", krate]);
+    }
+    match status(&mut cargo(&test)) {
+        Ok(()) => println!("uvfix: unit tests of {} pass", crates.join(", ")),
+        Err(err) => failures.push(format!("unit tests of {}: {err}", crates.join(", "))),
+    }
+
+    match matrix_supports_uv()? {
+        true => {
+            let exe = std::env::current_exe()?;
+            if let Err(err) = status(Command::new(exe).arg("matrix").arg("--uv").arg(&uv)) {
+                failures.push(format!("matrix: {err}"));
+            }
+        }
+        false => println!(
+            "uvfix: this xtask's `matrix` has no --uv option yet; run the scenarios against \
+             this build with:\n  UVFIX_UV={} cargo nextest run -p uvfix-scenario --test official_uv",
+            uv.display()
+        ),
+    }
+    if !failures.is_empty() {
+        bail!(
+            "astral-sh/uv {label} with the series:\n  {}",
+            failures.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Remove a worktree an earlier run left at `tree`, and git's record of it.
+fn remove_worktree(tree: &Path) -> Result<()> {
+    if !tree.exists() {
+        return Ok(());
+    }
+    let common =
+        output(git(tree).args(["rev-parse", "--path-format=absolute", "--git-common-dir"]))
+            .ok()
+            .map(|s| PathBuf::from(s.trim()));
+    if let Some(common) = &common {
+        let _ = output(
+            git(common)
+                .args(["worktree", "remove", "--force", "--force"])
+                .arg(tree),
+        );
+    }
+    if tree.exists() {
+        fs_err::remove_dir_all(tree)?;
+    }
+    if let Some(common) = &common {
+        let _ = output(git(common).args(["worktree", "prune"]));
+    }
+    Ok(())
+}
+
+/// Does `cargo xtask matrix` (this very binary) take `--uv PATH`?
+fn matrix_supports_uv() -> Result<bool> {
+    let exe = std::env::current_exe()?;
+    let help = Command::new(exe).args(["matrix", "--help"]).output()?;
+    Ok(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--uv "))
+}
+
+/// The toolchain to build upstream with.
+struct Toolchain {
+    /// rustup toolchain name, when rustup manages Rust here.
+    name: Option<String>,
+    /// `1.95.0`
+    version: String,
+}
+
+impl Toolchain {
+    /// `requested`, else the toolchain running this command (found from `rustc`'s sysroot).
+    fn select(paths: &Paths, requested: Option<&str>) -> Result<Self> {
+        let name = match requested {
+            Some(name) => Some(name.to_string()),
+            None => {
+                let sysroot = output(
+                    Command::new("rustc")
+                        .current_dir(&paths.root)
+                        .args(["--print", "sysroot"]),
+                )?;
+                let sysroot = Path::new(sysroot.trim());
+                // rustup keeps toolchains at `$RUSTUP_HOME/toolchains/<name>`.
+                sysroot
+                    .parent()
+                    .filter(|p| p.file_name().is_some_and(|n| n == "toolchains"))
+                    .and(sysroot.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+            }
+        };
+        let mut rustc = Command::new("rustc");
+        rustc.arg("--version");
+        if let Some(name) = &name {
+            rustc.env("RUSTUP_TOOLCHAIN", name);
+        }
+        let version = output(&mut rustc).with_context(|| match &name {
+            Some(name) => format!("toolchain `{name}` is not usable; is it installed?"),
+            None => "rustc is not usable".to_string(),
+        })?;
+        let version = parse_rustc_version(&version)
+            .with_context(|| format!("cannot read the version in `{}`", version.trim()))?;
+        Ok(Self { name, version })
+    }
+
+    fn describe(&self) -> String {
+        match &self.name {
+            Some(name) => format!("rustup toolchain `{name}`"),
+            None => "rustc on PATH".to_string(),
+        }
+    }
+
+    /// `cargo` with this toolchain forced, so the checkout's `rust-toolchain.toml` (an exact
+    /// release that is usually not installed) is not consulted.
+    fn cargo(&self) -> Command {
+        let mut command = Command::new("cargo");
+        if let Some(name) = &self.name {
+            command.env("RUSTUP_TOOLCHAIN", name);
+        }
+        command
+    }
+}
+
+/// `rustc 1.95.0 (59807616e 2026-04-14)` → `1.95.0`.
+fn parse_rustc_version(text: &str) -> Option<String> {
+    let version = text.split_whitespace().nth(1)?;
+    version_tuple(version)?;
+    Some(version.to_string())
+}
+
+/// `1.95.0`, `1.96`, `1.97.0-nightly` → (1, 95, 0) …; None if not a version.
+fn version_tuple(version: &str) -> Option<(u64, u64, u64)> {
+    let core = version.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(str::parse::<u64>);
+    let major = parts.next()?.ok()?;
+    let minor = parts.next().unwrap_or(Ok(0)).ok()?;
+    let patch = parts.next().unwrap_or(Ok(0)).ok()?;
+    Some((major, minor, patch))
+}
+
+/// `rust-version` of the checkout's workspace (or root package).
+fn rust_version(tree: &Path) -> Result<Option<String>> {
+    let text = fs_err::read_to_string(tree.join("Cargo.toml"))?;
+    let value: toml::Value = toml::from_str(&text).context("reading uv's Cargo.toml")?;
+    Ok(rust_version_of(&value))
+}
+
+fn rust_version_of(value: &toml::Value) -> Option<String> {
+    ["workspace", "package"]
+        .iter()
+        .find_map(|table| {
+            let package = match *table {
+                "workspace" => value.get("workspace")?.get("package")?,
+                _ => value.get("package")?,
+            };
+            package.get("rust-version")?.as_str()
+        })
+        .map(str::to_string)
+}
+
+/// The channel in the checkout's `rust-toolchain.toml`, if any.
+fn pinned_channel(tree: &Path) -> Option<String> {
+    let text = fs_err::read_to_string(tree.join("rust-toolchain.toml")).ok()?;
+    let value: toml::Value = toml::from_str(&text).ok()?;
+    Some(
+        value
+            .get("toolchain")?
+            .get("channel")?
+            .as_str()?
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    #[test_case("rustc 1.95.0 (59807616e 2026-04-14)", Some("1.95.0"); "stable")]
+    #[test_case("rustc 1.97.0-nightly (abc 2026-05-01)\n", Some("1.97.0-nightly"); "nightly")]
+    #[test_case("error: no such toolchain", None; "garbage")]
+    fn reads_rustc_version(text: &str, expected: Option<&str>) {
+        assert_eq!(parse_rustc_version(text).as_deref(), expected);
+    }
+
+    #[test_case("1.95.0", "1.96.0", true; "older minor")]
+    #[test_case("1.95.0", "1.95", false; "two part requirement met")]
+    #[test_case("1.95.0", "1.95.1", true; "older patch")]
+    #[test_case("1.97.0-nightly", "1.96.0", false; "newer nightly")]
+    #[test_case("1.100.0", "1.99.0", false; "numeric not lexical")]
+    fn too_old(have: &str, need: &str, expected: bool) {
+        assert_eq!(version_tuple(have) < version_tuple(need), expected);
+    }
+
+    #[test_case("[workspace.package]\nrust-version = \"1.96.0\"\n", Some("1.96.0"); "workspace")]
+    #[test_case("[package]\nname = \"x\"\nrust-version = \"1.90\"\n", Some("1.90"); "package")]
+    #[test_case("[workspace]\nmembers = []\n", None; "none")]
+    fn finds_rust_version(manifest: &str, expected: Option<&str>) {
+        let value: toml::Value = toml::from_str(manifest).unwrap();
+        assert_eq!(rust_version_of(&value).as_deref(), expected);
+    }
+}

@@ -1,0 +1,567 @@
+//! `cargo xtask upstream forward [--to VERSION]`: how far is the series from newer releases?
+//!
+//! For each pinned crate, cargo downloads the target release (through a throwaway manifest
+//! under `target/uvfix/upstream/forward/`; it only has to resolve, not build, so a release
+//! needing a newer rustc is fine) and we extract its checksum-verified `.crate`. Then every
+//! patch of that crate is tried in series order with GNU `patch --dry-run -p1 --verbose`,
+//! and applied for real to that scratch copy before the next one is tried, since later
+//! patches assume earlier ones. GNU patch decides offsets and fuzz; we only read its report.
+//!
+//! Failing hunks are the finding, not an error: the command exits non-zero only when a tool
+//! fails.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use uvfix_pipeline::manifest::PinnedCrate;
+use uvfix_pipeline::vendor::{self, CrateSource};
+use uvfix_pipeline::{Manifest, Paths, fetch};
+
+use super::gnu_patch::{self, Hunk, Skip, Status};
+use super::message::{PatchText, hunks};
+use super::{display, fresh_dir, output};
+
+/// One patch tried against one newer release.
+#[derive(Debug, Clone)]
+pub struct PatchReport {
+    pub entry: PathBuf,
+    pub krate: String,
+    pub from: String,
+    pub to: String,
+    /// Each hunk GNU patch reported, with its header from the patch file when known.
+    pub hunks: Vec<(Option<String>, Hunk)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub hunks: usize,
+    pub clean: usize,
+    pub offset: usize,
+    pub fuzz: usize,
+    pub fails: usize,
+    pub skipped: usize,
+}
+
+impl PatchReport {
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts {
+            hunks: self.hunks.len(),
+            ..Counts::default()
+        };
+        for (_, hunk) in &self.hunks {
+            match hunk.status {
+                Status::Applies => counts.clean += 1,
+                Status::Offset(_) => counts.offset += 1,
+                Status::Fuzz { .. } => counts.fuzz += 1,
+                Status::Fails => counts.fails += 1,
+                Status::Skipped(_) => counts.skipped += 1,
+            }
+        }
+        counts
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        let c = self.counts();
+        if c.hunks > 0
+            && self
+                .hunks
+                .iter()
+                .all(|(_, h)| h.status == Status::Skipped(Skip::AlreadyApplied))
+        {
+            "already upstream?"
+        } else if c.fails > 0 || c.skipped > 0 {
+            "FAILS"
+        } else if c.offset > 0 || c.fuzz > 0 {
+            "applies (moved)"
+        } else {
+            "applies"
+        }
+    }
+}
+
+pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
+    let manifest = Manifest::load(&paths.patches())?;
+    check_gnu_patch()?;
+    let dir = super::dir(paths).join("forward");
+    fs_err::create_dir_all(&dir)?;
+
+    // Which release to try, per crate.
+    write_manifest(&dir, &[])?;
+    let mut targets = Vec::new();
+    for pin in &manifest.crates {
+        let version = match to {
+            Some(version) => version.to_string(),
+            None => newest(&dir, &pin.name)?,
+        };
+        targets.push((pin.clone(), version));
+    }
+    println!(
+        "uvfix: trying the series on {}",
+        targets
+            .iter()
+            .map(|(pin, to)| format!("{} {} → {to}", pin.name, pin.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // Make cargo download them, then extract the verified `.crate` files.
+    write_manifest(&dir, &targets)?;
+    let sources = locate(&dir, &targets)?;
+    let trees = dir.join("trees");
+    fresh_dir(&trees)?;
+    let inputs = dir.join("inputs");
+    fresh_dir(&inputs)?;
+
+    let mut reports = Vec::new();
+    let mut unpatched = Vec::new();
+    for ((pin, version), source) in targets.iter().zip(&sources) {
+        let entries = manifest.entries_for(&pin.name);
+        if entries.is_empty() {
+            unpatched.push(pin.name.clone());
+            continue;
+        }
+        let tree = trees.join(format!("{}-{version}", pin.name));
+        vendor::extract(source, &tree)?;
+        for entry in entries {
+            let text = fs_err::read_to_string(&entry.path)?;
+            let parsed = PatchText::parse(&entry.rel, &text)?;
+            let input = inputs.join(entry.rel.to_string_lossy().replace('/', "__"));
+            fs_err::write(&input, &parsed.diff)?;
+            let dry = gnu_patch_run(&tree, &input, true)?;
+            // Advance the scratch copy so the crate's next patch sees this one's changes.
+            gnu_patch_run(&tree, &input, false)?;
+            reports.push(PatchReport {
+                entry: entry.rel.clone(),
+                krate: pin.name.clone(),
+                from: pin.version.clone(),
+                to: version.clone(),
+                hunks: label(&parsed.diff, gnu_patch::parse(&dry)),
+            });
+        }
+    }
+
+    let details = render_details(&reports);
+    let table = render_table(&reports);
+    print!("\n{details}\n{table}");
+    for name in &unpatched {
+        println!("{name}: no patches in the series");
+    }
+    let report = dir.join("report.md");
+    fs_err::write(
+        &report,
+        format!(
+            "# Forward report\n\n{table}\n## Hunks\n\n```text\n{details}```\n\n\
+             Scratch trees (with every hunk that applied): {}\n",
+            display(paths, &trees)
+        ),
+    )?;
+    let failing = reports.iter().filter(|r| r.verdict() == "FAILS").count();
+    println!(
+        "\nuvfix: {failing} of {} patch(es) need a rebase for these releases; report: {}; \
+         patched trees: {}",
+        reports.len(),
+        display(paths, &report),
+        display(paths, &trees)
+    );
+    Ok(())
+}
+
+/// GNU patch is required: BSD patch (macOS) reports offsets and fuzz differently.
+fn check_gnu_patch() -> Result<()> {
+    let version = output(Command::new("patch").arg("--version")).context(
+        "`patch` is needed for `upstream forward` (apt-get install patch, or ci/install-deps.sh)",
+    )?;
+    if !version.contains("GNU patch") {
+        bail!(
+            "`patch` on PATH is not GNU patch ({}); install it (macOS: `brew install gpatch` and \
+             put its `patch` first on PATH)",
+            version.lines().next().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `patch -p1 --verbose --forward --batch` in `tree`; stdout. Exit status 1 (some hunks
+/// failed) is a result, 2 is trouble.
+fn gnu_patch_run(tree: &Path, input: &Path, dry_run: bool) -> Result<String> {
+    let mut command = Command::new("patch");
+    command.env("LC_ALL", "C").args([
+        "-p1",
+        "--verbose",
+        // Treat an already-applied change as such instead of asking or reversing it.
+        "--forward",
+        "--batch",
+    ]);
+    if dry_run {
+        command.arg("--dry-run");
+    } else {
+        command.args(["--no-backup-if-mismatch", "--reject-file=-"]);
+    }
+    command.arg("-d").arg(tree).arg("-i").arg(input);
+    let out = command.output().context("cannot run `patch`")?;
+    match out.status.code() {
+        Some(0 | 1) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        _ => bail!(
+            "`patch` failed on {} ({}):\n{}{}",
+            input.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Attach each reported hunk's `@@ … @@` header from the patch itself.
+fn label(diff: &str, reported: Vec<Hunk>) -> Vec<(Option<String>, Hunk)> {
+    let headers: BTreeMap<String, Vec<String>> = hunks(diff).into_iter().collect();
+    reported
+        .into_iter()
+        .map(|hunk| {
+            let header = headers
+                .get(&hunk.file)
+                .and_then(|h| h.get(hunk.number.wrapping_sub(1)))
+                .cloned();
+            (header, hunk)
+        })
+        .collect()
+}
+
+/// Per patch, per file, per hunk.
+pub fn render_details(reports: &[PatchReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        let _ = writeln!(
+            out,
+            "{}  ({} {} → {})",
+            report.entry.display(),
+            report.krate,
+            report.from,
+            report.to
+        );
+        let mut file = None;
+        for (header, hunk) in &report.hunks {
+            if file != Some(&hunk.file) {
+                let _ = writeln!(out, "  {}", hunk.file);
+                file = Some(&hunk.file);
+            }
+            let at = match hunk.status {
+                Status::Skipped(_) => String::new(),
+                _ => format!(" (at line {})", hunk.line),
+            };
+            let _ = writeln!(
+                out,
+                "    hunk #{} {}  {}{at}",
+                hunk.number,
+                header.as_deref().unwrap_or(""),
+                hunk.status
+            );
+        }
+        if report.hunks.is_empty() {
+            let _ = writeln!(out, "  (GNU patch reported no hunks)");
+        }
+    }
+    out
+}
+
+/// The per-patch summary, as a Markdown table.
+pub fn render_table(reports: &[PatchReport]) -> String {
+    let mut out = String::from(
+        "| patch | crate | from → to | hunks | clean | offset | fuzz | fails | skipped | verdict |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for report in reports {
+        let c = report.counts();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} → {} | {} | {} | {} | {} | {} | {} | {} |",
+            report.entry.display(),
+            report.krate,
+            report.from,
+            report.to,
+            c.hunks,
+            c.clean,
+            c.offset,
+            c.fuzz,
+            c.fails,
+            c.skipped,
+            report.verdict()
+        );
+    }
+    out
+}
+
+/// The throwaway manifest: `<crate> = "=VERSION"` for each target (none at first, so that
+/// `cargo info` runs outside the fixture's workspace).
+fn write_manifest(dir: &Path, targets: &[(PinnedCrate, String)]) -> Result<()> {
+    let mut text = String::from(
+        "# Generated by `cargo xtask upstream forward`: only used to make cargo download\n\
+         # newer releases of the pinned crates. It is never built.\n\
+         [package]\nname = \"uvfix-forward\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [dependencies]\n",
+    );
+    for (pin, version) in targets {
+        let _ = writeln!(text, "{} = \"={version}\"", pin.name);
+    }
+    text.push_str("\n[workspace]\n");
+    fs_err::create_dir_all(dir.join("src"))?;
+    fs_err::write(dir.join("src/lib.rs"), "")?;
+    fs_err::write(dir.join("Cargo.toml"), text)?;
+    // Resolve afresh: the point is the newest releases.
+    let lock = dir.join("Cargo.lock");
+    if lock.exists() {
+        fs_err::remove_file(lock)?;
+    }
+    Ok(())
+}
+
+/// The newest release of `name` on crates.io, from `cargo info` (which prints the newest
+/// release compatible with this rustc, and `(latest X)` when a newer one exists).
+fn newest(dir: &Path, name: &str) -> Result<String> {
+    let text = output(
+        fetch::cargo()
+            .current_dir(dir)
+            .args(["info", "--quiet", name]),
+    )?;
+    parse_cargo_info_version(&text)
+        .ok_or_else(|| anyhow!("no `version:` line in `cargo info {name}`:\n{text}"))
+}
+
+fn parse_cargo_info_version(text: &str) -> Option<String> {
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("version:"))?;
+    let line = line.trim();
+    if let Some((_, latest)) = line.split_once("(latest ") {
+        return Some(latest.trim_end_matches(')').trim().to_string());
+    }
+    line.split_whitespace().next().map(str::to_string)
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<MetaPackage>,
+}
+
+#[derive(Deserialize)]
+struct MetaPackage {
+    name: String,
+    version: String,
+    source: Option<String>,
+    manifest_path: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct LockFile {
+    #[serde(default)]
+    package: Vec<LockPackage>,
+}
+
+#[derive(Deserialize)]
+struct LockPackage {
+    name: String,
+    version: String,
+    checksum: Option<String>,
+}
+
+/// Resolve the throwaway manifest and find each target's `.crate` and lock checksum.
+fn locate(dir: &Path, targets: &[(PinnedCrate, String)]) -> Result<Vec<CrateSource>> {
+    let stdout = output(
+        fetch::cargo()
+            .current_dir(dir)
+            .args(["metadata", "--format-version", "1", "--manifest-path"])
+            .arg(dir.join("Cargo.toml")),
+    )?;
+    let metadata: Metadata = serde_json::from_str(&stdout).context("reading `cargo metadata`")?;
+    let lock: LockFile = toml::from_str(&fs_err::read_to_string(dir.join("Cargo.lock"))?)?;
+    targets
+        .iter()
+        .map(|(pin, version)| {
+            let package = metadata
+                .packages
+                .iter()
+                .find(|p| {
+                    p.name == pin.name
+                        && &p.version == version
+                        && p.source
+                            .as_deref()
+                            .is_some_and(|s| s.starts_with("registry+"))
+                })
+                .ok_or_else(|| anyhow!("cargo did not resolve {} {version}", pin.name))?;
+            let checksum = lock
+                .package
+                .iter()
+                .find(|p| p.name == pin.name && &p.version == version)
+                .and_then(|p| p.checksum.clone())
+                .ok_or_else(|| anyhow!("no checksum for {} {version} in the lock", pin.name))?;
+            Ok(CrateSource {
+                name: pin.name.clone(),
+                version: version.clone(),
+                crate_file: crate_file(&package.manifest_path, &pin.name, version)?,
+                checksum,
+                origin: format!("{}", dir.join("Cargo.lock").display()),
+            })
+        })
+        .collect()
+}
+
+/// `$CARGO_HOME/registry/src/<index>/<name>-<ver>/Cargo.toml` →
+/// `$CARGO_HOME/registry/cache/<index>/<name>-<ver>.crate`, the file cargo downloaded.
+fn crate_file(manifest_path: &Path, name: &str, version: &str) -> Result<PathBuf> {
+    let index = manifest_path
+        .parent()
+        .and_then(Path::parent)
+        .context("unexpected registry layout")?;
+    let registry = index
+        .parent()
+        .and_then(Path::parent)
+        .context("unexpected registry layout")?;
+    let file = registry
+        .join("cache")
+        .join(index.file_name().context("unexpected registry layout")?)
+        .join(format!("{name}-{version}.crate"));
+    if !file.is_file() {
+        bail!(
+            "cargo resolved {name} {version} but its .crate is not at {}",
+            file.display()
+        );
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    #[test_case("uv-cache\nversion: 0.0.72 (latest 0.0.98)\nlicense: MIT\n", Some("0.0.98"); "newer exists")]
+    #[test_case("uv-cache\nversion: 0.0.98\n", Some("0.0.98"); "newest is compatible")]
+    #[test_case("nothing\n", None; "no version")]
+    fn reads_cargo_info(text: &str, expected: Option<&str>) {
+        assert_eq!(parse_cargo_info_version(text).as_deref(), expected);
+    }
+
+    fn hunk(file: &str, number: usize, status: Status) -> Hunk {
+        Hunk {
+            file: file.into(),
+            number,
+            line: 10 * number,
+            status,
+        }
+    }
+
+    fn report(statuses: &[Status]) -> PatchReport {
+        PatchReport {
+            entry: "uv-cache/0001-x.patch".into(),
+            krate: "uv-cache".into(),
+            from: "0.0.72".into(),
+            to: "0.0.98".into(),
+            hunks: statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    (
+                        Some(format!("@@ -{i} +{i} @@")),
+                        hunk("src/lib.rs", i + 1, *s),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test_case(&[Status::Applies, Status::Applies], "applies"; "clean")]
+    #[test_case(&[Status::Applies, Status::Offset(3)], "applies (moved)"; "offset")]
+    #[test_case(&[Status::Fuzz { fuzz: 1, offset: 0 }], "applies (moved)"; "fuzz")]
+    #[test_case(&[Status::Applies, Status::Fails], "FAILS"; "one fails")]
+    #[test_case(&[Status::Skipped(Skip::MissingFile)], "FAILS"; "file gone")]
+    #[test_case(&[Status::Skipped(Skip::AlreadyApplied)], "already upstream?"; "merged")]
+    fn verdicts(statuses: &[Status], expected: &str) {
+        assert_eq!(report(statuses).verdict(), expected);
+    }
+
+    #[test]
+    fn table_and_details() {
+        let r = report(&[
+            Status::Applies,
+            Status::Offset(-2),
+            Status::Fuzz { fuzz: 2, offset: 5 },
+            Status::Fails,
+        ]);
+        let table = render_table(std::slice::from_ref(&r));
+        assert!(
+            table.contains("| uv-cache/0001-x.patch | uv-cache | 0.0.72 → 0.0.98 | 4 | 1 | 1 | 1 | 1 | 0 | FAILS |"),
+            "{table}"
+        );
+        let details = render_details(&[r]);
+        assert_eq!(
+            details,
+            "uv-cache/0001-x.patch  (uv-cache 0.0.72 → 0.0.98)\n  src/lib.rs\n\
+             \x20   hunk #1 @@ -0 +0 @@  applies (at line 10)\n\
+             \x20   hunk #2 @@ -1 +1 @@  applies with offset -2 (at line 20)\n\
+             \x20   hunk #3 @@ -2 +2 @@  applies with fuzz 2 and offset 5 (at line 30)\n\
+             \x20   hunk #4 @@ -3 +3 @@  FAILS (at line 40)\n"
+        );
+    }
+
+    #[test]
+    fn labels_hunks_with_their_headers() {
+        let diff = "diff --git a/src/a.rs b/src/a.rs\n--- a/src/a.rs\n+++ b/src/a.rs\n\
+                    @@ -1,2 +1,2 @@\n-a\n+b\n c\n@@ -9,1 +9,2 @@\n x\n+y\n";
+        let labelled = label(
+            diff,
+            vec![
+                hunk("src/a.rs", 2, Status::Applies),
+                hunk("src/other.rs", 1, Status::Fails),
+            ],
+        );
+        assert_eq!(labelled[0].0.as_deref(), Some("@@ -9,1 +9,2 @@"));
+        assert_eq!(labelled[1].0, None);
+    }
+
+    /// The real tool, cumulatively: the second patch only applies on top of the first, and
+    /// hunks that moved are reported with their offset.
+    #[test]
+    fn gnu_patch_in_series_reports_offsets() {
+        if check_gnu_patch().is_err() {
+            eprintln!("SKIP: no GNU patch");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let tree = tmp.path().join("tree");
+        fs_err::create_dir_all(tree.join("src")).unwrap();
+        // The "newer release": three lines were inserted at the top.
+        let lines: String = (1..=30).map(|i| format!("{i}\n")).collect();
+        fs_err::write(
+            tree.join("src/lib.rs"),
+            format!("new1\nnew2\nnew3\n{lines}"),
+        )
+        .unwrap();
+        let first = tmp.path().join("first.diff");
+        fs_err::write(
+            &first,
+            "diff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n\
+             @@ -9,7 +9,7 @@\n 9\n 10\n 11\n-12\n+twelve\n 13\n 14\n 15\n",
+        )
+        .unwrap();
+        let second = tmp.path().join("second.diff");
+        fs_err::write(
+            &second,
+            "diff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n\
+             @@ -10,5 +10,5 @@\n 10\n 11\n-twelve\n+TWELVE\n 13\n 14\n",
+        )
+        .unwrap();
+        for input in [&first, &second] {
+            let dry = gnu_patch_run(&tree, input, true).unwrap();
+            let hunks = gnu_patch::parse(&dry);
+            assert_eq!(hunks.len(), 1, "{dry}");
+            assert_eq!(hunks[0].file, "src/lib.rs");
+            assert_eq!(hunks[0].status, Status::Offset(3), "{dry}");
+            gnu_patch_run(&tree, input, false).unwrap();
+        }
+        let result = fs_err::read_to_string(tree.join("src/lib.rs")).unwrap();
+        assert!(result.contains("\nTWELVE\n"), "{result}");
+    }
+}

@@ -1,0 +1,207 @@
+//! The text of our patch files, seen as commits: the header becomes the commit message, the
+//! rest is the diff. Pure functions, unit-tested.
+
+use anyhow::{Result, bail};
+use std::path::Path;
+
+/// A patch file split into a commit message and its diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchText {
+    pub subject: String,
+    /// The "why" paragraph(s) and the upstream link; empty when the header has none.
+    pub body: String,
+    /// Everything from the first `diff --git` on.
+    pub diff: String,
+}
+
+impl PatchText {
+    /// Split a patch file: `Subject: …`, a blank line, the body, `---`, then `diff --git`
+    /// sections. Only the subject and at least one diff are required.
+    pub fn parse(patch: &Path, text: &str) -> Result<Self> {
+        let header = uvfix_pipeline::patchfile::header(text);
+        let diff = &text[header.len()..];
+        if !diff.starts_with("diff --git ") {
+            bail!(
+                "{}: no diff (expected `diff --git a/… b/…` sections after the header)",
+                patch.display()
+            );
+        }
+        let mut lines = header.lines().peekable();
+        let subject = loop {
+            let Some(line) = lines.next() else {
+                bail!(
+                    "{}: no `Subject:` line in the header; it becomes the commit's subject",
+                    patch.display()
+                );
+            };
+            if let Some(rest) = line.strip_prefix("Subject:") {
+                let mut subject = rest.trim().to_string();
+                // RFC 2822 folding: continuation lines start with white space.
+                while let Some(next) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
+                    subject.push(' ');
+                    subject.push_str(next.trim());
+                }
+                break strip_patch_tag(&subject).to_string();
+            }
+        };
+        if subject.is_empty() {
+            bail!("{}: the `Subject:` line is empty", patch.display());
+        }
+        let body: Vec<&str> = lines.take_while(|l| l.trim_end() != "---").collect();
+        let body = body.join("\n").trim().to_string();
+        Ok(Self {
+            subject,
+            body,
+            diff: diff.to_string(),
+        })
+    }
+
+    /// The commit message: subject, blank line, body.
+    pub fn message(&self) -> String {
+        if self.body.is_empty() {
+            format!("{}\n", self.subject)
+        } else {
+            format!("{}\n\n{}\n", self.subject, self.body)
+        }
+    }
+
+    /// Files the diff touches, as the `b/` side names them (crate-relative).
+    pub fn files(&self) -> Vec<String> {
+        hunks(&self.diff)
+            .into_iter()
+            .map(|(file, _)| file)
+            .collect()
+    }
+}
+
+/// `[PATCH 2/3] Subject` → `Subject`.
+fn strip_patch_tag(subject: &str) -> &str {
+    if subject.starts_with("[PATCH")
+        && let Some(end) = subject.find(']')
+    {
+        return subject[end + 1..].trim_start();
+    }
+    subject
+}
+
+/// The hunk headers of a git diff, grouped by file in order: `(path, ["@@ -1,3 +1,4 @@", …])`.
+/// The path is the new name without the `b/` prefix (the old one for deletions).
+pub fn hunks(diff: &str) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in diff.lines() {
+        if let Some(rest) = line.strip_prefix("diff --git ") {
+            // `a/x b/x`: the paths in our series never contain spaces.
+            let name = rest
+                .split_whitespace()
+                .last()
+                .map(|b| b.strip_prefix("b/").unwrap_or(b))
+                .unwrap_or_default();
+            out.push((name.to_string(), Vec::new()));
+        } else if line.starts_with("@@ ")
+            && let Some((_, headers)) = out.last_mut()
+        {
+            let end = line[2..].find("@@").map_or(line.len(), |i| i + 4);
+            headers.push(line[..end].to_string());
+        }
+    }
+    out
+}
+
+/// Totals of `git diff --numstat` output: (files, lines added, lines removed). Binary files
+/// (`-\t-\tpath`) count as files with no lines.
+pub fn numstat(text: &str) -> (usize, usize, usize) {
+    let mut totals = (0, 0, 0);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut fields = line.split('\t');
+        let added = fields.next().and_then(|f| f.parse::<usize>().ok());
+        let removed = fields.next().and_then(|f| f.parse::<usize>().ok());
+        totals.0 += 1;
+        totals.1 += added.unwrap_or(0);
+        totals.2 += removed.unwrap_or(0);
+    }
+    totals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\n\
+        --- a/src/lib.rs\n+++ b/src/lib.rs\n\
+        @@ -1,3 +1,4 @@ fn main() {\n a\n+b\n c\n d\n\
+        @@ -10,2 +11,2 @@\n-x\n+y\n z\n\
+        diff --git a/src/new.rs b/src/new.rs\nnew file mode 100644\n\
+        --- /dev/null\n+++ b/src/new.rs\n@@ -0,0 +1 @@\n+new\n";
+
+    #[test]
+    fn splits_header_into_message_and_diff() {
+        let text = format!(
+            "Subject: Open the cache read-only when it is not writable\n\nuv fails when…\nsecond line.\n\n\
+             Upstream: https://github.com/astral-sh/uv/issues/16820\n---\n{DIFF}"
+        );
+        let parsed = PatchText::parse(Path::new("p.patch"), &text).unwrap();
+        assert_eq!(
+            parsed.subject,
+            "Open the cache read-only when it is not writable"
+        );
+        assert_eq!(
+            parsed.body,
+            "uv fails when…\nsecond line.\n\nUpstream: https://github.com/astral-sh/uv/issues/16820"
+        );
+        assert_eq!(parsed.diff, DIFF);
+        assert_eq!(
+            parsed.message(),
+            format!("{}\n\n{}\n", parsed.subject, parsed.body)
+        );
+        assert_eq!(parsed.files(), ["src/lib.rs", "src/new.rs"]);
+    }
+
+    #[test_case("Subject: [PATCH] Fix it\n---\n", "Fix it", ""; "patch tag")]
+    #[test_case("Subject: [PATCH 2/3] Fix it\n\nBecause.\n---\n", "Fix it", "Because."; "numbered tag")]
+    #[test_case("From: x\nSubject: A long\n subject\n\nWhy.\n", "A long subject", "Why."; "folded, no dashes")]
+    fn subject_and_body(header: &str, subject: &str, body: &str) {
+        let parsed = PatchText::parse(Path::new("p"), &format!("{header}{DIFF}")).unwrap();
+        assert_eq!(
+            (parsed.subject.as_str(), parsed.body.as_str()),
+            (subject, body)
+        );
+    }
+
+    #[test_case("No subject here\n---\n"; "no subject")]
+    #[test_case("Subject:   \n---\n"; "empty subject")]
+    fn header_without_subject_is_an_error(header: &str) {
+        let err = PatchText::parse(Path::new("x.patch"), &format!("{header}{DIFF}")).unwrap_err();
+        assert!(err.to_string().contains("x.patch"), "{err}");
+    }
+
+    #[test]
+    fn header_without_diff_is_an_error() {
+        let err = PatchText::parse(Path::new("x.patch"), "Subject: s\n---\n").unwrap_err();
+        assert!(err.to_string().contains("no diff"), "{err}");
+    }
+
+    #[test]
+    fn lists_hunk_headers_per_file() {
+        assert_eq!(
+            hunks(DIFF),
+            [
+                (
+                    "src/lib.rs".to_string(),
+                    vec![
+                        "@@ -1,3 +1,4 @@".to_string(),
+                        "@@ -10,2 +11,2 @@".to_string()
+                    ]
+                ),
+                ("src/new.rs".to_string(), vec!["@@ -0,0 +1 @@".to_string()]),
+            ]
+        );
+    }
+
+    #[test_case("", (0, 0, 0); "empty")]
+    #[test_case("3\t1\tcrates/a/src/lib.rs\n10\t0\tcrates/a/src/new.rs\n", (2, 13, 1); "two files")]
+    #[test_case("-\t-\tcrates/a/logo.png\n1\t1\tx\n", (2, 1, 1); "binary")]
+    fn sums_numstat(text: &str, expected: (usize, usize, usize)) {
+        assert_eq!(numstat(text), expected);
+    }
+}
