@@ -92,11 +92,13 @@ fn workspace_manifest(manifest: &Manifest, located: &Located, variant: Variant) 
     out
 }
 
-fn write_if_changed(path: &Path, contents: &str) -> Result<(), Error> {
-    if fs_err::read_to_string(path).ok().as_deref() != Some(contents) {
-        fs_err::write(path, contents)?;
+/// Returns whether the file changed.
+fn write_if_changed(path: &Path, contents: &str) -> Result<bool, Error> {
+    if fs_err::read_to_string(path).ok().as_deref() == Some(contents) {
+        return Ok(false);
     }
-    Ok(())
+    fs_err::write(path, contents)?;
+    Ok(true)
 }
 
 /// Build `uv` and `uvx` of `variant` and place them in `target/uvfix/bin/<variant>/`.
