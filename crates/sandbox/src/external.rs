@@ -180,19 +180,37 @@ pub(crate) fn srt_availability() -> Availability {
     smoke(probe, "`srt`")
 }
 
+/// srt points `TMPDIR` of the sandboxed command at this directory. Claude Code creates it and
+/// lets the sandbox write there, so we do the same; without it every tool that needs a
+/// temporary file inside the sandbox fails with ENOENT, which is not what users see.
+pub const SRT_TMPDIR: &str = "/tmp/claude";
+
+/// Create [`SRT_TMPDIR`] shared like `/tmp` (sticky, world-writable), as Claude Code does.
+pub(crate) fn ensure_srt_tmpdir() -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(SRT_TMPDIR);
+    if !dir.is_dir() {
+        fs_err::create_dir_all(dir)?;
+        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))?;
+    }
+    Ok(())
+}
+
 /// The settings of one layout: written on the host, read by srt before it builds the sandbox.
 fn srt_settings_json(layout: &Layout) -> String {
     let j = |p: &Path| json_string(p.as_os_str());
     format!(
         "{{\"network\":{{\"allowedDomains\":[],\"deniedDomains\":[]}},\
-          \"filesystem\":{{\"denyRead\":[],\"allowWrite\":[{},{}],\"denyWrite\":[{}]}}}}\n",
+          \"filesystem\":{{\"denyRead\":[],\"allowWrite\":[{},{},{}],\"denyWrite\":[{}]}}}}\n",
         j(&layout.workspace),
         j(&layout.tmp),
+        j(Path::new(SRT_TMPDIR)),
         j(&layout.cache)
     )
 }
 
 fn write_srt_settings(layout: &Layout) -> std::io::Result<PathBuf> {
+    ensure_srt_tmpdir()?;
     let json = srt_settings_json(layout);
     let mut hasher = DefaultHasher::new();
     json.hash(&mut hasher);
@@ -363,7 +381,7 @@ mod tests {
             tmp: "/t".into(),
         };
         let json = srt_settings_json(&layout);
-        assert!(json.contains(r#""allowWrite":["/w","/t"]"#), "{json}");
+        assert!(json.contains(r#""allowWrite":["/w","/t","/tmp/claude"]"#), "{json}");
         assert!(json.contains(r#""denyWrite":["/h/.cache/uv"]"#), "{json}");
         assert!(json.contains(r#""allowedDomains":[]"#), "{json}");
     }

@@ -43,7 +43,11 @@ pub struct MatrixArgs {
     out: Option<PathBuf>,
 }
 
-fn names<T>(list: Option<Vec<String>>, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Option<Vec<T>>> {
+fn names<T>(
+    list: Option<Vec<String>>,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<Option<Vec<T>>> {
     list.map(|names| {
         names
             .iter()
@@ -56,7 +60,10 @@ fn names<T>(list: Option<Vec<String>>, parse: impl Fn(&str) -> Option<T>, what: 
 pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     let mut uvs = Vec::new();
     if args.uvs.is_empty() {
-        for (variant, bins) in Variant::ALL.iter().zip(builder::ensure(paths, &Variant::ALL)?) {
+        for (variant, bins) in Variant::ALL
+            .iter()
+            .zip(builder::ensure(paths, &Variant::ALL)?)
+        {
             uvs.push(UvUnderTest::new(variant.name(), bins.uv));
         }
     }
@@ -92,9 +99,11 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(cell) = cells.get(index) else { break };
-                    let _turn = (cell.sandbox == Sandbox::SandboxRuntime && cell.unavailable.is_none())
-                        .then(|| one_at_a_time.lock().unwrap_or_else(|e| e.into_inner()));
-                    let result = run_cell(&cell.uv, cell.sandbox, cell.scenario, cell.state, helper);
+                    let _turn = (cell.sandbox == Sandbox::SandboxRuntime
+                        && cell.unavailable.is_none())
+                    .then(|| one_at_a_time.lock().unwrap_or_else(|e| e.into_inner()));
+                    let result =
+                        run_cell(&cell.uv, cell.sandbox, cell.scenario, cell.state, helper);
                     eprintln!(
                         "[{}/{}] {} {} {:.1}s",
                         index + 1,
@@ -103,7 +112,10 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
                         result.outcome.word(),
                         result.duration_ms as f64 / 1000.0
                     );
-                    results.lock().unwrap_or_else(|e| e.into_inner()).push((index, result));
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((index, result));
                 }
             });
         }

@@ -57,8 +57,9 @@ pub enum UpstreamCommand {
     /// Try every patch against newer crates.io releases of the pinned crates and report
     /// each hunk (applies, offset, fuzz, FAILS). Failing hunks are a finding, not an error.
     Forward {
-        /// The release to try for every pinned crate [default: each crate's newest].
-        #[arg(long)]
+        /// A uv release (`0.13.6`): try the crate versions it was published with
+        /// [default: each pinned crate's newest release].
+        #[arg(long, value_name = "UV_VERSION")]
         to: Option<String>,
     },
 }

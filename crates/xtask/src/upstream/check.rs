@@ -152,10 +152,11 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         Err(err) => failures.push(format!("unit tests of {}: {err}", crates.join(", "))),
     }
 
-    match matrix_supports_uv()? {
+    match matrix_supports_uv(paths) {
         true => {
-            let exe = std::env::current_exe()?;
-            if let Err(err) = status(Command::new(exe).arg("matrix").arg("--uv").arg(&uv)) {
+            let mut matrix = xtask(paths);
+            matrix.args(["matrix", "--uv"]).arg(&uv);
+            if let Err(err) = status(&mut matrix) {
                 failures.push(format!("matrix: {err}"));
             }
         }
@@ -199,11 +200,22 @@ fn remove_worktree(tree: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Does `cargo xtask matrix` (this very binary) take `--uv PATH`?
-fn matrix_supports_uv() -> Result<bool> {
-    let exe = std::env::current_exe()?;
-    let help = Command::new(exe).args(["matrix", "--help"]).output()?;
-    Ok(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--uv "))
+/// `cargo xtask` in the fixture root. Not `current_exe()`: a concurrent build may have
+/// replaced this binary since it started.
+fn xtask(paths: &Paths) -> Command {
+    let mut command = uvfix_pipeline::fetch::cargo();
+    command.current_dir(&paths.root).arg("xtask");
+    command
+}
+
+/// Does `cargo xtask matrix` take `--uv PATH`?
+fn matrix_supports_uv(paths: &Paths) -> bool {
+    xtask(paths)
+        .args(["matrix", "--help"])
+        .output()
+        .is_ok_and(|help| {
+            help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--uv ")
+        })
 }
 
 /// The toolchain to build upstream with.

@@ -64,14 +64,84 @@ impl PatchText {
             format!("{}\n\n{}\n", self.subject, self.body)
         }
     }
+}
 
-    /// Files the diff touches, as the `b/` side names them (crate-relative).
-    pub fn files(&self) -> Vec<String> {
-        hunks(&self.diff)
-            .into_iter()
-            .map(|(file, _)| file)
-            .collect()
+/// Files crates.io adds to a published crate that do not exist in the repository.
+const PACKAGING_ONLY: [&str; 2] = [".cargo_vcs_info.json", "Cargo.lock"];
+
+/// What [`to_repository_paths`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Sections dropped: the normalized `Cargo.toml` crates.io generates, packaging files.
+    pub dropped: Vec<String>,
+    /// `Cargo.toml.orig` (the author's manifest) was carried over as `Cargo.toml`.
+    pub manifest_from_orig: bool,
+}
+
+impl Rewrite {
+    /// The patch changes the published `Cargo.toml` but not the author's: the repository's
+    /// manifest needs that change made by hand.
+    pub fn manifest_change_lost(&self) -> bool {
+        self.dropped.iter().any(|f| f == "Cargo.toml") && !self.manifest_from_orig
     }
+}
+
+/// Rewrite a diff written against a crate as crates.io ships it into one against the crate
+/// as it lives in the repository: `Cargo.toml.orig` is the repository's `Cargo.toml`; the
+/// `Cargo.toml` crates.io generated from it (and its packaging files) do not exist there.
+pub fn to_repository_paths(diff: &str) -> (String, Rewrite) {
+    let mut out = String::new();
+    let mut rewrite = Rewrite::default();
+    for section in sections(diff) {
+        let file = section_file(section);
+        if file == "Cargo.toml" || PACKAGING_ONLY.contains(&file) {
+            rewrite.dropped.push(file.to_string());
+        } else if file == "Cargo.toml.orig" {
+            rewrite.manifest_from_orig = true;
+            for line in section.split_inclusive('\n') {
+                let is_header = line.starts_with("diff --git ")
+                    || line.starts_with("--- a/")
+                    || line.starts_with("+++ b/");
+                if is_header {
+                    out.push_str(&line.replace("Cargo.toml.orig", "Cargo.toml"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+        } else {
+            out.push_str(section);
+        }
+    }
+    (out, rewrite)
+}
+
+/// A git diff split at each `diff --git` line (each section keeps its line).
+fn sections(diff: &str) -> Vec<&str> {
+    let mut starts: Vec<usize> = diff
+        .match_indices("diff --git ")
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || diff.as_bytes()[i - 1] == b'\n')
+        .collect();
+    if starts.first() != Some(&0) {
+        starts.insert(0, 0);
+    }
+    starts
+        .iter()
+        .zip(starts.iter().skip(1).chain(std::iter::once(&diff.len())))
+        .map(|(&a, &b)| &diff[a..b])
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The `b/` path of a section's `diff --git a/x b/x` line.
+fn section_file(section: &str) -> &str {
+    section
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("diff --git "))
+        .and_then(|rest| rest.split_whitespace().last())
+        .map(|b| b.strip_prefix("b/").unwrap_or(b))
+        .unwrap_or_default()
 }
 
 /// `[PATCH 2/3] Subject` → `Subject`.
@@ -154,7 +224,6 @@ mod tests {
             parsed.message(),
             format!("{}\n\n{}\n", parsed.subject, parsed.body)
         );
-        assert_eq!(parsed.files(), ["src/lib.rs", "src/new.rs"]);
     }
 
     #[test_case("Subject: [PATCH] Fix it\n---\n", "Fix it", ""; "patch tag")]
@@ -195,6 +264,50 @@ mod tests {
                 ),
                 ("src/new.rs".to_string(), vec!["@@ -0,0 +1 @@".to_string()]),
             ]
+        );
+    }
+
+    const PUBLISHED: &str = "diff --git a/Cargo.toml b/Cargo.toml\n--- a/Cargo.toml\n+++ b/Cargo.toml\n\
+        @@ -154,3 +154,5 @@\n x\n+\n+[dev-dependencies.tokio]\n\
+        diff --git a/Cargo.toml.orig b/Cargo.toml.orig\n--- a/Cargo.toml.orig\n+++ b/Cargo.toml.orig\n\
+        @@ -37,3 +37,5 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
+        diff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n";
+
+    #[test]
+    fn published_manifest_is_dropped_and_the_original_becomes_cargo_toml() {
+        let (diff, rewrite) = to_repository_paths(PUBLISHED);
+        assert_eq!(
+            diff,
+            "diff --git a/Cargo.toml b/Cargo.toml\n--- a/Cargo.toml\n+++ b/Cargo.toml\n\
+             @@ -37,3 +37,5 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
+             diff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n"
+        );
+        assert_eq!(
+            rewrite,
+            Rewrite {
+                dropped: vec!["Cargo.toml".into()],
+                manifest_from_orig: true
+            }
+        );
+        assert!(!rewrite.manifest_change_lost());
+    }
+
+    #[test]
+    fn a_published_manifest_change_without_the_original_is_flagged() {
+        let only_published = PUBLISHED
+            .split("diff --git a/Cargo.toml.orig")
+            .next()
+            .unwrap();
+        let (diff, rewrite) = to_repository_paths(only_published);
+        assert_eq!(diff, "");
+        assert!(rewrite.manifest_change_lost());
+    }
+
+    #[test]
+    fn source_only_diffs_are_untouched() {
+        assert_eq!(
+            to_repository_paths(DIFF),
+            (DIFF.to_string(), Rewrite::default())
         );
     }
 
