@@ -187,6 +187,16 @@ fn test_patched(paths: &Paths) -> Result<()> {
     for krate in manifest.crates.iter().filter(|c| c.name != "uv") {
         command.args(["--package", &krate.name]);
     }
+    // Upstream's own `find_python_propagates_virtualenv_metadata_errors` makes a directory
+    // mode 000 and expects EACCES, which root never gets; it fails as root with or without
+    // the series, so it is skipped there (as uid 65534 it runs and passes).
+    if std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    }) {
+        command.args(["--", "--skip", "find_python_propagates_virtualenv_metadata_errors"]);
+        eprintln!("uvfix: running as root: skipping uv-python's mode-000 test, which needs a non-root uid");
+    }
     let status = command.status().context("running cargo test")?;
     if !status.success() {
         bail!("unit tests of the patched crates failed ({status})");
