@@ -104,22 +104,43 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Build { variant } => {
-            // Under a nextest setup script, hand the paths to every test process.
-            let mut nextest_env = match std::env::var_os("NEXTEST_ENV") {
-                Some(path) => Some(
-                    fs_err::OpenOptions::new()
-                        .append(true)
-                        .create(true)
-                        .open(path)?,
-                ),
-                None => None,
+            // A path already in UVFIX_UV_PATCHED / UVFIX_UV_PRISTINE substitutes that build
+            // (e.g. the pristine binary as "patched", to see the suite fail, or an upstream
+            // checkout's uv); the rest are built.
+            let given = |v: &Variant| {
+                std::env::var_os(builder::env_var(*v))
+                    .filter(|p| !p.is_empty())
+                    .map(std::path::PathBuf::from)
             };
-            for (variant, bins) in variant.0.iter().zip(builder::ensure(&paths, &variant.0)?) {
-                println!("{}\t{}", variant.name(), bins.uv.display());
-                if let Some(file) = nextest_env.as_mut() {
-                    use std::io::Write as _;
-                    writeln!(file, "{}={}", builder::env_var(*variant), bins.uv.display())?;
-                }
+            let to_build: Vec<Variant> = variant
+                .0
+                .iter()
+                .copied()
+                .filter(|v| given(v).is_none())
+                .collect();
+            let mut built = builder::ensure(&paths, &to_build)?
+                .into_iter()
+                .map(|b| b.uv);
+            let mut lines = String::new();
+            for v in &variant.0 {
+                let uv = match given(v) {
+                    Some(path) => {
+                        eprintln!("uvfix: {} uv substituted by {}", v.name(), path.display());
+                        path
+                    }
+                    None => built.next().expect("one build per variant"),
+                };
+                println!("{}\t{}", v.name(), uv.display());
+                lines.push_str(&format!("{}={}\n", builder::env_var(*v), uv.display()));
+            }
+            // Under a nextest setup script, hand the paths to every test process.
+            if let Some(path) = std::env::var_os("NEXTEST_ENV") {
+                use std::io::Write as _;
+                fs_err::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)?
+                    .write_all(lines.as_bytes())?;
             }
         }
         Command::UvPath { variant } => {
@@ -194,8 +215,14 @@ fn test_patched(paths: &Paths) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0
     }) {
-        command.args(["--", "--skip", "find_python_propagates_virtualenv_metadata_errors"]);
-        eprintln!("uvfix: running as root: skipping uv-python's mode-000 test, which needs a non-root uid");
+        command.args([
+            "--",
+            "--skip",
+            "find_python_propagates_virtualenv_metadata_errors",
+        ]);
+        eprintln!(
+            "uvfix: running as root: skipping uv-python's mode-000 test, which needs a non-root uid"
+        );
     }
     let status = command.status().context("running cargo test")?;
     if !status.success() {
