@@ -18,7 +18,10 @@ fn uv_and_uvx_report_the_pinned_release(#[case] variant: Variant) {
     for (binary, name) in [(&uv, "uv"), (&uvx, "uvx")] {
         let output = Command::new(binary).arg("--version").output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{name} --version failed: {output:?}");
+        assert!(
+            output.status.success(),
+            "{name} --version failed: {output:?}"
+        );
         assert!(
             stdout.starts_with(&format!("{name} {pinned}")),
             "{} reports `{}`, expected {name} {pinned}",

@@ -31,14 +31,23 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(#[case] sandbox: Sa
         eprintln!("SKIP {sandbox}: {why}");
         return;
     }
-    let root = tempfile::Builder::new().prefix("uvfix-concurrency-").tempdir().unwrap();
+    let root = tempfile::Builder::new()
+        .prefix("uvfix-concurrency-")
+        .tempdir()
+        .unwrap();
     let dirs = make_layout(root.path()).unwrap();
     let (uv, uvx) = (dirs.bin.join("uv"), dirs.bin.join("uvx"));
     let built = uv_for_tests(Variant::Patched).unwrap();
     stage_binary(&built, &uv).unwrap();
     stage_binary(&built.with_file_name("uvx"), &uvx).unwrap();
     let python = find_python().unwrap();
-    let ctx = Ctx { layout: &dirs.layout, wheels: &dirs.wheels, uv: &uv, uvx: &uvx, python: &python };
+    let ctx = Ctx {
+        layout: &dirs.layout,
+        wheels: &dirs.wheels,
+        uv: &uv,
+        uvx: &uvx,
+        python: &python,
+    };
     let uv_run = |code: &str| Invocation {
         program: uv.clone(),
         args: ["run", "python3", "-c", code].map(OsString::from).to_vec(),
@@ -47,13 +56,21 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(#[case] sandbox: Sa
     };
 
     // Warm the cache, then prove the sandbox denies writes into it.
-    let warm = Sandbox::None.command(&dirs.layout, HELPER.as_ref(), &uv_run("pass")).output().unwrap();
+    let warm = Sandbox::None
+        .command(&dirs.layout, HELPER.as_ref(), &uv_run("pass"))
+        .output()
+        .unwrap();
     assert!(warm.status.success(), "warming failed: {warm:?}");
     sandbox.prepare(&dirs.layout).unwrap();
-    sandbox.canary(&dirs.layout, HELPER.as_ref()).expect("the sandbox must deny cache writes");
+    sandbox
+        .canary(&dirs.layout, HELPER.as_ref())
+        .expect("the sandbox must deny cache writes");
 
     // Each sandboxed run prints once it is inside Python (so past uv's shared lock), then holds.
-    let hold = format!("import time; print('holding', flush=True); time.sleep({})", HOLD.as_secs());
+    let hold = format!(
+        "import time; print('holding', flush=True); time.sleep({})",
+        HOLD.as_secs()
+    );
     let mut runs: Vec<Child> = (0..RUNS)
         .map(|_| {
             sandbox
@@ -66,8 +83,15 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(#[case] sandbox: Sa
         .collect();
     for run in &mut runs {
         let mut line = String::new();
-        BufReader::new(run.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "holding", "a sandboxed run did not start: {:?}", run.wait_with_output_lossy());
+        BufReader::new(run.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "holding",
+            "a sandboxed run did not start: {:?}",
+            run.wait_with_output_lossy()
+        );
     }
 
     let clean_started = Instant::now();
@@ -98,7 +122,10 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(#[case] sandbox: Sa
         clean_took >= HOLD / 2,
         "uv cache clean finished after {clean_took:?}, before the runs released their locks"
     );
-    assert!(!dirs.layout.cache.join("interpreter-v4").exists(), "the cache was not cleaned");
+    assert!(
+        !dirs.layout.cache.join("interpreter-v4").exists(),
+        "the cache was not cleaned"
+    );
     sandbox.release(&dirs.layout).unwrap();
 }
 
@@ -116,4 +143,3 @@ impl Lossy for Child {
         stderr
     }
 }
-

@@ -57,9 +57,19 @@ fn builds_under_test(listing: bool) -> Result<Vec<UvUnderTest>, String> {
 
 fn run(cell: &Planned) -> Result<(), Failed> {
     if let Some(why) = &cell.unavailable {
-        return Err(format!("sandbox `{}` is required here but unavailable: {why}", cell.sandbox).into());
+        return Err(format!(
+            "sandbox `{}` is required here but unavailable: {why}",
+            cell.sandbox
+        )
+        .into());
     }
-    let result = run_cell(&cell.uv, cell.sandbox, cell.scenario, cell.state, HELPER.as_ref());
+    let result = run_cell(
+        &cell.uv,
+        cell.sandbox,
+        cell.scenario,
+        cell.state,
+        HELPER.as_ref(),
+    );
     match &result.outcome {
         Outcome::Pass | Outcome::ExpectedFail => {
             println!(

@@ -14,7 +14,10 @@ fn unit_tests_of_the_patched_crates_pass() {
         .expect("running cargo xtask test-patched");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "cargo xtask test-patched failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "cargo xtask test-patched failed:\n{stdout}\n{stderr}"
+    );
     // Guard against a vacuous pass: the series adds tests, so some must have run.
     let ran: usize = stdout
         .lines()

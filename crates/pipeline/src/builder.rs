@@ -122,10 +122,10 @@ pub fn build(paths: &Paths, located: &Located, variant: Variant) -> Result<Binar
     let mut executables = Vec::new();
     for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line?;
-        if let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) {
-            if let Some(exe) = message.get("executable").and_then(|e| e.as_str()) {
-                executables.push(PathBuf::from(exe));
-            }
+        if let Ok(message) = serde_json::from_str::<serde_json::Value>(&line)
+            && let Some(exe) = message.get("executable").and_then(|e| e.as_str())
+        {
+            executables.push(PathBuf::from(exe));
         }
     }
     let status = child.wait()?;

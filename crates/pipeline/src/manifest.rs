@@ -73,7 +73,7 @@ impl Manifest {
             message,
         };
         for entry in self.entries() {
-            let entry = entry.map_err(|message| bad(message))?;
+            let entry = entry.map_err(&bad)?;
             if !entry.path.is_file() {
                 return Err(bad(format!(
                     "the series lists `{}`, but {} does not exist",

@@ -23,8 +23,7 @@ pub fn select(manifest: &Manifest, target: &str) -> Result<SeriesEntry, Error> {
     let entries: Vec<SeriesEntry> = manifest.entries().filter_map(Result::ok).collect();
     let chosen = entries
         .iter()
-        .filter(|e| e.krate == target)
-        .next_back()
+        .rfind(|e| e.krate == target)
         .or_else(|| {
             entries.iter().find(|e| {
                 e.rel == Path::new(target) || e.path == Path::new(target) || e.path.ends_with(target)

@@ -157,7 +157,7 @@ pub fn prepare(
         trees.insert(source.name.clone(), tree_digest(&dest)?);
     }
 
-    fs_err::create_dir_all(&crates_dir)?;
+    fs_err::create_dir_all(crates_dir)?;
     let stale = stamp.iter().flat_map(|s| s.trees.keys());
     for name in stale.chain(trees.keys()) {
         let dir = crates_dir.join(name);

@@ -139,7 +139,13 @@ fn the_series_is_applied_to_the_patched_tree_only() {
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let (patched, pristine) = (tmp.child("crates-patched"), tmp.child("crates-pristine"));
 
-    vendor::prepare(patched.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    vendor::prepare(
+        patched.path(),
+        std::slice::from_ref(&source),
+        Some(&manifest),
+        false,
+    )
+    .unwrap();
     vendor::prepare(pristine.path(), &[source], None, false).unwrap();
 
     assert!(lib_rs(patched.path()).contains("open without write access"));
@@ -174,7 +180,13 @@ fn a_failing_new_patch_leaves_the_previous_tree_in_place() {
     let source = demo_crate(tmp.path());
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let crates = tmp.child("crates-patched");
-    vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    vendor::prepare(
+        crates.path(),
+        std::slice::from_ref(&source),
+        Some(&manifest),
+        false,
+    )
+    .unwrap();
 
     let broken = "Subject: demo: x\n---\ndiff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -6,1 +6,1 @@\n-fn missing() {}\n+fn other() {}\n";
     let manifest = series(
@@ -197,7 +209,13 @@ fn a_rerun_with_nothing_changed_does_nothing() {
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let crates = tmp.child("crates-patched");
 
-    let first = vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    let first = vendor::prepare(
+        crates.path(),
+        std::slice::from_ref(&source),
+        Some(&manifest),
+        false,
+    )
+    .unwrap();
     let lib = crates.path().join("demo/src/lib.rs");
     let before = fs_err::metadata(&lib).unwrap().modified().unwrap();
     let second = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap();
@@ -213,13 +231,24 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
     let source = demo_crate(tmp.path());
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let crates = tmp.child("crates-patched");
-    vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    vendor::prepare(
+        crates.path(),
+        std::slice::from_ref(&source),
+        Some(&manifest),
+        false,
+    )
+    .unwrap();
     let lib = crates.path().join("demo/src/lib.rs");
     fs_err::write(&lib, lib_rs(crates.path()) + "// my edit\n").unwrap();
 
     // Same inputs: the edit is reported and kept.
-    let outcome =
-        vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    let outcome = vendor::prepare(
+        crates.path(),
+        std::slice::from_ref(&source),
+        Some(&manifest),
+        false,
+    )
+    .unwrap();
     assert_eq!(outcome, Outcome::LocalEdits(vec!["demo".into()]));
 
     // Changed inputs would re-extract: refused unless forced.
@@ -233,7 +262,13 @@ fn refresh_fixture(tmp: &TempDir) -> (CrateSource, Manifest, PathBuf) {
     let source = demo_crate(tmp.path());
     let manifest = series(tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let crates = tmp.child("crates-patched");
-    vendor::prepare(crates.path(), &[source.clone()], Some(&manifest), false).unwrap();
+    vendor::prepare(
+        crates.path(),
+        std::slice::from_ref(&source),
+        Some(&manifest),
+        false,
+    )
+    .unwrap();
     (source, manifest, crates.path().join("demo"))
 }
 

@@ -381,7 +381,10 @@ mod tests {
             tmp: "/t".into(),
         };
         let json = srt_settings_json(&layout);
-        assert!(json.contains(r#""allowWrite":["/w","/t","/tmp/claude"]"#), "{json}");
+        assert!(
+            json.contains(r#""allowWrite":["/w","/t","/tmp/claude"]"#),
+            "{json}"
+        );
         assert!(json.contains(r#""denyWrite":["/h/.cache/uv"]"#), "{json}");
         assert!(json.contains(r#""allowedDomains":[]"#), "{json}");
     }
