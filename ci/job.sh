@@ -8,22 +8,27 @@
 #
 # The same script runs in .github/workflows/matrix.yml and on a developer's machine. The
 # sandbox is required (UVFIX_REQUIRE_SANDBOXES): if it cannot run here the job fails
-# instead of reporting skips. Results: JUnit under target/nextest/ci/ (or
-# target/uvfix/matrix/ when `cargo xtask matrix` ran), the Markdown table in
-# target/uvfix/matrix/report.md, both appended to $GITHUB_STEP_SUMMARY under Actions.
+# instead of reporting skips. `cargo xtask matrix` writes matrix.md, matrix.json and
+# junit.xml to target/uvfix/matrix/; under GitHub Actions the table is also appended to
+# $GITHUB_STEP_SUMMARY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sandbox=${1:?usage: ci/job.sh <sandbox> <patched|pristine|official-VERSION|official-latest>}
-uut=${2:?usage: ci/job.sh <sandbox> <patched|pristine|official-VERSION|official-latest>}
+usage="usage: ci/job.sh <sandbox> <patched|pristine|official-VERSION|official-latest>"
+sandbox=${1:?$usage}
+uut=${2:?$usage}
 
 case "$uut" in
-  patched | pristine) label=$uut ;;
-  official-*)
-    UVFIX_UV=$(ci/fetch-official-uv.sh "${uut#official-}" | tail -n 1)
-    export UVFIX_UV
-    label=official
+  patched | pristine)
+    # The fixture's own build (restored from the build job's cache in CI).
+    label=$uut
+    uv=$(cargo xtask uv-path "$uut")
     ;;
-  *) echo "ci/job.sh: unknown uv under test '$uut'" >&2; exit 2 ;;
+  official-*)
+    # The release wheel from PyPI, unpatched: it gets the upstream expectations.
+    uv=$(ci/fetch-official-uv.sh "${uut#official-}" | tail -n 1)
+    label=official-$("$uv" --version | cut -d' ' -f2)
+    ;;
+  *) echo "ci/job.sh: unknown uv under test '$uut'; $usage" >&2; exit 2 ;;
 esac
 
 case "$sandbox" in
@@ -35,28 +40,18 @@ case "$sandbox" in
 esac
 
 export UVFIX_REQUIRE_SANDBOXES=$sandbox
-export NEXTEST_PROFILE=ci
 status=0
-if help=$(cargo xtask matrix --help 2>/dev/null); then
-  args=()
-  [[ $help == *--sandbox* ]] && args+=(--sandbox "$sandbox")
-  [[ $label == official && $help == *"--uv "* ]] && args+=(--uv "$UVFIX_UV")
-  # ${args[@]+…}: macOS ships bash 3.2, where an empty array is "unbound" under set -u.
-  cargo xtask matrix ${args[@]+"${args[@]}"} || status=$?
-else
-  # No `cargo xtask matrix` in this checkout: the same cells as tests, one test per cell,
-  # named `<uv>/<sandbox>/<scenario>/<state>`.
-  cargo nextest run --workspace -E "test(/^${label}[^/]*\/${sandbox}\//)" || status=$?
-fi
+out=${UVFIX_WORK_DIR:-target/uvfix}/matrix
+cargo xtask matrix --sandbox "$sandbox" --uv "$label=$uv" --out "$out" || status=$?
 
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
   {
-    echo "## ${sandbox} × ${uut} on $(uname -sm)"
+    echo "## ${sandbox} × ${label} on $(uname -sm)"
     echo
-    if [ -f target/uvfix/matrix/report.md ]; then
-      cat target/uvfix/matrix/report.md
+    if [ -f "$out/matrix.md" ]; then
+      cat "$out/matrix.md"
     else
-      echo "No target/uvfix/matrix/report.md (see the JUnit artifact)."
+      echo "No $out/matrix.md: the matrix did not get to write its report (see the log)."
     fi
     echo
   } >>"$GITHUB_STEP_SUMMARY"

@@ -20,7 +20,8 @@ use uvfix_scenario::{CacheState, ScenarioId};
 #[derive(Args)]
 pub struct MatrixArgs {
     /// A uv to test instead of the built ones, as LABEL=PATH (repeatable; `uvx` must sit
-    /// next to it). Labels starting with `patched` or `pristine` get those expectations.
+    /// next to it). The label `patched` gets the patched expectations; any other label
+    /// (`pristine`, `official-0.13.9`, …) gets the unpatched ones.
     #[arg(long = "uv", value_name = "LABEL=PATH")]
     uvs: Vec<String>,
     /// Also test the official binary at $UVFIX_UV (see ci/fetch-official-uv.sh).

@@ -53,6 +53,10 @@ pub enum UpstreamCommand {
         /// Stop after the patches applied (no build, no tests, no matrix).
         #[arg(long)]
         apply_only: bool,
+        /// Skip unit tests whose name contains NAME (repeatable), e.g. ones that cannot
+        /// pass as root.
+        #[arg(long, value_name = "NAME")]
+        test_skip: Vec<String>,
     },
     /// Try every patch against newer crates.io releases of the pinned crates and report
     /// each hunk (applies, offset, fuzz, FAILS). Failing hunks are a finding, not an error.
@@ -75,6 +79,7 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
             rev,
             toolchain,
             apply_only,
+            test_skip,
         } => check::run(
             paths,
             &check::Options {
@@ -82,6 +87,7 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
                 rev,
                 toolchain,
                 apply_only,
+                test_skip,
             },
         ),
         UpstreamCommand::Forward { to } => forward::run(paths, to.as_deref()),

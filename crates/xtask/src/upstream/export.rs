@@ -90,7 +90,7 @@ pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
         },
     )?;
 
-    let matrix = paths.work().join("matrix").join("report.md");
+    let matrix = paths.work().join("matrix").join("matrix.md");
     let matrix = fs_err::read_to_string(&matrix).ok();
     let description = out.join(DESCRIPTION);
     fs_err::write(
