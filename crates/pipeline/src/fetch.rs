@@ -98,12 +98,22 @@ struct Metadata {
     packages: Vec<MetaPackage>,
 }
 
-#[derive(Deserialize)]
-struct MetaPackage {
-    name: String,
-    version: String,
-    source: Option<String>,
-    manifest_path: PathBuf,
+/// A package of `cargo metadata`'s resolve, as far as vendoring needs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetaPackage {
+    pub name: String,
+    pub version: String,
+    pub source: Option<String>,
+    pub manifest_path: PathBuf,
+}
+
+impl MetaPackage {
+    /// Whether it comes from a registry (crates.io), as opposed to a path.
+    pub fn is_registry(&self) -> bool {
+        self.source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("registry+"))
+    }
 }
 
 /// Make cargo download uv at the pinned release and every pinned crate, then verify them.
@@ -179,7 +189,8 @@ pub fn locate(paths: &Paths, manifest: &Manifest) -> Result<Located, Error> {
     })
 }
 
-fn metadata(dir: &Path) -> Result<Vec<MetaPackage>, Error> {
+/// `cargo metadata` of the manifest in `dir` (which makes cargo download the whole graph).
+pub fn metadata(dir: &Path) -> Result<Vec<MetaPackage>, Error> {
     let mut command = cargo();
     command
         .args(["metadata", "--format-version", "1", "--manifest-path"])
@@ -197,11 +208,7 @@ fn find<'a>(
 ) -> Result<&'a MetaPackage, Error> {
     packages
         .iter()
-        .find(|p| {
-            p.name == name
-                && p.version == version
-                && p.source.as_deref().is_some_and(|s| s.starts_with("registry+"))
-        })
+        .find(|p| p.name == name && p.version == version && p.is_registry())
         .ok_or_else(|| {
             Error::Other(format!(
                 "cargo did not resolve {name} {version} from crates.io; is the pin right and crates.io reachable?"
@@ -211,7 +218,7 @@ fn find<'a>(
 
 /// `$CARGO_HOME/registry/src/<index>/<name>-<ver>/Cargo.toml` →
 /// `$CARGO_HOME/registry/cache/<index>/<name>-<ver>.crate`, the file cargo downloaded.
-fn crate_file(manifest_path: &Path, name: &str, version: &str) -> Result<PathBuf, Error> {
+pub fn crate_file(manifest_path: &Path, name: &str, version: &str) -> Result<PathBuf, Error> {
     let index = manifest_path
         .parent()
         .and_then(Path::parent)

@@ -392,10 +392,12 @@ mod tests {
     #[test]
     fn codex_args_quote_roots_as_toml() {
         let args = codex_policy_args(&["/w \"x\"".into()]);
-        assert_eq!(
-            args.last().unwrap(),
-            r#"sandbox_workspace_write.writable_roots=["/w \"x\""]"#
-        );
+        let last = args.last().unwrap().to_str().unwrap();
+        let (key, value) = last.split_once('=').unwrap();
+        assert_eq!(key, "sandbox_workspace_write.writable_roots");
+        // codex parses the value as TOML: it must come back as the path, quotes and all.
+        let parsed: toml::Table = format!("v = {value}").parse().unwrap();
+        assert_eq!(parsed["v"][0].as_str(), Some("/w \"x\""));
     }
 
     #[test]

@@ -125,34 +125,14 @@ pub(crate) fn script_command(script: &Path) -> Command {
     }
 }
 
-/// Quote a path as a TOML basic string (codex `-c key=value` parses the value as TOML).
+/// Quote a path as a TOML string (codex `-c key=value` parses the value as TOML).
 pub(crate) fn toml_string(s: &OsStr) -> String {
-    let mut out = String::from("\"");
-    for c in s.to_string_lossy().chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml::Value::String(s.to_string_lossy().into_owned()).to_string()
 }
 
-/// Quote a string as JSON (srt settings); paths only, so this small encoder is enough.
+/// Quote a path as a JSON string (srt settings).
 pub(crate) fn json_string(s: &OsStr) -> String {
-    let mut out = String::from("\"");
-    for c in s.to_string_lossy().chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    serde_json::Value::String(s.to_string_lossy().into_owned()).to_string()
 }
 
 #[cfg(test)]
@@ -160,9 +140,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quoting() {
-        assert_eq!(toml_string(OsStr::new(r#"/a "b"\c"#)), r#""/a \"b\"\\c""#);
-        assert_eq!(json_string(OsStr::new("/a\"\n")), r#""/a\"\u000a""#);
+    fn quoting_round_trips() {
+        let tricky = r#"/a "b"\c"#;
+        let toml_doc = format!("k = {}", toml_string(OsStr::new(tricky)));
+        let parsed: toml::Table = toml_doc.parse().unwrap();
+        assert_eq!(parsed["k"].as_str(), Some(tricky));
+        let json: serde_json::Value =
+            serde_json::from_str(&json_string(OsStr::new("/a\"\n"))).unwrap();
+        assert_eq!(json.as_str(), Some("/a\"\n"));
     }
 
     #[test]

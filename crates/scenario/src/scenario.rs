@@ -337,19 +337,9 @@ impl Step {
     }
 }
 
-/// A TOML basic string (paths here are plain, but be correct anyway).
+/// A TOML string (paths here are plain, but be correct anyway).
 fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml::Value::String(s.to_owned()).to_string()
 }
 
 /// `pyproject.toml` of [`Setup::Project`].
@@ -502,7 +492,12 @@ mod tests {
     #[test]
     fn project_files_point_at_the_wheels() {
         let py = pyproject_toml(Path::new("/r/wh\"eels"));
-        assert!(py.contains(r#"find-links = ["/r/wh\"eels"]"#), "{py}");
+        let parsed: toml::Table = py.parse().expect("valid TOML");
+        assert_eq!(
+            parsed["tool"]["uv"]["find-links"][0].as_str(),
+            Some("/r/wh\"eels"),
+            "{py}"
+        );
         assert!(py.contains("no-index = true"));
         let script = pep723_script(Path::new("/r/wheels"));
         assert!(script.starts_with("# /// script\n"));

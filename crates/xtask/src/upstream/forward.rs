@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Deserialize;
+use uvfix_pipeline::fetch::{MetaPackage, ShippedLock};
 use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
@@ -374,65 +374,24 @@ fn parse_cargo_info_version(text: &str) -> Option<String> {
     line.split_whitespace().next().map(str::to_string)
 }
 
-#[derive(Deserialize)]
-struct Metadata {
-    packages: Vec<MetaPackage>,
-}
-
-#[derive(Deserialize)]
-struct MetaPackage {
-    name: String,
-    version: String,
-    source: Option<String>,
-    manifest_path: PathBuf,
-}
-
-#[derive(Deserialize)]
-struct LockFile {
-    #[serde(default)]
-    package: Vec<LockPackage>,
-}
-
-#[derive(Deserialize)]
-struct LockPackage {
-    name: String,
-    version: String,
-    checksum: Option<String>,
-}
-
 /// The throwaway manifest, resolved by cargo (which downloads every package in the graph).
 struct Resolved {
     packages: Vec<MetaPackage>,
-    lock: LockFile,
-    lock_path: PathBuf,
+    lock: ShippedLock,
 }
 
 impl Resolved {
     fn new(dir: &Path) -> Result<Self> {
-        let stdout = output(
-            fetch::cargo()
-                .current_dir(dir)
-                .args(["metadata", "--format-version", "1", "--manifest-path"])
-                .arg(dir.join("Cargo.toml")),
-        )?;
-        let metadata: Metadata =
-            serde_json::from_str(&stdout).context("reading `cargo metadata`")?;
-        let lock_path = dir.join("Cargo.lock");
-        let lock: LockFile = toml::from_str(&fs_err::read_to_string(&lock_path)?)?;
         Ok(Self {
-            packages: metadata.packages,
-            lock,
-            lock_path,
+            packages: fetch::metadata(dir)?,
+            lock: ShippedLock::read(&dir.join("Cargo.lock"))?,
         })
     }
 
     fn registry(&self, name: &str) -> impl Iterator<Item = &MetaPackage> {
-        self.packages.iter().filter(move |p| {
-            p.name == name
-                && p.source
-                    .as_deref()
-                    .is_some_and(|s| s.starts_with("registry+"))
-        })
+        self.packages
+            .iter()
+            .filter(move |p| p.name == name && p.is_registry())
     }
 
     /// The (highest) version of `name` in the graph.
@@ -454,43 +413,19 @@ impl Resolved {
             .ok_or_else(|| anyhow!("cargo did not resolve {name} {version}"))?;
         let checksum = self
             .lock
-            .package
-            .iter()
-            .find(|p| p.name == name && p.version == version)
-            .and_then(|p| p.checksum.clone())
+            .packages
+            .get(&(name.to_string(), version.to_string()))
+            .cloned()
+            .flatten()
             .ok_or_else(|| anyhow!("no checksum for {name} {version} in the lock"))?;
         Ok(CrateSource {
             name: name.to_string(),
             version: version.to_string(),
-            crate_file: crate_file(&package.manifest_path, name, version)?,
+            crate_file: fetch::crate_file(&package.manifest_path, name, version)?,
             checksum,
-            origin: self.lock_path.display().to_string(),
+            origin: self.lock.path.display().to_string(),
         })
     }
-}
-
-/// `$CARGO_HOME/registry/src/<index>/<name>-<ver>/Cargo.toml` →
-/// `$CARGO_HOME/registry/cache/<index>/<name>-<ver>.crate`, the file cargo downloaded.
-fn crate_file(manifest_path: &Path, name: &str, version: &str) -> Result<PathBuf> {
-    let index = manifest_path
-        .parent()
-        .and_then(Path::parent)
-        .context("unexpected registry layout")?;
-    let registry = index
-        .parent()
-        .and_then(Path::parent)
-        .context("unexpected registry layout")?;
-    let file = registry
-        .join("cache")
-        .join(index.file_name().context("unexpected registry layout")?)
-        .join(format!("{name}-{version}.crate"));
-    if !file.is_file() {
-        bail!(
-            "cargo resolved {name} {version} but its .crate is not at {}",
-            file.display()
-        );
-    }
-    Ok(file)
 }
 
 #[cfg(test)]
