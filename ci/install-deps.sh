@@ -9,8 +9,9 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # bubblewrap: the ro-home and ro-root sandboxes (and Codex's and Claude Code's own sandboxes).
 # strace: the write-syscall benchmark. ripgrep + socat: required by Claude Code's `srt`.
 # patch: `cargo xtask upstream forward` reports per-hunk offset/fuzz with GNU patch.
+# e2fsprogs (chattr): the immutable sandbox, EPERM on Linux.
 need=()
-for pair in bwrap:bubblewrap strace:strace rg:ripgrep socat:socat patch:patch git:git setpriv:util-linux; do
+for pair in bwrap:bubblewrap strace:strace rg:ripgrep socat:socat patch:patch git:git setpriv:util-linux chattr:e2fsprogs; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

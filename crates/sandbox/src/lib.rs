@@ -41,6 +41,7 @@ pub mod bwrap;
 pub mod external;
 pub mod foreign;
 mod helper;
+mod immutable;
 pub mod landlock;
 mod probe;
 
@@ -83,6 +84,8 @@ pub enum Sandbox {
     RoHome,
     RoRoot,
     ForeignOwner,
+    /// The cache carries the immutable attribute: EPERM on Linux, the errno of macOS Seatbelt.
+    Immutable,
     Codex,
     SandboxRuntime,
     DockerReadOnly,
@@ -152,12 +155,13 @@ pub enum SandboxError {
 }
 
 impl Sandbox {
-    pub const ALL: [Sandbox; 9] = [
+    pub const ALL: [Sandbox; 10] = [
         Sandbox::None,
         Sandbox::Landlock,
         Sandbox::RoHome,
         Sandbox::RoRoot,
         Sandbox::ForeignOwner,
+        Sandbox::Immutable,
         Sandbox::Codex,
         Sandbox::SandboxRuntime,
         Sandbox::DockerReadOnly,
@@ -172,6 +176,7 @@ impl Sandbox {
             Sandbox::RoHome => "ro-home",
             Sandbox::RoRoot => "ro-root",
             Sandbox::ForeignOwner => "foreign-owner",
+            Sandbox::Immutable => "immutable",
             Sandbox::Codex => "codex",
             Sandbox::SandboxRuntime => "sandbox-runtime",
             Sandbox::DockerReadOnly => "docker-ro",
@@ -196,7 +201,7 @@ impl Sandbox {
             | Sandbox::RoRoot
             | Sandbox::SandboxRuntime
             | Sandbox::DockerReadOnly => Some(Denial::Erofs),
-            Sandbox::Seatbelt => Some(Denial::Eperm),
+            Sandbox::Seatbelt | Sandbox::Immutable => Some(Denial::Eperm),
         }
     }
 
@@ -211,6 +216,7 @@ impl Sandbox {
             Sandbox::Landlock => landlock::availability(),
             Sandbox::RoHome | Sandbox::RoRoot => bwrap::availability(self),
             Sandbox::ForeignOwner => foreign::availability(),
+            Sandbox::Immutable => immutable::availability(),
             Sandbox::Codex => external::codex_availability(),
             Sandbox::SandboxRuntime => external::srt_availability(),
             Sandbox::DockerReadOnly => external::docker_availability(),
@@ -231,6 +237,12 @@ impl Sandbox {
     /// [`Sandbox::release`] before removing the layout.
     pub fn prepare(self, layout: &Layout) -> Result<(), SandboxError> {
         match self {
+            Sandbox::Immutable => {
+                immutable::prepare(layout).map_err(|source| SandboxError::Prepare {
+                    sandbox: self.name(),
+                    source,
+                })
+            }
             Sandbox::ForeignOwner => {
                 foreign::prepare(layout).map_err(|source| SandboxError::Prepare {
                     sandbox: self.name(),
@@ -246,6 +258,12 @@ impl Sandbox {
     /// every other sandbox and for root.
     pub fn release(self, layout: &Layout) -> Result<(), SandboxError> {
         match self {
+            Sandbox::Immutable => {
+                immutable::release(layout).map_err(|source| SandboxError::Prepare {
+                    sandbox: self.name(),
+                    source,
+                })
+            }
             Sandbox::ForeignOwner => {
                 foreign::release(layout).map_err(|source| SandboxError::Prepare {
                     sandbox: self.name(),
@@ -266,7 +284,7 @@ impl Sandbox {
     /// it: pass it through [`foreign::stage_executable`] if it may live in a private directory.
     pub fn command(self, layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
         match self {
-            Sandbox::None => direct_command(inv),
+            Sandbox::None | Sandbox::Immutable => direct_command(inv),
             Sandbox::Landlock => landlock::command(layout, helper, inv),
             Sandbox::RoHome => bwrap::ro_home(layout, helper, inv),
             Sandbox::RoRoot => bwrap::ro_root(layout, helper, inv),

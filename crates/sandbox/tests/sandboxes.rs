@@ -27,8 +27,11 @@ struct Cell {
 
 impl Drop for Cell {
     fn drop(&mut self) {
-        // foreign-owner as non-root stripped the cache's write bits; give them back.
-        let _ = Sandbox::ForeignOwner.release(&self.layout);
+        // foreign-owner as non-root stripped the cache's write bits and immutable set the
+        // immutable attribute; undo both so the tree can be deleted.
+        for sandbox in Sandbox::ALL {
+            let _ = sandbox.release(&self.layout);
+        }
     }
 }
 
@@ -119,6 +122,7 @@ fn os(s: impl Into<OsString>) -> OsString {
 #[case::ro_home(Sandbox::RoHome)]
 #[case::ro_root(Sandbox::RoRoot)]
 #[case::foreign_owner(Sandbox::ForeignOwner)]
+#[case::immutable(Sandbox::Immutable)]
 #[case::codex(Sandbox::Codex)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
 #[case::docker_ro(Sandbox::DockerReadOnly)]
@@ -157,6 +161,7 @@ fn none_canary_is_not_denied(cell: Cell) {
 #[case::ro_home(Sandbox::RoHome)]
 #[case::ro_root(Sandbox::RoRoot)]
 #[case::foreign_owner(Sandbox::ForeignOwner)]
+#[case::immutable(Sandbox::Immutable)]
 #[case::codex(Sandbox::Codex)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
 #[case::docker_ro(Sandbox::DockerReadOnly)]
@@ -192,6 +197,7 @@ fn workspace_is_writable_and_cache_readable(#[case] sandbox: Sandbox, cell: Cell
 #[case::ro_home(Sandbox::RoHome)]
 #[case::ro_root(Sandbox::RoRoot)]
 #[case::foreign_owner(Sandbox::ForeignOwner)]
+#[case::immutable(Sandbox::Immutable)]
 #[case::codex(Sandbox::Codex)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
 fn tmpdir_is_writable_exactly_when_the_policy_says(#[case] sandbox: Sandbox, cell: Cell) {
