@@ -224,6 +224,21 @@ impl Sandbox {
         })
     }
 
+    /// Whether a failed run never reached the command because the sandbox tool itself failed
+    /// to start in a way known to be transient; such a run may be retried, since nothing of
+    /// the command ran.
+    pub fn failed_to_start(self, stderr: &str) -> bool {
+        match self {
+            // srt gives its socat network bridges about 0.6 s to come up and gives up before
+            // running anything; on a busy two-core machine that is sometimes too short.
+            Sandbox::SandboxRuntime => stderr.contains("Failed to create bridge sockets"),
+            _ => false,
+        }
+    }
+
+    /// How often a run that [`Sandbox::failed_to_start`] is tried, in all.
+    pub const START_ATTEMPTS: u32 = 4;
+
     /// Whether TMPDIR (`layout.tmp`) is writable inside the sandbox (false for ro-root).
     pub fn tmp_writable(self) -> bool {
         !matches!(self, Sandbox::RoRoot)
@@ -336,11 +351,22 @@ impl Sandbox {
             ],
             cwd: layout.workspace.clone(),
         };
-        let output = self
-            .command(layout, &helper, &inv)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| failed(format!("spawning the sandbox: {e}")))?;
+        let mut attempt = 1;
+        let output = loop {
+            let output = self
+                .command(layout, &helper, &inv)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| failed(format!("spawning the sandbox: {e}")))?;
+            if attempt < Self::START_ATTEMPTS
+                && self.failed_to_start(&String::from_utf8_lossy(&output.stderr))
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                continue;
+            }
+            break output;
+        };
         let stdout = String::from_utf8_lossy(&output.stdout);
         let outcome = stdout
             .lines()

@@ -416,10 +416,9 @@ fn run_staged(
         program: crate::scenario::Program::Uv,
         args: vec![crate::scenario::Arg::Lit("--version".into())],
     };
-    let out = run_output(
-        sandbox.command(layout, helper, &version.invocation(ctx)),
-        opts.timeout,
-    )?;
+    let out = run_sandboxed(sandbox, opts.timeout, || {
+        sandbox.command(layout, helper, &version.invocation(ctx))
+    })?;
     if out.exit_code != Some(0) || !out.stdout_text().starts_with("uv ") {
         return Ok(Outcome::Fail(format!(
             "`uv --version` does not run inside {} ({}): {}",
@@ -437,7 +436,9 @@ fn run_staged(
     let mut timed_out = false;
     for step in &spec.sandboxed {
         let inv = step.invocation(ctx);
-        let out = run_output(sandbox.command(layout, helper, &inv), opts.timeout)?;
+        let out = run_sandboxed(sandbox, opts.timeout, || {
+            sandbox.command(layout, helper, &inv)
+        })?;
         last_stdout = out.stdout_text();
         if spec.sandboxed.len() > 1 {
             stderr.push_str(&format!("$ {}\n", step.display()));
@@ -514,6 +515,27 @@ fn run_plain(step: &Step, ctx: &Ctx<'_>, timeout: Duration) -> anyhow::Result<Ru
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&inv.cwd);
     run_output(cmd, timeout)
+}
+
+/// [`run_output`] for a sandboxed command, tried again when the sandbox tool itself failed to
+/// start ([`Sandbox::failed_to_start`]): the command did not run, so nothing is masked.
+fn run_sandboxed(
+    sandbox: Sandbox,
+    timeout: Duration,
+    command: impl Fn() -> Command,
+) -> anyhow::Result<RunOutput> {
+    let mut attempt = 1;
+    loop {
+        let out = run_output(command(), timeout)?;
+        if out.exit_code == Some(0)
+            || attempt >= Sandbox::START_ATTEMPTS
+            || !sandbox.failed_to_start(&out.stderr_text())
+        {
+            return Ok(out);
+        }
+        attempt += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Spawn `cmd` in its own process group, collect stdout/stderr, kill the group on timeout.
