@@ -291,23 +291,24 @@ fn run_inner(
         .tempdir_in(&parent)
         .with_context(|| format!("creating a cell root under {}", parent.display()))?;
     let root = tmp.path().to_owned();
-    if opts.keep_root {
+    // A kept root is disarmed before the run, so even a cell that dies leaves its files.
+    let tmp = if opts.keep_root {
         result.root = Some(root.clone());
-        // Dropping the TempDir would delete it; `keep` disarms it.
         let _kept = tmp.keep();
-        run_in_root(
-            result, uv, sandbox, scenario, state, helper, opts, &python, &root,
-        )
+        None
     } else {
-        let outcome = run_in_root(
-            result, uv, sandbox, scenario, state, helper, opts, &python, &root,
-        );
-        // Foreign-owner chowns parts of the root; we are root, so removal still works.
-        if let Err(e) = tmp.close() {
-            eprintln!("uvfix: could not remove {}: {e}", root.display());
-        }
-        outcome
+        Some(tmp)
+    };
+    let outcome = run_in_root(
+        result, uv, sandbox, scenario, state, helper, opts, &python, &root,
+    );
+    // Foreign-owner chowns parts of the root; we are root, so removal still works.
+    if let Some(tmp) = tmp
+        && let Err(e) = tmp.close()
+    {
+        eprintln!("uvfix: could not remove {}: {e}", root.display());
     }
+    outcome
 }
 
 #[allow(clippy::too_many_arguments)]
