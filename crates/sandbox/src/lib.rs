@@ -237,7 +237,13 @@ impl Sandbox {
     }
 
     /// How often a run that [`Sandbox::failed_to_start`] is tried, in all.
-    pub const START_ATTEMPTS: u32 = 4;
+    pub const START_ATTEMPTS: u32 = 6;
+
+    /// The pause before try `attempt` (2, 3, …) of a run that failed to start: a little
+    /// longer each time, so a busy machine gets to settle.
+    pub fn start_backoff(attempt: u32) -> std::time::Duration {
+        std::time::Duration::from_millis(500 * u64::from(attempt))
+    }
 
     /// Whether TMPDIR (`layout.tmp`) is writable inside the sandbox (false for ro-root).
     pub fn tmp_writable(self) -> bool {
@@ -362,7 +368,7 @@ impl Sandbox {
                 && self.failed_to_start(&String::from_utf8_lossy(&output.stderr))
             {
                 attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(500));
+                std::thread::sleep(Self::start_backoff(attempt));
                 continue;
             }
             break output;

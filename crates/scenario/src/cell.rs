@@ -535,7 +535,7 @@ fn run_sandboxed(
             return Ok(out);
         }
         attempt += 1;
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Sandbox::start_backoff(attempt));
     }
 }
 
