@@ -224,27 +224,6 @@ impl Sandbox {
         })
     }
 
-    /// Whether a failed run never reached the command because the sandbox tool itself failed
-    /// to start in a way known to be transient; such a run may be retried, since nothing of
-    /// the command ran.
-    pub fn failed_to_start(self, stderr: &str) -> bool {
-        match self {
-            // srt gives its socat network bridges about 0.6 s to come up and gives up before
-            // running anything; on a busy two-core machine that is sometimes too short.
-            Sandbox::SandboxRuntime => stderr.contains("Failed to create bridge sockets"),
-            _ => false,
-        }
-    }
-
-    /// How often a run that [`Sandbox::failed_to_start`] is tried, in all.
-    pub const START_ATTEMPTS: u32 = 6;
-
-    /// The pause before try `attempt` (2, 3, …) of a run that failed to start: a little
-    /// longer each time, so a busy machine gets to settle.
-    pub fn start_backoff(attempt: u32) -> std::time::Duration {
-        std::time::Duration::from_millis(500 * u64::from(attempt))
-    }
-
     /// Whether TMPDIR (`layout.tmp`) is writable inside the sandbox (false for ro-root).
     pub fn tmp_writable(self) -> bool {
         !matches!(self, Sandbox::RoRoot)
@@ -357,32 +336,35 @@ impl Sandbox {
             ],
             cwd: layout.workspace.clone(),
         };
-        let mut attempt = 1;
-        let output = loop {
-            let output = self
-                .command(layout, &helper, &inv)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| failed(format!("spawning the sandbox: {e}")))?;
-            if attempt < Self::START_ATTEMPTS
-                && self.failed_to_start(&String::from_utf8_lossy(&output.stderr))
-            {
-                attempt += 1;
-                std::thread::sleep(Self::start_backoff(attempt));
-                continue;
-            }
-            break output;
-        };
+        let output = self
+            .command(layout, &helper, &inv)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| failed(format!("spawning the sandbox: {e}")))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let outcome = stdout
             .lines()
             .find_map(helper::CanaryOutcome::parse)
             .ok_or_else(|| {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                // srt creates its proxy bridges as unix sockets under TMPDIR, and socket paths
+                // are limited to 108 bytes: a deep TMPDIR fails like this, every time.
+                let hint = if self == Sandbox::SandboxRuntime
+                    && stderr.contains("Failed to create bridge sockets")
+                {
+                    format!(
+                        " (srt puts unix sockets under TMPDIR = {}; socket paths are limited \
+                         to 108 bytes, so use a shorter TMPDIR)",
+                        layout.tmp.display()
+                    )
+                } else {
+                    String::new()
+                };
                 failed(format!(
-                    "no canary report ({}); stdout: {:?}; stderr: {:?}",
+                    "no canary report ({}); stdout: {:?}; stderr: {:?}{hint}",
                     output.status,
                     stdout.trim(),
-                    String::from_utf8_lossy(&output.stderr).trim()
+                    stderr.trim()
                 ))
             })?;
         match outcome {

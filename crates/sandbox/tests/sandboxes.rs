@@ -484,12 +484,3 @@ fn canary_reports_a_missing_directory_as_a_failure_not_a_denial() {
         "{err}"
     );
 }
-
-#[test]
-fn only_known_tool_start_failures_are_retried() {
-    let bridge = "Error: Failed to create bridge sockets after 5 attempts";
-    assert!(Sandbox::SandboxRuntime.failed_to_start(bridge));
-    // A failure of the command itself is never a reason to run it again.
-    assert!(!Sandbox::SandboxRuntime.failed_to_start("error: Failed to initialize cache"));
-    assert!(!Sandbox::RoHome.failed_to_start(bridge));
-}

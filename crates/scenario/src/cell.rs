@@ -280,14 +280,10 @@ fn run_inner(
         None => crate::python::find_python()?,
     };
     let parent = opts.temp_parent.clone().unwrap_or_else(std::env::temp_dir);
+    // Short on purpose: srt puts unix sockets under the cell's TMPDIR, and a socket path may
+    // not exceed 108 bytes (with the whole cell name in it, `official-0.12.5` cells broke).
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(
-            "uvfix-{}-{}-{}-{}-",
-            uv.label,
-            sandbox.name(),
-            scenario.name(),
-            state.name()
-        ))
+        .prefix(&format!("uvfix-{}-", scenario.name()))
         .tempdir_in(&parent)
         .with_context(|| format!("creating a cell root under {}", parent.display()))?;
     let root = tmp.path().to_owned();
@@ -417,9 +413,10 @@ fn run_staged(
         program: crate::scenario::Program::Uv,
         args: vec![crate::scenario::Arg::Lit("--version".into())],
     };
-    let out = run_sandboxed(sandbox, opts.timeout, || {
-        sandbox.command(layout, helper, &version.invocation(ctx))
-    })?;
+    let out = run_output(
+        sandbox.command(layout, helper, &version.invocation(ctx)),
+        opts.timeout,
+    )?;
     if out.exit_code != Some(0) || !out.stdout_text().starts_with("uv ") {
         return Ok(Outcome::Fail(format!(
             "`uv --version` does not run inside {} ({}): {}",
@@ -437,9 +434,7 @@ fn run_staged(
     let mut timed_out = false;
     for step in &spec.sandboxed {
         let inv = step.invocation(ctx);
-        let out = run_sandboxed(sandbox, opts.timeout, || {
-            sandbox.command(layout, helper, &inv)
-        })?;
+        let out = run_output(sandbox.command(layout, helper, &inv), opts.timeout)?;
         last_stdout = out.stdout_text();
         if spec.sandboxed.len() > 1 {
             stderr.push_str(&format!("$ {}\n", step.display()));
@@ -516,27 +511,6 @@ fn run_plain(step: &Step, ctx: &Ctx<'_>, timeout: Duration) -> anyhow::Result<Ru
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&inv.cwd);
     run_output(cmd, timeout)
-}
-
-/// [`run_output`] for a sandboxed command, tried again when the sandbox tool itself failed to
-/// start ([`Sandbox::failed_to_start`]): the command did not run, so nothing is masked.
-fn run_sandboxed(
-    sandbox: Sandbox,
-    timeout: Duration,
-    command: impl Fn() -> Command,
-) -> anyhow::Result<RunOutput> {
-    let mut attempt = 1;
-    loop {
-        let out = run_output(command(), timeout)?;
-        if out.exit_code == Some(0)
-            || attempt >= Sandbox::START_ATTEMPTS
-            || !sandbox.failed_to_start(&out.stderr_text())
-        {
-            return Ok(out);
-        }
-        attempt += 1;
-        std::thread::sleep(Sandbox::start_backoff(attempt));
-    }
 }
 
 /// Spawn `cmd` in its own process group, collect stdout/stderr, kill the group on timeout.

@@ -91,8 +91,8 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
 
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(cells.len()));
-    // Claude Code's sandbox runtime fails to set up its network bridge when several run at
-    // once on a small machine; its cells take turns.
+    // Claude Code's sandbox runtime starts two socat bridges per run and waits at most
+    // ~0.6 s for them; its cells take turns to keep that margin on a small machine.
     let one_at_a_time = Mutex::new(());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
