@@ -232,46 +232,33 @@ impl Sandbox {
     /// Adjust ownership/modes on the host before use (foreign-owner: chown workspace+tmp to the
     /// unprivileged uid, make path components traversable). Idempotent.
     ///
-    /// Only `foreign-owner` changes anything; see [`foreign`]. As a non-root user that
-    /// strips the write bits of the cache tree, which also keeps the owner from deleting it: call
-    /// [`Sandbox::release`] before removing the layout.
+    /// Only `foreign-owner` (see [`foreign`]) and `immutable` (`chattr +i` on the cache) change
+    /// anything. Both can keep the layout from being deleted (foreign-owner as a non-root user
+    /// strips the cache's write bits): call [`Sandbox::release`] before removing it.
     pub fn prepare(self, layout: &Layout) -> Result<(), SandboxError> {
-        match self {
-            Sandbox::Immutable => {
-                immutable::prepare(layout).map_err(|source| SandboxError::Prepare {
-                    sandbox: self.name(),
-                    source,
-                })
-            }
-            Sandbox::ForeignOwner => {
-                foreign::prepare(layout).map_err(|source| SandboxError::Prepare {
-                    sandbox: self.name(),
-                    source,
-                })
-            }
+        self.host_step(match self {
+            Sandbox::Immutable => immutable::prepare(layout),
+            Sandbox::ForeignOwner => foreign::prepare(layout),
             _ => Ok(()),
-        }
+        })
     }
 
     /// Undo what [`Sandbox::prepare`] did where it would get in the way of deleting the layout
-    /// (foreign-owner as non-root: give the owner its write bits back). Idempotent; a no-op for
-    /// every other sandbox and for root.
+    /// (foreign-owner as non-root: give the owner its write bits back; immutable: lift the
+    /// attribute). Idempotent; a no-op for every other sandbox.
     pub fn release(self, layout: &Layout) -> Result<(), SandboxError> {
-        match self {
-            Sandbox::Immutable => {
-                immutable::release(layout).map_err(|source| SandboxError::Prepare {
-                    sandbox: self.name(),
-                    source,
-                })
-            }
-            Sandbox::ForeignOwner => {
-                foreign::release(layout).map_err(|source| SandboxError::Prepare {
-                    sandbox: self.name(),
-                    source,
-                })
-            }
+        self.host_step(match self {
+            Sandbox::Immutable => immutable::release(layout),
+            Sandbox::ForeignOwner => foreign::release(layout),
             _ => Ok(()),
-        }
+        })
+    }
+
+    fn host_step(self, result: std::io::Result<()>) -> Result<(), SandboxError> {
+        result.map_err(|source| SandboxError::Prepare {
+            sandbox: self.name(),
+            source,
+        })
     }
 
     /// Build the host-side command that runs `inv` inside the sandbox. `helper` is the path of the
