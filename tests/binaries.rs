@@ -37,11 +37,11 @@ fn patched_and_pristine_are_different_builds() {
     let pristine = uv_for_tests(Variant::Pristine).unwrap();
     assert_ne!(patched, pristine);
     let manifest = Manifest::load(&Paths::new(env!("CARGO_MANIFEST_DIR")).patches()).unwrap();
-    if !manifest.series.is_empty() {
+    if !manifest.steps.is_empty() {
         assert_ne!(
             fs_err::read(&patched).unwrap(),
             fs_err::read(&pristine).unwrap(),
-            "the series is not empty, yet patched and pristine uv are byte-identical"
+            "the stack is not empty, yet patched and pristine uv are byte-identical"
         );
     }
 }

@@ -17,24 +17,68 @@ use crate::{Error, Paths};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Variant {
-    /// The pinned release with the series applied.
+    /// The pinned release with the whole stack applied.
     Patched,
-    /// The pinned release built the same way, without the series: the control.
+    /// The pinned release built the same way, without the stack: the control.
     Pristine,
+    /// The pinned release with the first `n` steps of the stack applied, `0 < n < len`.
+    Step(usize),
 }
 
 impl Variant {
+    /// The two builds every run needs.
     pub const ALL: [Variant; 2] = [Variant::Patched, Variant::Pristine];
 
-    pub fn name(self) -> &'static str {
+    /// The build with the first `n` of `len` steps applied.
+    pub fn prefix(n: usize, len: usize) -> Self {
+        match n {
+            0 => Variant::Pristine,
+            n if n >= len => Variant::Patched,
+            n => Variant::Step(n),
+        }
+    }
+
+    /// Pristine, then every prefix of the stack, ending with the full stack (`--steps`).
+    pub fn stack(manifest: &Manifest) -> Vec<Self> {
+        (0..=manifest.steps.len())
+            .map(|n| Self::prefix(n, manifest.steps.len()))
+            .collect()
+    }
+
+    /// How many steps of the stack this build applies.
+    pub fn applied(self, manifest: &Manifest) -> usize {
         match self {
-            Variant::Patched => "patched",
-            Variant::Pristine => "pristine",
+            Variant::Pristine => 0,
+            Variant::Step(n) => n.min(manifest.steps.len()),
+            Variant::Patched => manifest.steps.len(),
+        }
+    }
+
+    /// `patched`, `pristine`, `step-2`: directory names and labels.
+    pub fn name(self) -> String {
+        match self {
+            Variant::Patched => "patched".to_string(),
+            Variant::Pristine => "pristine".to_string(),
+            Variant::Step(n) => format!("step-{n}"),
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|v| v.name() == name)
+        match name {
+            "patched" => Some(Variant::Patched),
+            "pristine" => Some(Variant::Pristine),
+            _ => name
+                .strip_prefix("step-")
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .map(Variant::Step),
+        }
+    }
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
     }
 }
 
@@ -55,8 +99,8 @@ pub fn prepare(
 ) -> Result<Outcome, Error> {
     let dir = paths.build_dir(variant);
     fs_err::create_dir_all(dir.join("src"))?;
-    let series = (variant == Variant::Patched).then_some(manifest);
-    let outcome = vendor::prepare(&paths.crates_dir(variant), &located.sources, series, force)?;
+    let steps = manifest.prefix(variant.applied(manifest));
+    let outcome = vendor::prepare(&paths.crates_dir(variant), &located.sources, steps, force)?;
     write_if_changed(&dir.join("src/lib.rs"), "")?;
     write_if_changed(
         &dir.join("Cargo.toml"),
@@ -212,10 +256,10 @@ pub fn ensure(paths: &Paths, variants: &[Variant]) -> Result<Vec<Binaries>, Erro
 
 pub fn report_outcome(variant: Variant, outcome: Outcome) {
     match outcome {
-        Outcome::UpToDate => eprintln!("uvfix: {variant:?} sources up to date, nothing to do"),
-        Outcome::Prepared => eprintln!("uvfix: {variant:?} sources extracted and prepared"),
+        Outcome::UpToDate => eprintln!("uvfix: {variant} sources up to date, nothing to do"),
+        Outcome::Prepared => eprintln!("uvfix: {variant} sources extracted and prepared"),
         Outcome::LocalEdits(crates) => eprintln!(
-            "uvfix: {variant:?} sources carry local edits in {} (kept; `cargo xtask patch refresh` records them)",
+            "uvfix: {variant} sources carry local edits in {} (kept; `cargo xtask patch refresh` records them)",
             crates.join(", ")
         ),
     }
@@ -224,7 +268,10 @@ pub fn report_outcome(variant: Variant, outcome: Outcome) {
 /// The environment variable through which a nextest setup script hands a test process the
 /// path of `variant`'s `uv` (`UVFIX_UV_PATCHED`, `UVFIX_UV_PRISTINE`).
 pub fn env_var(variant: Variant) -> String {
-    format!("UVFIX_UV_{}", variant.name().to_uppercase())
+    format!(
+        "UVFIX_UV_{}",
+        variant.name().to_uppercase().replace('-', "_")
+    )
 }
 
 /// `variant`'s `uv` for a test: the setup script's path when there is one, else build.

@@ -1,5 +1,8 @@
-//! `patches/series.toml`: the pinned uv release, the crates the series touches, and the
-//! ordered list of patch files.
+//! `patches/series.toml`: the pinned uv release, the crates the stack touches, and the
+//! stack itself: ordered steps, each one upstream pull request.
+//!
+//! The manifest is resolved and validated once, in [`Manifest::load`]: every later user
+//! sees steps whose patch files exist and whose ids are unique.
 
 use std::path::{Path, PathBuf};
 
@@ -7,22 +10,28 @@ use serde::Deserialize;
 
 use crate::Error;
 
-/// The parsed series manifest.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The parsed and validated series manifest.
+#[derive(Debug, Clone)]
 pub struct Manifest {
-    /// The `uv` crate release the series is written against.
+    /// The `uv` crate release the stack is written against.
     pub uv: Release,
-    /// Every crate the series touches, pinned at the version the release's `Cargo.lock` names.
-    #[serde(rename = "crate", default)]
+    /// Every crate the stack touches, pinned at the version the release's `Cargo.lock` names.
     pub crates: Vec<PinnedCrate>,
-    /// Patch files relative to `patches/`, applied in this order. The first path component
-    /// names the crate a patch applies to (`uv-fs/0001-….patch`).
-    #[serde(default)]
-    pub series: Vec<PathBuf>,
+    /// The stack, bottom first: step `n` applies on top of steps `1..n`.
+    pub steps: Vec<Step>,
     /// Where the manifest was read from (`patches/`).
-    #[serde(skip)]
     pub dir: PathBuf,
+}
+
+/// `series.toml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    uv: Release,
+    #[serde(rename = "crate", default)]
+    crates: Vec<PinnedCrate>,
+    #[serde(rename = "step", default)]
+    steps: Vec<RawStep>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,90 +49,111 @@ pub struct PinnedCrate {
     pub version: String,
 }
 
-/// One entry of the series, resolved against the manifest.
+/// Whether we expect upstream to take a step as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// A fix we propose as it stands.
+    Proposed,
+    /// A design decision a maintainer may well refuse; the steps below it do not need it.
+    Optional,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    id: String,
+    patch: PathBuf,
+    status: Status,
+    claim: String,
+}
+
+/// One step of the stack: one upstream pull request.
 #[derive(Debug, Clone)]
-pub struct SeriesEntry {
-    /// Path as written in the manifest (`uv-fs/0001-….patch`).
+pub struct Step {
+    /// Short, stable name (`markers`), used in build names, expectations and reports.
+    pub id: String,
+    /// 1-based position in the stack.
+    pub number: usize,
+    /// Path as written in the manifest (`stack/0001-….patch`).
     pub rel: PathBuf,
     /// Absolute path of the patch file.
     pub path: PathBuf,
-    /// The crate it applies to.
-    pub krate: String,
+    pub status: Status,
+    /// What the step makes true, in one line.
+    pub claim: String,
 }
 
 impl Manifest {
     pub const FILE: &'static str = "series.toml";
 
-    /// Read and validate `dir/series.toml`.
+    /// Read, resolve and validate `dir/series.toml`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
         let path = dir.join(Self::FILE);
         let text = fs_err::read_to_string(&path)?;
-        let mut manifest: Manifest = toml::from_str(&text).map_err(|source| Error::Manifest {
-            path: path.clone(),
-            message: source.to_string(),
-        })?;
-        manifest.dir = dir.to_path_buf();
-        manifest.validate(&path)?;
-        Ok(manifest)
-    }
-
-    fn validate(&self, path: &Path) -> Result<(), Error> {
         let bad = |message: String| Error::Manifest {
-            path: path.to_path_buf(),
+            path: path.clone(),
             message,
         };
-        for entry in self.entries() {
-            let entry = entry.map_err(&bad)?;
-            if !entry.path.is_file() {
-                return Err(bad(format!(
-                    "the series lists `{}`, but {} does not exist",
-                    entry.rel.display(),
-                    entry.path.display()
-                )));
-            }
-        }
-        let mut names: Vec<_> = self.crates.iter().map(|c| c.name.as_str()).collect();
+        let raw: RawManifest = toml::from_str(&text).map_err(|err| bad(err.to_string()))?;
+
+        let mut names: Vec<_> = raw.crates.iter().map(|c| c.name.as_str()).collect();
         names.sort_unstable();
         if let Some(dup) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(bad(format!("crate `{}` is pinned twice", dup[0])));
         }
-        Ok(())
-    }
 
-    /// The series in order, each entry tied to the crate it patches.
-    pub fn entries(&self) -> impl Iterator<Item = Result<SeriesEntry, String>> + '_ {
-        self.series.iter().map(|rel| {
-            let krate = rel
-                .components()
-                .next()
-                .and_then(|c| c.as_os_str().to_str())
-                .filter(|_| rel.components().count() == 2)
-                .ok_or_else(|| {
-                    format!(
-                        "series entry `{}` must be `<crate>/<file>.patch`",
-                        rel.display()
-                    )
-                })?
-                .to_string();
-            if !self.crates.iter().any(|c| c.name == krate) {
-                return Err(format!(
-                    "series entry `{}` patches `{krate}`, which is not pinned in a [[crate]] table",
-                    rel.display()
-                ));
+        let mut steps: Vec<Step> = Vec::with_capacity(raw.steps.len());
+        for (index, step) in raw.steps.into_iter().enumerate() {
+            if !step.id.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+                return Err(bad(format!(
+                    "step id `{}` must be lowercase letters and dashes",
+                    step.id
+                )));
             }
-            Ok(SeriesEntry {
-                path: self.dir.join(rel),
-                rel: rel.clone(),
-                krate,
-            })
+            if steps.iter().any(|s| s.id == step.id) {
+                return Err(bad(format!("step id `{}` is used twice", step.id)));
+            }
+            let abs = dir.join(&step.patch);
+            if !abs.is_file() {
+                return Err(bad(format!(
+                    "step `{}` names `{}`, but {} does not exist",
+                    step.id,
+                    step.patch.display(),
+                    abs.display()
+                )));
+            }
+            steps.push(Step {
+                id: step.id,
+                number: index + 1,
+                rel: step.patch,
+                path: abs,
+                status: step.status,
+                claim: step.claim,
+            });
+        }
+        Ok(Self {
+            uv: raw.uv,
+            crates: raw.crates,
+            steps,
+            dir: dir.to_path_buf(),
         })
     }
 
-    /// The series entries for one crate, in order.
-    pub fn entries_for(&self, krate: &str) -> Vec<SeriesEntry> {
-        self.entries()
-            .filter_map(Result::ok)
-            .filter(|e| e.krate == krate)
-            .collect()
+    /// The first `n` steps of the stack.
+    pub fn prefix(&self, n: usize) -> &[Step] {
+        &self.steps[..n.min(self.steps.len())]
+    }
+
+    /// The step with this id, or its 1-based number.
+    pub fn step(&self, id_or_number: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| {
+            s.id == id_or_number || id_or_number.parse::<usize>().is_ok_and(|n| n == s.number)
+        })
+    }
+
+    /// Whether `name` is a crate the stack may patch.
+    pub fn pins(&self, name: &str) -> bool {
+        self.crates.iter().any(|c| c.name == name)
     }
 }

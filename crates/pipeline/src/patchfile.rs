@@ -1,5 +1,6 @@
-//! Patch files: a commit-style header, then a git-style unified diff whose paths are
-//! relative to the crate root (`a/src/lib.rs`).
+//! Patch files: a commit-style header, then a git-style unified diff whose paths start with
+//! the crate they patch (`a/uv-cache/src/lib.rs`), so one patch (one upstream pull request)
+//! may touch several crates.
 //!
 //! Parsing and hunk application are diffy's; this module only maps its results onto crate
 //! trees and into errors that name the patch file, the target file and the hunk. We use
@@ -13,7 +14,7 @@ use diffy::patch_set::{FileOperation, ParseOptions, PatchSet};
 
 use crate::Error;
 
-/// A crate's files as text, keyed by path relative to the crate root with `/` separators.
+/// Crates' files as text, keyed by `/`-separated path below the crates directory.
 pub type Tree = BTreeMap<String, String>;
 
 /// The part of a patch file before the diff: subject, why, upstream link.

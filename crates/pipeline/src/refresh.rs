@@ -1,76 +1,53 @@
-//! Regenerate a patch file from a maintainer's edit, like `quilt refresh`.
+//! Regenerate a step's patch file from a maintainer's edit, like `quilt refresh`.
 //!
-//! The maintainer edits `target/uvfix/build/patched/crates/<crate>/` and runs
-//! `cargo xtask patch refresh <crate>`. The crate's last patch is rewritten as the
-//! difference between (pristine + the crate's earlier patches) and the edited tree, keeping
-//! its header. Patch files are therefore never edited by hand.
+//! Step `n`'s tree is the build that applies steps `1..=n`: `target/uvfix/build/step-<n>/`
+//! (`patched/` for the last step). The maintainer edits the crates there and runs
+//! `cargo xtask patch refresh <step>`; the step's patch is rewritten as the difference between
+//! (pristine + steps `1..n`) and the edited tree, keeping its header. Patch files are therefore
+//! never edited by hand.
 //!
 //! Why not `patch-crate` or `cargo-patch`: both apply patches inside a consuming crate's
 //! build (or `cargo-patch`'s `[package.metadata.patch]`) against cargo's registry sources
 //! and shell out to git/`patch`; we need patches applied to our own extracted, checksum-
 //! verified copies in a generated workspace, strict all-or-nothing hunks, a pristine twin
-//! built the same way, and several ordered patches per crate. See README.
+//! built the same way, and a stack of multi-crate steps. See README.
 
 use std::path::{Path, PathBuf};
 
 use crate::Error;
-use crate::manifest::{Manifest, SeriesEntry};
+use crate::manifest::{Manifest, Step};
 use crate::patchfile;
 use crate::vendor::{self, CrateSource};
 
-/// Resolve `target` (a crate name or a series entry path) to the entry to refresh.
-pub fn select(manifest: &Manifest, target: &str) -> Result<SeriesEntry, Error> {
-    let entries: Vec<SeriesEntry> = manifest.entries().filter_map(Result::ok).collect();
-    let chosen = entries
-        .iter()
-        .rfind(|e| e.krate == target)
-        .or_else(|| {
-            entries.iter().find(|e| {
-                e.rel == Path::new(target) || e.path == Path::new(target) || e.path.ends_with(target)
-            })
-        })
-        .ok_or_else(|| {
-            Error::Other(format!(
-                "`{target}` is neither a patched crate nor a patch in the series; add the patch \
-                 file to `series` in patches/series.toml first (an empty file with just a header is fine)"
-            ))
-        })?;
-    let last = manifest
-        .entries_for(&chosen.krate)
-        .pop()
-        .expect("chosen is one");
-    if last.rel != chosen.rel {
-        return Err(Error::Other(format!(
-            "`{}` is not the last patch of `{}` (that is `{}`); the edited tree contains the later \
-             patches too, so only the last one can be refreshed",
-            chosen.rel.display(),
-            chosen.krate,
-            last.rel.display()
-        )));
-    }
-    Ok(chosen.clone())
+/// Resolve `target` (a step id, or its number) to the step to refresh.
+pub fn select<'m>(manifest: &'m Manifest, target: &str) -> Result<&'m Step, Error> {
+    manifest.step(target).ok_or_else(|| {
+        let ids: Vec<&str> = manifest.steps.iter().map(|s| s.id.as_str()).collect();
+        Error::Other(format!(
+            "`{target}` is not a step of the stack ({}); add a [[step]] to patches/series.toml \
+             first (a patch file with just a header is fine)",
+            ids.join(", ")
+        ))
+    })
 }
 
-/// Rewrite `entry`'s patch file from the edited crate at `edited`; `scratch` is a directory
-/// this may use. Returns whether the file changed.
+/// Rewrite `step`'s patch file from the edited crates at `edited` (a `crates-<variant>/`
+/// directory); `scratch` is a directory this may use. Returns whether the file changed.
 pub fn refresh(
     manifest: &Manifest,
-    source: &CrateSource,
-    entry: &SeriesEntry,
+    sources: &[CrateSource],
+    step: &Step,
     edited: &Path,
     scratch: &Path,
 ) -> Result<bool, Error> {
-    let base_dir: PathBuf = scratch.join(format!("refresh-{}", entry.krate));
+    let base_dir: PathBuf = scratch.join(format!("refresh-{}", step.id));
     if base_dir.exists() {
         fs_err::remove_dir_all(&base_dir)?;
     }
-    vendor::extract(source, &base_dir)?;
-    let earlier: Vec<SeriesEntry> = manifest
-        .entries_for(&entry.krate)
-        .into_iter()
-        .take_while(|e| e.rel != entry.rel)
-        .collect();
-    vendor::apply_entries(&earlier, &base_dir)?;
+    for source in sources {
+        vendor::extract(source, &base_dir.join(&source.name))?;
+    }
+    vendor::apply_steps(manifest.prefix(step.number - 1), &base_dir)?;
     let base = vendor::read_text_tree(&base_dir)?;
     fs_err::remove_dir_all(&base_dir)?;
 
@@ -78,18 +55,18 @@ pub fn refresh(
     let diff = patchfile::diff(&base, &edited_tree);
     if diff.is_empty() {
         return Err(Error::Other(format!(
-            "{} does not differ from pristine + earlier patches; nothing to record in {}",
+            "{} does not differ from pristine + the steps below `{}`; nothing to record in {}",
             edited.display(),
-            entry.rel.display()
+            step.id,
+            step.rel.display()
         )));
     }
-    let old = fs_err::read_to_string(&entry.path).unwrap_or_default();
+    let old = fs_err::read_to_string(&step.path).unwrap_or_default();
     let mut header = patchfile::header(&old).to_string();
     if header.trim().is_empty() {
-        header = format!(
-            "Subject: {}: <one line, imperative>\n\n<Why: the failure, the fix, the upstream issue.>\n",
-            entry.krate
-        );
+        header =
+            "Subject: <one line, imperative>\n\n<Why: the failure, the fix, the upstream issue.>\n"
+                .to_string();
     }
     if !header.ends_with('\n') {
         header.push('\n');
@@ -98,6 +75,6 @@ pub fn refresh(
     if new == old {
         return Ok(false);
     }
-    fs_err::write(&entry.path, new)?;
+    fs_err::write(&step.path, new)?;
     Ok(true)
 }

@@ -1,5 +1,5 @@
-//! Extract verified pristine crates and apply the series, into a generated workspace's
-//! `crates/` directory.
+//! Extract verified pristine crates and apply a prefix of the stack, into a generated
+//! workspace's `crates-<variant>/` directory.
 //!
 //! Invariants: a crate is only extracted from a `.crate` whose sha256 matches the pin; a
 //! tree is only put in place once every patch for it applied; a rerun with the same inputs
@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::manifest::Manifest;
+use crate::manifest::Step;
 use crate::patchfile::{self, Tree};
 use crate::{Error, hex};
 
 /// Bump when the way trees are produced changes, so old stamps stop matching.
-const FORMAT: &str = "uvfix-vendor-1";
+const FORMAT: &str = "uvfix-vendor-2";
 const STAMP: &str = "stamp.json";
 
 /// A pinned `.crate` file and the checksum it must have.
@@ -102,15 +102,15 @@ pub fn extract(source: &CrateSource, dest: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// Bring `crates_dir/<name>` up to date for every source: pristine when `series` is
-/// `None`, patched with the manifest's series otherwise.
+/// Bring `crates_dir/<name>` up to date for every source, with `steps` (a prefix of the
+/// stack, empty for pristine) applied.
 pub fn prepare(
     crates_dir: &Path,
     sources: &[CrateSource],
-    series: Option<&Manifest>,
+    steps: &[Step],
     force: bool,
 ) -> Result<Outcome, Error> {
-    let inputs = inputs_hash(sources, series)?;
+    let inputs = inputs_hash(sources, steps)?;
     let stamp_path = crates_dir.with_extension(STAMP);
     let stamp: Option<Stamp> = fs_err::read_to_string(&stamp_path)
         .ok()
@@ -147,14 +147,16 @@ pub fn prepare(
     if staging.exists() {
         fs_err::remove_dir_all(&staging)?;
     }
+    for source in sources {
+        extract(source, &staging.join(&source.name))?;
+    }
+    apply_steps(steps, &staging)?;
     let mut trees = BTreeMap::new();
     for source in sources {
-        let dest = staging.join(&source.name);
-        extract(source, &dest)?;
-        if let Some(manifest) = series {
-            apply_series(manifest, &source.name, &dest)?;
-        }
-        trees.insert(source.name.clone(), tree_digest(&dest)?);
+        trees.insert(
+            source.name.clone(),
+            tree_digest(&staging.join(&source.name))?,
+        );
     }
 
     fs_err::create_dir_all(crates_dir)?;
@@ -177,21 +179,35 @@ pub fn prepare(
     Ok(Outcome::Prepared)
 }
 
-/// Apply, in order, every patch of `krate` to the extracted tree at `dir`.
-pub fn apply_series(manifest: &Manifest, krate: &str, dir: &Path) -> Result<(), Error> {
-    apply_entries(&manifest.entries_for(krate), dir)
-}
-
-/// Apply the given series entries to the tree at `dir`, writing only once all applied.
-pub fn apply_entries(entries: &[crate::manifest::SeriesEntry], dir: &Path) -> Result<(), Error> {
-    if entries.is_empty() {
+/// Apply `steps` in order to the crates under `dir` (`dir/<crate>/…`, the paths the patch
+/// files use), writing only once all applied.
+pub fn apply_steps(steps: &[Step], dir: &Path) -> Result<(), Error> {
+    if steps.is_empty() {
         return Ok(());
     }
     let before = read_text_tree(dir)?;
     let mut tree = before.clone();
-    for entry in entries {
-        let text = fs_err::read_to_string(&entry.path)?;
-        patchfile::apply(&entry.path, &text, &mut tree)?;
+    for step in steps {
+        let text = fs_err::read_to_string(&step.path)?;
+        patchfile::apply(&step.path, &text, &mut tree)?;
+    }
+    // A patch may only touch the crates that were extracted here.
+    let crates: Vec<String> = fs_err::read_dir(dir)?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    for path in tree.keys().filter(|path| !before.contains_key(*path)) {
+        let krate = path.split('/').next().unwrap_or_default();
+        if !crates.iter().any(|c| c == krate) {
+            let step = steps.last().expect("not empty");
+            return Err(Error::PatchParse {
+                patch: step.path.clone(),
+                message: format!(
+                    "creates `{path}` outside the pinned crates ({}); paths start with a crate \
+                     name (`a/uv-cache/src/lib.rs`), and the crate must be a [[crate]] in series.toml",
+                    crates.join(", ")
+                ),
+            });
+        }
     }
     write_changes(dir, &before, &tree)
 }
@@ -255,7 +271,7 @@ pub fn tree_digest(dir: &Path) -> Result<String, Error> {
     Ok(hex(&hasher.finalize()))
 }
 
-fn inputs_hash(sources: &[CrateSource], series: Option<&Manifest>) -> Result<String, Error> {
+fn inputs_hash(sources: &[CrateSource], steps: &[Step]) -> Result<String, Error> {
     let mut hasher = sha2::Sha256::new();
     hasher.update(FORMAT);
     for source in sources {
@@ -263,12 +279,10 @@ fn inputs_hash(sources: &[CrateSource], series: Option<&Manifest>) -> Result<Str
             "\0{}\0{}\0{}",
             source.name, source.version, source.checksum
         ));
-        if let Some(manifest) = series {
-            for entry in manifest.entries_for(&source.name) {
-                hasher.update(entry.rel.to_string_lossy().as_bytes());
-                hasher.update(fs_err::read(&entry.path)?);
-            }
-        }
+    }
+    for step in steps {
+        hasher.update(step.rel.to_string_lossy().as_bytes());
+        hasher.update(fs_err::read(&step.path)?);
     }
     Ok(hex(&hasher.finalize()))
 }

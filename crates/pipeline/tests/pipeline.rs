@@ -1,5 +1,6 @@
 //! The vendor-and-patch pipeline, driven with small fake crates so each behaviour is pinned
-//! without the network: checksum refusal, failing hunks, no-op reruns, patch regeneration.
+//! without the network: checksum refusal, failing hunks, no-op reruns, multi-crate steps,
+//! patch regeneration.
 
 use std::path::{Path, PathBuf};
 
@@ -14,15 +15,15 @@ use uvfix_pipeline::{Error, refresh};
 const LIB_RS: &str =
     "pub fn open_marker() {\n    // open for writing\n    write();\n}\n\nfn write() {}\n";
 
-/// A `.crate` (gzipped tar of `demo-0.1.0/…`) holding `files`.
-fn fake_crate(dir: &Path, files: &[(&str, &str)]) -> CrateSource {
-    let path = dir.join("demo-0.1.0.crate");
+/// A `.crate` (gzipped tar of `<name>-0.1.0/…`) holding `files`.
+fn fake_crate(dir: &Path, name: &str, files: &[(&str, &str)]) -> CrateSource {
+    let path = dir.join(format!("{name}-0.1.0.crate"));
     let file = fs_err::File::create(&path).unwrap();
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
         file,
         flate2::Compression::default(),
     ));
-    for (name, contents) in files {
+    for (file, contents) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
         header.set_mode(0o644);
@@ -30,7 +31,7 @@ fn fake_crate(dir: &Path, files: &[(&str, &str)]) -> CrateSource {
         builder
             .append_data(
                 &mut header,
-                format!("demo-0.1.0/{name}"),
+                format!("{name}-0.1.0/{file}"),
                 contents.as_bytes(),
             )
             .unwrap();
@@ -38,7 +39,7 @@ fn fake_crate(dir: &Path, files: &[(&str, &str)]) -> CrateSource {
     builder.into_inner().unwrap().finish().unwrap();
     let checksum = format!("{:x}", sha2::Sha256::digest(fs_err::read(&path).unwrap()));
     CrateSource {
-        name: "demo".into(),
+        name: name.into(),
         version: "0.1.0".into(),
         crate_file: path,
         checksum,
@@ -49,6 +50,7 @@ fn fake_crate(dir: &Path, files: &[(&str, &str)]) -> CrateSource {
 fn demo_crate(dir: &Path) -> CrateSource {
     fake_crate(
         dir,
+        "demo",
         &[
             (
                 "Cargo.toml",
@@ -64,9 +66,9 @@ Subject: demo: open the marker read-only
 
 Why: a read-only cache.
 ---
-diff --git a/src/lib.rs b/src/lib.rs
---- a/src/lib.rs
-+++ b/src/lib.rs
+diff --git a/demo/src/lib.rs b/demo/src/lib.rs
+--- a/demo/src/lib.rs
++++ b/demo/src/lib.rs
 @@ -1,5 +1,5 @@
  pub fn open_marker() {
 -    // open for writing
@@ -76,22 +78,26 @@ diff --git a/src/lib.rs b/src/lib.rs
  
 ";
 
-/// `patches/` with a series.toml listing `patches` (file name, contents) for crate `demo`.
+/// `patches/` with a series.toml whose stack is `patches` (file name, contents), bottom first,
+/// over the crates `demo` and `other`.
 fn series(root: &TempDir, patches: &[(&str, &str)]) -> Manifest {
     let dir = root.child("patches");
-    let list: Vec<String> = patches
-        .iter()
-        .map(|(n, _)| format!("\"demo/{n}\""))
-        .collect();
-    dir.child("series.toml")
-        .write_str(&format!(
-            "series = [{}]\n[uv]\nversion = \"0.0.0\"\nchecksum = \"00\"\n[[crate]]\nname = \"demo\"\nversion = \"0.1.0\"\n",
-            list.join(", ")
-        ))
-        .unwrap();
-    for (name, text) in patches {
-        dir.child("demo").child(name).write_str(text).unwrap();
+    let mut toml = String::from(
+        "[uv]\nversion = \"0.0.0\"\nchecksum = \"00\"\n\
+         [[crate]]\nname = \"demo\"\nversion = \"0.1.0\"\n\
+         [[crate]]\nname = \"other\"\nversion = \"0.1.0\"\n",
+    );
+    for (number, (name, text)) in patches.iter().enumerate() {
+        let id = name
+            .trim_end_matches(".patch")
+            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '-');
+        toml.push_str(&format!(
+            "[[step]]\nid = \"{id}\"\npatch = \"stack/{name}\"\nstatus = \"proposed\"\nclaim = \"step {}\"\n",
+            number + 1
+        ));
+        dir.child("stack").child(name).write_str(text).unwrap();
     }
+    dir.child("series.toml").write_str(&toml).unwrap();
     Manifest::load(dir.path()).unwrap()
 }
 
@@ -106,7 +112,7 @@ fn checksum_mismatch_is_refused_and_nothing_is_extracted() {
     source.checksum = "0".repeat(64);
     let crates = tmp.child("crates-pristine");
 
-    let err = vendor::prepare(crates.path(), &[source], None, false).unwrap_err();
+    let err = vendor::prepare(crates.path(), &[source], &[], false).unwrap_err();
 
     assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
     assert!(
@@ -133,7 +139,7 @@ fn a_tampered_crate_file_is_refused() {
 }
 
 #[test]
-fn the_series_is_applied_to_the_patched_tree_only() {
+fn the_stack_is_applied_to_the_patched_tree_only() {
     let tmp = TempDir::new().unwrap();
     let source = demo_crate(tmp.path());
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
@@ -142,11 +148,11 @@ fn the_series_is_applied_to_the_patched_tree_only() {
     vendor::prepare(
         patched.path(),
         std::slice::from_ref(&source),
-        Some(&manifest),
+        &manifest.steps,
         false,
     )
     .unwrap();
-    vendor::prepare(pristine.path(), &[source], None, false).unwrap();
+    vendor::prepare(pristine.path(), &[source], &[], false).unwrap();
 
     assert!(lib_rs(patched.path()).contains("open without write access"));
     assert_eq!(lib_rs(pristine.path()), LIB_RS);
@@ -160,12 +166,12 @@ fn a_hunk_that_does_not_apply_names_patch_file_and_hunk_and_builds_nothing() {
     let manifest = series(&tmp, &[("0001-read-only.patch", &broken)]);
     let crates = tmp.child("crates-patched");
 
-    let err = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap_err();
+    let err = vendor::prepare(crates.path(), &[source], &manifest.steps, false).unwrap_err();
 
     let message = err.to_string();
     assert!(
         predicate::str::contains("0001-read-only.patch")
-            .and(predicate::str::contains("src/lib.rs"))
+            .and(predicate::str::contains("demo/src/lib.rs"))
             .and(predicate::str::contains("hunk #1"))
             .and(predicate::str::contains("@@ -1,5 +1,5 @@"))
             .eval(&message),
@@ -183,12 +189,12 @@ fn a_failing_new_patch_leaves_the_previous_tree_in_place() {
     vendor::prepare(
         crates.path(),
         std::slice::from_ref(&source),
-        Some(&manifest),
+        &manifest.steps,
         false,
     )
     .unwrap();
 
-    let broken = "Subject: demo: x\n---\ndiff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -6,1 +6,1 @@\n-fn missing() {}\n+fn other() {}\n";
+    let broken = "Subject: demo: x\n---\ndiff --git a/demo/src/lib.rs b/demo/src/lib.rs\n--- a/demo/src/lib.rs\n+++ b/demo/src/lib.rs\n@@ -6,1 +6,1 @@\n-fn missing() {}\n+fn other() {}\n";
     let manifest = series(
         &tmp,
         &[
@@ -196,7 +202,7 @@ fn a_failing_new_patch_leaves_the_previous_tree_in_place() {
             ("0002-broken.patch", broken),
         ],
     );
-    let err = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap_err();
+    let err = vendor::prepare(crates.path(), &[source], &manifest.steps, false).unwrap_err();
 
     assert!(err.to_string().contains("0002-broken.patch"), "{err}");
     assert!(lib_rs(crates.path()).contains("open without write access"));
@@ -212,13 +218,13 @@ fn a_rerun_with_nothing_changed_does_nothing() {
     let first = vendor::prepare(
         crates.path(),
         std::slice::from_ref(&source),
-        Some(&manifest),
+        &manifest.steps,
         false,
     )
     .unwrap();
     let lib = crates.path().join("demo/src/lib.rs");
     let before = fs_err::metadata(&lib).unwrap().modified().unwrap();
-    let second = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap();
+    let second = vendor::prepare(crates.path(), &[source], &manifest.steps, false).unwrap();
 
     assert_eq!(first, Outcome::Prepared);
     assert_eq!(second, Outcome::UpToDate);
@@ -234,7 +240,7 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
     vendor::prepare(
         crates.path(),
         std::slice::from_ref(&source),
-        Some(&manifest),
+        &manifest.steps,
         false,
     )
     .unwrap();
@@ -245,7 +251,7 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
     let outcome = vendor::prepare(
         crates.path(),
         std::slice::from_ref(&source),
-        Some(&manifest),
+        &manifest.steps,
         false,
     )
     .unwrap();
@@ -253,7 +259,7 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
 
     // Changed inputs would re-extract: refused unless forced.
     let manifest = series(&tmp, &[]);
-    let err = vendor::prepare(crates.path(), &[source], Some(&manifest), false).unwrap_err();
+    let err = vendor::prepare(crates.path(), &[source], &manifest.steps, false).unwrap_err();
     assert!(matches!(err, Error::LocalEdits { .. }), "{err}");
     assert!(lib_rs(crates.path()).ends_with("// my edit\n"));
 }
@@ -265,22 +271,22 @@ fn refresh_fixture(tmp: &TempDir) -> (CrateSource, Manifest, PathBuf) {
     vendor::prepare(
         crates.path(),
         std::slice::from_ref(&source),
-        Some(&manifest),
+        &manifest.steps,
         false,
     )
     .unwrap();
-    (source, manifest, crates.path().join("demo"))
+    (source, manifest, crates.path().to_path_buf())
 }
 
 #[test]
 fn refreshing_an_unchanged_edit_reproduces_the_patch_byte_for_byte() {
     let tmp = TempDir::new().unwrap();
     let (source, manifest, edited) = refresh_fixture(&tmp);
-    let entry = refresh::select(&manifest, "demo").unwrap();
+    let step = refresh::select(&manifest, "read-only").unwrap();
 
-    let changed = refresh::refresh(&manifest, &source, &entry, &edited, tmp.path()).unwrap();
+    let changed = refresh::refresh(&manifest, &[source], step, &edited, tmp.path()).unwrap();
 
-    assert_eq!(fs_err::read_to_string(&entry.path).unwrap(), GOOD_PATCH);
+    assert_eq!(fs_err::read_to_string(&step.path).unwrap(), GOOD_PATCH);
     assert!(!changed);
 }
 
@@ -288,7 +294,7 @@ fn refreshing_an_unchanged_edit_reproduces_the_patch_byte_for_byte() {
 fn refreshing_an_edit_rewrites_the_diff_and_keeps_the_header() {
     let tmp = TempDir::new().unwrap();
     let (source, manifest, edited) = refresh_fixture(&tmp);
-    let lib = edited.join("src/lib.rs");
+    let lib = edited.join("demo/src/lib.rs");
     let text = fs_err::read_to_string(&lib).unwrap();
     fs_err::write(
         &lib,
@@ -298,57 +304,106 @@ fn refreshing_an_edit_rewrites_the_diff_and_keeps_the_header() {
         ),
     )
     .unwrap();
-    fs_err::write(edited.join("src/new.rs"), "// a new module\n").unwrap();
-    let entry = refresh::select(&manifest, "demo/0001-read-only.patch").unwrap();
+    fs_err::write(edited.join("demo/src/new.rs"), "// a new module\n").unwrap();
+    let step = refresh::select(&manifest, "1").unwrap();
 
-    assert!(refresh::refresh(&manifest, &source, &entry, &edited, tmp.path()).unwrap());
+    let sources = [source];
+    assert!(refresh::refresh(&manifest, &sources, step, &edited, tmp.path()).unwrap());
 
-    let patch = fs_err::read_to_string(&entry.path).unwrap();
+    let patch = fs_err::read_to_string(&step.path).unwrap();
     assert!(
         patch.starts_with(
             "Subject: demo: open the marker read-only\n\nWhy: a read-only cache.\n---\n"
         )
     );
     assert!(patch.contains("+    // never on a read-only cache\n"));
-    assert!(patch.contains("diff --git a/src/new.rs b/src/new.rs\nnew file mode 100644\n--- /dev/null\n+++ b/src/new.rs\n"));
+    assert!(patch.contains("diff --git a/demo/src/new.rs b/demo/src/new.rs\nnew file mode 100644\n--- /dev/null\n+++ b/demo/src/new.rs\n"));
 
-    // The regenerated series reproduces the edited tree exactly.
+    // The regenerated stack reproduces the edited tree exactly.
     let again = tmp.child("again");
     let manifest = Manifest::load(&manifest.dir).unwrap();
-    vendor::prepare(again.path(), &[source], Some(&manifest), false).unwrap();
+    vendor::prepare(again.path(), &sources, &manifest.steps, false).unwrap();
     assert_eq!(
         vendor::tree_digest(&again.path().join("demo")).unwrap(),
-        vendor::tree_digest(&edited).unwrap()
+        vendor::tree_digest(&edited.join("demo")).unwrap()
     );
 }
 
+/// A step's patch is the difference to the steps below it, whichever crates it touches.
 #[test]
-fn only_the_last_patch_of_a_crate_can_be_refreshed() {
+fn a_step_spans_crates_and_applies_on_top_of_the_steps_below() {
     let tmp = TempDir::new().unwrap();
-    demo_crate(tmp.path());
-    let second = "Subject: demo: y\n---\ndiff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -6 +6 @@\n-fn write() {}\n+fn write() { }\n";
+    let demo = demo_crate(tmp.path());
+    let other = fake_crate(
+        tmp.path(),
+        "other",
+        &[("src/lib.rs", "pub fn other() {}\n")],
+    );
+    let both = "Subject: y\n---\n\
+        diff --git a/demo/src/lib.rs b/demo/src/lib.rs\n--- a/demo/src/lib.rs\n+++ b/demo/src/lib.rs\n\
+        @@ -2 +2 @@\n-    // open without write access\n+    // open read-only\n\
+        diff --git a/other/src/lib.rs b/other/src/lib.rs\n--- a/other/src/lib.rs\n+++ b/other/src/lib.rs\n\
+        @@ -1 +1 @@\n-pub fn other() {}\n+pub fn other() -> bool { true }\n";
     let manifest = series(
         &tmp,
         &[
             ("0001-read-only.patch", GOOD_PATCH),
-            ("0002-y.patch", second),
+            ("0002-both.patch", both),
         ],
     );
+    let sources = [demo, other];
 
-    let err = refresh::select(&manifest, "demo/0001-read-only.patch").unwrap_err();
-    assert!(err.to_string().contains("not the last patch"), "{err}");
-    assert_eq!(
-        refresh::select(&manifest, "demo").unwrap().rel,
-        Path::new("demo/0002-y.patch")
-    );
+    let (first, all) = (tmp.child("crates-step-1"), tmp.child("crates-patched"));
+    vendor::prepare(first.path(), &sources, manifest.prefix(1), false).unwrap();
+    vendor::prepare(all.path(), &sources, &manifest.steps, false).unwrap();
+
+    assert!(lib_rs(first.path()).contains("open without write access"));
+    assert!(lib_rs(all.path()).contains("open read-only"));
+    let other_rs = |dir: &Path| fs_err::read_to_string(dir.join("other/src/lib.rs")).unwrap();
+    assert_eq!(other_rs(first.path()), "pub fn other() {}\n");
+    assert!(other_rs(all.path()).contains("-> bool"));
+
+    // Refreshing the upper step diffs against the lower one, not against pristine.
+    let step = refresh::select(&manifest, "both").unwrap();
+    refresh::refresh(&manifest, &sources, step, all.path(), tmp.path()).unwrap();
+    let patch = fs_err::read_to_string(&step.path).unwrap();
+    assert!(patch.contains("-    // open without write access\n+    // open read-only\n"));
+    assert!(patch.contains("diff --git a/other/src/lib.rs b/other/src/lib.rs\n"));
 }
 
 #[test]
-fn a_series_entry_without_its_file_is_a_manifest_error() {
+fn a_step_that_creates_files_outside_the_pinned_crates_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let stray = "Subject: x\n---\ndiff --git a/elsewhere/lib.rs b/elsewhere/lib.rs\nnew file mode 100644\n--- /dev/null\n+++ b/elsewhere/lib.rs\n@@ -0,0 +1 @@\n+// stray\n";
+    let manifest = series(&tmp, &[("0001-stray.patch", stray)]);
+    let crates = tmp.child("crates-patched");
+
+    let err = vendor::prepare(crates.path(), &[source], &manifest.steps, false).unwrap_err();
+
+    let message = err.to_string();
+    assert!(
+        message.contains("0001-stray.patch") && message.contains("elsewhere/lib.rs"),
+        "{message}"
+    );
+    crates.assert(predicate::path::missing());
+}
+
+#[test]
+fn an_unknown_step_names_the_steps_there_are() {
+    let tmp = TempDir::new().unwrap();
+    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+
+    let err = refresh::select(&manifest, "locks").unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+}
+
+#[test]
+fn a_step_without_its_file_is_a_manifest_error() {
     let tmp = TempDir::new().unwrap();
     tmp.child("patches/series.toml")
-        .write_str("series = [\"demo/0001-gone.patch\"]\n[uv]\nversion = \"0\"\nchecksum = \"0\"\n[[crate]]\nname = \"demo\"\nversion = \"0.1.0\"\n")
+        .write_str("[uv]\nversion = \"0\"\nchecksum = \"0\"\n[[step]]\nid = \"gone\"\npatch = \"stack/0001-gone.patch\"\nstatus = \"proposed\"\nclaim = \"x\"\n")
         .unwrap();
     let err = Manifest::load(&tmp.path().join("patches")).unwrap_err();
-    assert!(err.to_string().contains("demo/0001-gone.patch"), "{err}");
+    assert!(err.to_string().contains("stack/0001-gone.patch"), "{err}");
 }

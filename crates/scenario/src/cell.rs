@@ -329,7 +329,7 @@ fn run_in_root(
     stage_binary(&uv.uv, &staged_uv).context("staging uv")?;
     stage_binary(&uv.uvx, &staged_uvx).context("staging uvx")?;
     crate::wheel::build_fixture_wheels(&wheels)?;
-    spec.setup_workspace(&layout.workspace, &wheels)
+    spec.setup_workspace(&layout.workspace, &wheels, python)
         .context("writing the workspace")?;
     let ctx = Ctx {
         layout: &layout,

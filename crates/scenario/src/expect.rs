@@ -123,6 +123,10 @@ use ScenarioSel as Sc;
 use StateSel as Ss;
 use UvSel as U;
 
+/// Scenarios that must build an environment the warm cache does not hold: `--with`, and
+/// another interpreter than the one the cached environments were built with.
+const NEEDS_NEW_ENV: &[ScenarioId] = &[ScenarioId::S5, ScenarioId::S8, ScenarioId::S9];
+
 /// The label of the patched build.
 pub const PATCHED: &str = "patched";
 
@@ -167,15 +171,16 @@ pub const RULES: &[Rule] = &[
         Expect::PlainError,
         "no cache, and neither the cache nor TMPDIR can be written",
     ),
-    // `uv run --with` layers a temporary environment over the cached one; with the cache and
-    // TMPDIR both read-only there is nowhere to create it. Measured: the plain-words error.
+    // `uv run --with` layers a temporary environment over the cached one, and another
+    // interpreter needs environments the cache does not hold: with the cache and TMPDIR both
+    // read-only there is nowhere to create them. Measured: the plain-words error.
     rule(
         U::Patched,
         SandboxSel::TmpReadOnly,
-        Sc::In(&[ScenarioId::S5]),
+        Sc::In(NEEDS_NEW_ENV),
         Ss::Any,
         Expect::PlainError,
-        "`--with` needs a temporary environment, and neither the cache nor TMPDIR is writable",
+        "a new environment is needed, and neither the cache nor TMPDIR is writable",
     ),
     // Without a cache, the patch falls back to a temporary one, as `--no-cache` does, and the
     // local wheels fill it: every scenario works and the cache location stays absent.
@@ -296,24 +301,20 @@ pub fn panicked(obs: &Observed) -> bool {
     obs.exit_code == Some(101) || obs.stderr.contains("panicked at")
 }
 
-/// "A plain-words read-only error": uv's `error:` line saying in words why it could not work.
-/// The words are those of the OS errors a sandbox produces (EROFS, EACCES, EPERM) and of uv's
-/// own explanations for a cache it may not write or a package it cannot get offline.
+/// "A plain-words read-only error": uv's own explanation, never only the raw OS error. It
+/// says that the cache (or the temporary directory uv falls back to) is read-only or not
+/// writable, and names a way out: `UV_CACHE_DIR`, or `TMPDIR`.
+///
+/// A raw error can mention a read-only file system and a path inside `~/.cache`, so neither
+/// is enough alone; only uv's explanation names the way out.
 pub fn plain_error(stderr: &str) -> bool {
-    const WORDS: &[&str] = &[
-        "read-only file system",
-        "read-only",
-        "permission denied",
-        "operation not permitted",
-        "not writable",
-        "os error 30",
-        "os error 13",
-        "os error 1)",
-        "offline",
-        "cache",
-    ];
     let lower = stderr.to_lowercase();
-    lower.contains("error") && WORDS.iter().any(|w| lower.contains(w))
+    let says_what = lower.contains("cache")
+        && ["read-only", "not writable"]
+            .iter()
+            .any(|w| lower.contains(w));
+    let says_how = ["uv_cache_dir", "tmpdir"].iter().any(|w| lower.contains(w));
+    lower.contains("error") && says_what && says_how
 }
 
 fn describe_failure(obs: &Observed) -> String {
@@ -386,6 +387,23 @@ mod tests {
     }
 
     const EROFS: &str = "error: Could not acquire lock\n  Caused by: Could not create temporary file\n  Caused by: Read-only file system (os error 30) at path \"/h/.cache/uv/.tmpmn12wj\"";
+    const EACCES: &str =
+        "error: failed to open file `/h/.cache/uv/sdists-v9/.git`: Permission denied (os error 13)";
+    const EPERM: &str = "error: failed to open file `/h/.cache/uv/sdists-v9/.git`: Operation not permitted (os error 1)";
+    const INIT: &str = "error: Failed to initialize cache at `/h/.cache/uv`\n  Caused by: failed to create directory `/h/.cache/uv`: Read-only file system (os error 30)";
+    const PLAIN: &str = "error: The cache directory `/h/.cache/uv` is not writable\n  Caused by: Read-only file system (os error 30)\n\nhint: The temporary directory `/tmp` is not writable either; set `TMPDIR` to a writable directory\nhint: To use another cache, set `UV_CACHE_DIR` to a writable directory";
+
+    /// uv's raw messages, as the sandboxes produce them, are exactly what the check exists to
+    /// reject; uv's explanation passes.
+    #[test_case(EROFS => false ; "erofs lock")]
+    #[test_case(EACCES => false ; "eacces marker")]
+    #[test_case(EPERM => false ; "eperm marker")]
+    #[test_case(INIT => false ; "init")]
+    #[test_case("error: No solution found when resolving: offline, no cache" => false ; "offline")]
+    #[test_case(PLAIN => true ; "explained")]
+    fn plain_words(stderr: &str) -> bool {
+        plain_error(stderr)
+    }
 
     #[test_case(Expect::Pass, obs(0, true, "") => Outcome::Pass ; "pass")]
     #[test_case(Expect::Pass, obs(0, false, "") => matches Outcome::Fail(_) ; "wrong stdout")]
@@ -393,12 +411,14 @@ mod tests {
     #[test_case(Expect::Fail, obs(2, false, EROFS) => Outcome::ExpectedFail ; "xfail")]
     #[test_case(Expect::Fail, obs(101, false, "thread 'main' panicked at x") => Outcome::ExpectedFail ; "xfail panic")]
     #[test_case(Expect::Fail, obs(0, true, "") => matches Outcome::Fail(_) ; "unexpected pass")]
-    #[test_case(Expect::PlainError, obs(2, false, EROFS) => Outcome::ExpectedFail ; "plain")]
+    #[test_case(Expect::PlainError, obs(2, false, PLAIN) => Outcome::ExpectedFail ; "plain")]
+    #[test_case(Expect::PlainError, obs(2, false, EROFS) => matches Outcome::Fail(_) ; "raw is not plain")]
     #[test_case(Expect::PlainError, obs(101, false, "thread 'main' panicked at src/x.rs: read-only") => matches Outcome::Fail(_) ; "panic is not plain")]
     #[test_case(Expect::PlainError, obs(1, false, "Traceback") => matches Outcome::Fail(_) ; "no words")]
     #[test_case(Expect::PlainError, obs(0, true, "") => matches Outcome::Fail(_) ; "plain expected but passed")]
     #[test_case(Expect::PassOrPlainError, obs(0, true, "") => Outcome::Pass ; "either pass")]
-    #[test_case(Expect::PassOrPlainError, obs(2, false, EROFS) => Outcome::ExpectedFail ; "either error")]
+    #[test_case(Expect::PassOrPlainError, obs(2, false, PLAIN) => Outcome::ExpectedFail ; "either error")]
+    #[test_case(Expect::PassOrPlainError, obs(2, false, EACCES) => matches Outcome::Fail(_) ; "either raw")]
     fn judges(expect: Expect, o: Observed) -> Outcome {
         judge(expect, &o)
     }
@@ -445,7 +465,7 @@ mod tests {
     fn table_encodes_the_goal() {
         for sandbox in Sandbox::ALL.into_iter().filter(|s| *s != Sandbox::None) {
             for scenario in ScenarioId::ALL {
-                let want = if !sandbox.tmp_writable() && scenario == ScenarioId::S5 {
+                let want = if !sandbox.tmp_writable() && NEEDS_NEW_ENV.contains(&scenario) {
                     Expect::PlainError
                 } else {
                     Expect::Pass

@@ -37,6 +37,7 @@ pub mod plan;
 pub mod python;
 pub mod report;
 pub mod scenario;
+pub mod stack;
 pub mod state;
 pub mod wheel;
 

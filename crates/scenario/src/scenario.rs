@@ -1,4 +1,4 @@
-//! The scenarios S1..S7 as data: workspace setup, unsandboxed warm steps, sandboxed steps and
+//! The scenarios S1..S9 as data: workspace setup, unsandboxed warm steps, sandboxed steps and
 //! the line their stdout must contain.
 //!
 //! Every step runs with the workspace as cwd and the environment of [`uv_env`]. Arguments are
@@ -22,10 +22,12 @@ pub enum ScenarioId {
     S5,
     S6,
     S7,
+    S8,
+    S9,
 }
 
 impl ScenarioId {
-    pub const ALL: [ScenarioId; 7] = [
+    pub const ALL: [ScenarioId; 9] = [
         ScenarioId::S1,
         ScenarioId::S2,
         ScenarioId::S3,
@@ -33,6 +35,8 @@ impl ScenarioId {
         ScenarioId::S5,
         ScenarioId::S6,
         ScenarioId::S7,
+        ScenarioId::S8,
+        ScenarioId::S9,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +48,8 @@ impl ScenarioId {
             ScenarioId::S5 => "S5",
             ScenarioId::S6 => "S6",
             ScenarioId::S7 => "S7",
+            ScenarioId::S8 => "S8",
+            ScenarioId::S9 => "S9",
         }
     }
 
@@ -76,12 +82,17 @@ pub enum Program {
     VenvPython,
 }
 
-/// One argument; `FindLinks` expands to the cell's wheel directory.
+/// One argument; `FindLinks` expands to the cell's wheel directory, `OtherPython` to the
+/// interpreter of [`Scenario::other_python`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
     Lit(String),
     FindLinks,
+    OtherPython,
 }
+
+/// Where [`Scenario::other_python`] puts its interpreter, below the workspace.
+pub const OTHER_PYTHON: &str = "other-python/bin/python3";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -122,6 +133,10 @@ pub struct Scenario {
     /// The sandboxed step has to create or fill an environment outside the cache (a `.venv`).
     /// Where the sandbox also makes TMPDIR read-only, a plain-words error is acceptable.
     pub writes_env: bool,
+    /// The workspace gets a second interpreter ([`OTHER_PYTHON`]) that the warm steps never
+    /// use: environments cached for the first one do not fit it (astral-sh/uv#16820's
+    /// "another user, another Python").
+    pub other_python: bool,
 }
 
 fn lit(args: &[&str]) -> Vec<Arg> {
@@ -175,6 +190,7 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             sandboxed: vec![uv(&["run", "python3", "-c", "print(\"hello world\")"])],
             stdout_line: "hello world".into(),
             writes_env: false,
+            other_python: false,
         },
         ScenarioId::S2 => Scenario {
             id,
@@ -184,6 +200,7 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             sandboxed: vec![uv(&["run", "python", "-c", &import_dep])],
             stdout_line: DEP_VALUE.into(),
             writes_env: false,
+            other_python: false,
         },
         ScenarioId::S3 => Scenario {
             id,
@@ -193,6 +210,7 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             sandboxed: vec![uv(&["sync", "--offline"]), venv_python(&import_dep)],
             stdout_line: DEP_VALUE.into(),
             writes_env: true,
+            other_python: false,
         },
         ScenarioId::S4 => {
             let step = uv_fl(Program::Uvx, &["--offline"], &[TOOL]);
@@ -204,6 +222,7 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 sandboxed: vec![step],
                 stdout_line: TOOL_OUTPUT.into(),
                 writes_env: false,
+                other_python: false,
             }
         }
         ScenarioId::S5 => {
@@ -221,6 +240,7 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 sandboxed: vec![step],
                 stdout_line: EXTRA_VALUE.into(),
                 writes_env: false,
+                other_python: false,
             }
         }
         ScenarioId::S6 => {
@@ -233,6 +253,7 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 sandboxed: vec![step],
                 stdout_line: format!("script: {DEP_VALUE}"),
                 writes_env: false,
+                other_python: false,
             }
         }
         ScenarioId::S7 => {
@@ -257,8 +278,48 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 sandboxed: vec![install(true), venv_python(&import_dep)],
                 stdout_line: DEP_VALUE.into(),
                 writes_env: true,
+                other_python: false,
             }
         }
+        ScenarioId::S8 => {
+            let run = |python: bool| {
+                let mut step = uv_fl(Program::Uvx, &["--offline"], &[TOOL]);
+                if python {
+                    step.args
+                        .splice(1..1, [Arg::Lit("--python".into()), Arg::OtherPython]);
+                }
+                step
+            };
+            Scenario {
+                id,
+                title: "uvx --offline of a cached tool with another interpreter",
+                setup: Setup::Empty,
+                warm: vec![WarmStep::Run(run(false))],
+                sandboxed: vec![run(true)],
+                stdout_line: TOOL_OUTPUT.into(),
+                writes_env: false,
+                other_python: true,
+            }
+        }
+        ScenarioId::S9 => Scenario {
+            id,
+            title: "uv run --offline of a PEP 723 script with another interpreter",
+            setup: Setup::Script,
+            warm: vec![WarmStep::Run(uv(&["run", "--offline", SCRIPT_NAME]))],
+            sandboxed: vec![Step {
+                program: Program::Uv,
+                args: vec![
+                    Arg::Lit("run".into()),
+                    Arg::Lit("--offline".into()),
+                    Arg::Lit("--python".into()),
+                    Arg::OtherPython,
+                    Arg::Lit(SCRIPT_NAME.into()),
+                ],
+            }],
+            stdout_line: format!("script: {DEP_VALUE}"),
+            writes_env: false,
+            other_python: true,
+        },
     }
 }
 
@@ -311,6 +372,7 @@ impl Step {
                 .map(|a| match a {
                     Arg::Lit(s) => OsString::from(s),
                     Arg::FindLinks => ctx.wheels.as_os_str().to_owned(),
+                    Arg::OtherPython => ctx.layout.workspace.join(OTHER_PYTHON).into(),
                 })
                 .collect(),
             env: uv_env(ctx),
@@ -331,10 +393,41 @@ impl Step {
                 Arg::Lit(l) if l.contains([' ', '\'', '"', ';']) => s.push_str(&format!("'{l}'")),
                 Arg::Lit(l) => s.push_str(l),
                 Arg::FindLinks => s.push_str("<wheels>"),
+                Arg::OtherPython => s.push_str("<other-python>"),
             }
         }
         s
     }
+}
+
+/// Make `dest` (`<prefix>/bin/python3`) an interpreter of its own: a copy of `python`'s
+/// executable under a new prefix, with the standard library linked in. uv sees another
+/// interpreter (another path, another `sys.prefix`), as when a cache warmed by one user is
+/// used by another whose Python differs.
+fn other_python(python: &Path, dest: &Path) -> std::io::Result<()> {
+    let out = std::process::Command::new(python)
+        .args([
+            "-I",
+            "-c",
+            "import sys, sysconfig; print(sysconfig.get_path('stdlib'))",
+        ])
+        .output()?;
+    let stdlib = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stdlib = Path::new(&stdlib);
+    let (Some(name), true) = (stdlib.file_name(), out.status.success()) else {
+        return Err(std::io::Error::other(format!(
+            "{} did not name its standard library: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    };
+    let bin = dest.parent().expect("<prefix>/bin/python3");
+    let prefix = bin.parent().expect("<prefix>/bin");
+    fs_err::create_dir_all(bin)?;
+    fs_err::create_dir_all(prefix.join("lib"))?;
+    // `copy` follows the symlinks of `/usr/bin/python3` to the executable itself.
+    fs_err::copy(python, dest)?;
+    fs_err::os::unix::fs::symlink(stdlib, prefix.join("lib").join(name))
 }
 
 /// A TOML string (paths here are plain, but be correct anyway).
@@ -384,8 +477,17 @@ print("script:", {module}.VALUE)
 }
 
 impl Scenario {
-    /// Write the workspace files (the workspace dir must exist).
-    pub fn setup_workspace(&self, workspace: &Path, wheels: &Path) -> std::io::Result<()> {
+    /// Write the workspace files (the workspace dir must exist); `python` is the interpreter
+    /// the warm steps use.
+    pub fn setup_workspace(
+        &self,
+        workspace: &Path,
+        wheels: &Path,
+        python: &Path,
+    ) -> std::io::Result<()> {
+        if self.other_python {
+            other_python(python, &workspace.join(OTHER_PYTHON))?;
+        }
         match self.setup {
             Setup::Empty => Ok(()),
             Setup::Project => {
@@ -433,7 +535,9 @@ mod tests {
             ScenarioId::S4,
             ScenarioId::S5,
             ScenarioId::S6,
-            ScenarioId::S7
+            ScenarioId::S7,
+            ScenarioId::S8,
+            ScenarioId::S9
         )]
         id: ScenarioId,
     ) {

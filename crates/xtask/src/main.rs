@@ -2,6 +2,7 @@
 
 mod bench;
 mod matrix;
+mod steps;
 mod upstream;
 
 use std::process::ExitCode;
@@ -20,28 +21,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Fetch and verify the pinned crates, extract them, apply the series.
+    /// Fetch and verify the pinned crates, extract them, apply the stack (every prefix).
     Vendor {
         /// Discard local edits in the extracted crates.
         #[arg(long)]
         force: bool,
     },
-    /// Build uv (and uvx) for one variant, or both.
+    /// Build uv (and uvx): `patched`, `pristine`, `step-N`, `all` (patched and pristine) or
+    /// `steps` (pristine and every prefix of the stack).
     Build {
-        #[arg(value_parser = parse_variants, default_value = "all")]
-        variant: VariantArg,
+        #[arg(default_value = "all")]
+        variant: String,
     },
     /// Print the absolute path of a variant's `uv`, building it first if needed.
-    UvPath {
-        #[arg(value_parser = parse_variants)]
-        variant: VariantArg,
-    },
+    UvPath { variant: String },
     /// Patch maintenance.
     Patch {
         #[command(subcommand)]
         command: PatchCommand,
     },
-    /// Run the unit tests of the patched crates (the ones the series adds included).
+    /// Run the unit tests of the patched crates (the ones the stack adds included), as a
+    /// non-root user: permission bits do not bind root.
     TestPatched,
     /// The main job: build patched + pristine uv, run the sandbox matrix, print the table.
     Matrix(matrix::MatrixArgs),
@@ -51,7 +51,7 @@ enum Command {
         #[arg(long, default_value_t = 21)]
         runs: usize,
     },
-    /// Take the series upstream: export it, check it against astral-sh/uv, forward-port it.
+    /// Take the stack upstream: export it, check it against astral-sh/uv, forward-port it.
     Upstream {
         #[command(subcommand)]
         command: upstream::UpstreamCommand,
@@ -60,24 +60,33 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PatchCommand {
-    /// Regenerate a crate's last patch from `target/uvfix/build/patched/crates/<crate>`.
+    /// Regenerate a step's patch from the crates of its build
+    /// (`target/uvfix/build/step-N/crates-step-N/`, `patched/` for the last step).
     Refresh {
-        /// A crate name (`uv-fs`) or a series entry (`uv-fs/0001-….patch`).
-        target: String,
+        /// A step id (`markers`) or number (`1`).
+        step: String,
     },
-    /// Print where to edit a crate.
-    Edit { krate: String },
+    /// Print where to edit a step: the crates directory of the build that ends with it.
+    Edit { step: String },
 }
 
-#[derive(Clone)]
-struct VariantArg(Vec<Variant>);
-
-fn parse_variants(s: &str) -> Result<VariantArg, String> {
-    match s {
-        "all" => Ok(VariantArg(Variant::ALL.to_vec())),
-        _ => Variant::from_name(s)
-            .map(|v| VariantArg(vec![v]))
-            .ok_or_else(|| format!("unknown variant `{s}`: expected patched, pristine or all")),
+/// Resolve a variant argument against the stack.
+fn variants(manifest: &Manifest, arg: &str) -> Result<Vec<Variant>> {
+    let len = manifest.steps.len();
+    match arg {
+        "all" => Ok(Variant::ALL.to_vec()),
+        "steps" => Ok(Variant::stack(manifest)),
+        _ => match Variant::from_name(arg) {
+            Some(Variant::Step(n)) if n >= len => bail!(
+                "the stack has {len} steps: `step-{n}` is `patched`, and steps are 1 to {}",
+                len.saturating_sub(1)
+            ),
+            Some(variant) => Ok(vec![variant]),
+            None => bail!(
+                "unknown variant `{arg}`: expected patched, pristine, step-1 … step-{}, all or steps",
+                len.saturating_sub(1)
+            ),
+        },
     }
 }
 
@@ -98,12 +107,13 @@ fn run(cli: Cli) -> Result<()> {
             let _lock = uvfix_pipeline::lock(&paths)?;
             let manifest = Manifest::load(&paths.patches())?;
             let located = fetch::locate(&paths, &manifest)?;
-            for variant in Variant::ALL {
+            for variant in Variant::stack(&manifest) {
                 let outcome = builder::prepare(&paths, &manifest, &located, variant, force)?;
                 builder::report_outcome(variant, outcome);
             }
         }
         Command::Build { variant } => {
+            let variant = variants(&Manifest::load(&paths.patches())?, &variant)?;
             // A path already in UVFIX_UV_PATCHED / UVFIX_UV_PRISTINE substitutes that build
             // (e.g. the pristine binary as "patched", to see the suite fail, or an upstream
             // checkout's uv); the rest are built.
@@ -113,7 +123,6 @@ fn run(cli: Cli) -> Result<()> {
                     .map(std::path::PathBuf::from)
             };
             let to_build: Vec<Variant> = variant
-                .0
                 .iter()
                 .copied()
                 .filter(|v| given(v).is_none())
@@ -122,7 +131,7 @@ fn run(cli: Cli) -> Result<()> {
                 .into_iter()
                 .map(|b| b.uv);
             let mut lines = String::new();
-            for v in &variant.0 {
+            for v in &variant {
                 let uv = match given(v) {
                     Some(path) => {
                         eprintln!("uvfix: {} uv substituted by {}", v.name(), path.display());
@@ -144,10 +153,11 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::UvPath { variant } => {
-            if variant.0.len() != 1 {
-                bail!("uv-path takes one variant: patched or pristine");
-            }
-            println!("{}", builder::uv_path(&paths, variant.0[0])?.display());
+            let variant = variants(&Manifest::load(&paths.patches())?, &variant)?;
+            let [variant] = variant[..] else {
+                bail!("uv-path takes one variant: patched, pristine or step-N");
+            };
+            println!("{}", builder::uv_path(&paths, variant)?.display());
         }
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => test_patched(&paths)?,
@@ -161,9 +171,11 @@ fn run(cli: Cli) -> Result<()> {
 fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
     let _lock = uvfix_pipeline::lock(paths)?;
     let manifest = Manifest::load(&paths.patches())?;
+    let len = manifest.steps.len();
     match command {
-        PatchCommand::Edit { krate } => {
-            let dir = paths.crates_dir(Variant::Patched).join(&krate);
+        PatchCommand::Edit { step } => {
+            let step = refresh::select(&manifest, &step)?;
+            let dir = paths.crates_dir(Variant::prefix(step.number, len));
             if !dir.is_dir() {
                 bail!(
                     "{} does not exist; run `cargo xtask vendor` first",
@@ -172,24 +184,22 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
             }
             println!("{}", dir.display());
         }
-        PatchCommand::Refresh { target } => {
-            let entry = refresh::select(&manifest, &target)?;
+        PatchCommand::Refresh { step } => {
+            let step = refresh::select(&manifest, &step)?;
+            let variant = Variant::prefix(step.number, len);
             let located = fetch::locate(paths, &manifest)?;
-            let source = located
-                .sources
-                .iter()
-                .find(|s| s.name == entry.krate)
-                .context("the patched crate is pinned")?;
-            let edited = paths.crates_dir(Variant::Patched).join(&entry.krate);
-            let changed = refresh::refresh(&manifest, source, &entry, &edited, &paths.work())?;
+            let edited = paths.crates_dir(variant);
+            let changed =
+                refresh::refresh(&manifest, &located.sources, step, &edited, &paths.work())?;
             eprintln!(
                 "uvfix: {} {}",
-                entry.path.display(),
+                step.path.display(),
                 if changed { "regenerated" } else { "unchanged" }
             );
-            // The edited tree is now exactly what the series produces: record that.
+            // The edited tree is now exactly what the stack produces: record that. The builds
+            // above this step pick up the new patch when they are next prepared.
             let manifest = Manifest::load(&paths.patches())?;
-            builder::prepare(paths, &manifest, &located, Variant::Patched, true)?;
+            builder::prepare(paths, &manifest, &located, variant, true)?;
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::cell::{CellResult, UvUnderTest, run_cell};
-use uvfix_scenario::plan::{self, Filter};
+use uvfix_scenario::plan::{self, Filter, Planned};
 use uvfix_scenario::report;
 use uvfix_scenario::{CacheState, ScenarioId};
 
@@ -42,49 +42,16 @@ pub struct MatrixArgs {
     /// Where to write the reports (default: target/uvfix/matrix).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Build pristine and every prefix of the stack, run the cells with each, and check what
+    /// each step turns green (steps.md, steps/<id>.md, steps.json).
+    #[arg(long, conflicts_with_all = ["uvs", "official"])]
+    steps: bool,
 }
 
-fn names<T>(
-    list: Option<Vec<String>>,
-    parse: impl Fn(&str) -> Option<T>,
-    what: &str,
-) -> Result<Option<Vec<T>>> {
-    list.map(|names| {
-        names
-            .iter()
-            .map(|n| parse(n).with_context(|| format!("unknown {what} `{n}`")))
-            .collect()
-    })
-    .transpose()
-}
-
-pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
-    let mut uvs = Vec::new();
-    if args.uvs.is_empty() {
-        for (variant, bins) in Variant::ALL
-            .iter()
-            .zip(builder::ensure(paths, &Variant::ALL)?)
-        {
-            uvs.push(UvUnderTest::new(variant.name(), bins.uv));
-        }
-    }
-    for spec in &args.uvs {
-        let (label, path) = spec.split_once('=').context("--uv takes LABEL=PATH")?;
-        let uv = UvUnderTest::new(label, fs_err::canonicalize(path)?);
-        uv.check().map_err(anyhow::Error::msg)?;
-        uvs.push(uv);
-    }
-    if args.official {
-        uvs.push(UvUnderTest::official().map_err(anyhow::Error::msg)?);
-    }
-    let filter = Filter {
-        sandboxes: names(args.sandbox, Sandbox::from_name, "sandbox")?,
-        scenarios: names(args.scenario, ScenarioId::from_name, "scenario")?,
-        states: names(args.state, CacheState::from_name, "cache state")?,
-    };
-    let cells = plan::cells(&uvs, &filter);
-    let jobs = args
-        .jobs
+/// Run `cells` on a small thread pool (`jobs` at once, default the number of CPUs), in
+/// their order.
+pub fn run_cells(cells: &[Planned], jobs: Option<usize>, helper: &Path) -> Vec<CellResult> {
+    let jobs = jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
         .max(1);
     eprintln!("uvfix: running {} cells, {jobs} at a time", cells.len());
@@ -123,7 +90,59 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     });
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
-    let results: Vec<CellResult> = results.into_iter().map(|(_, r)| r).collect();
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn names<T>(
+    list: Option<Vec<String>>,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<Option<Vec<T>>> {
+    list.map(|names| {
+        names
+            .iter()
+            .map(|n| parse(n).with_context(|| format!("unknown {what} `{n}`")))
+            .collect()
+    })
+    .transpose()
+}
+
+pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+    if args.steps {
+        let filter = Filter {
+            sandboxes: names(args.sandbox, Sandbox::from_name, "sandbox")?,
+            scenarios: names(args.scenario, ScenarioId::from_name, "scenario")?,
+            states: names(args.state, CacheState::from_name, "cache state")?,
+        };
+        let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
+        crate::steps::run(paths, &filter, args.jobs, &out, helper)?;
+        return Ok(());
+    }
+    let mut uvs = Vec::new();
+    if args.uvs.is_empty() {
+        for (variant, bins) in Variant::ALL
+            .iter()
+            .zip(builder::ensure(paths, &Variant::ALL)?)
+        {
+            uvs.push(UvUnderTest::new(variant.name(), bins.uv));
+        }
+    }
+    for spec in &args.uvs {
+        let (label, path) = spec.split_once('=').context("--uv takes LABEL=PATH")?;
+        let uv = UvUnderTest::new(label, fs_err::canonicalize(path)?);
+        uv.check().map_err(anyhow::Error::msg)?;
+        uvs.push(uv);
+    }
+    if args.official {
+        uvs.push(UvUnderTest::official().map_err(anyhow::Error::msg)?);
+    }
+    let filter = Filter {
+        sandboxes: names(args.sandbox, Sandbox::from_name, "sandbox")?,
+        scenarios: names(args.scenario, ScenarioId::from_name, "scenario")?,
+        states: names(args.state, CacheState::from_name, "cache state")?,
+    };
+    let cells = plan::cells(&uvs, &filter);
+    let results = run_cells(&cells, args.jobs, helper);
 
     let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
     let files = report::write_reports(&results, &out)?;

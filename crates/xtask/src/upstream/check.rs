@@ -138,7 +138,10 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
     println!("uvfix: built {}", display(paths, &uv));
 
     let mut failures = Vec::new();
-    let mut crates: Vec<&str> = exported.iter().map(|p| p.krate.as_str()).collect();
+    let mut crates: Vec<&str> = exported
+        .iter()
+        .flat_map(|p| p.crates.iter().map(String::as_str))
+        .collect();
     crates.sort_unstable();
     crates.dedup();
     let mut test = vec!["test", "--lib"];

@@ -1,47 +1,55 @@
-//! `cargo xtask upstream export`: the series as `git format-patch` mail against
-//! astral-sh/uv's layout, made by git itself.
+//! `cargo xtask upstream export`: the stack as `git format-patch` mail against
+//! astral-sh/uv's layout, made by git itself, and one pull-request description per step.
 //!
 //! A scratch repository under `target/uvfix/upstream/repo` gets the pinned crates exactly as
 //! crates.io ships them (extracted from the same sha256-verified `.crate` files the pristine
-//! build uses) at `crates/<crate>/`, one commit; then, per series entry, `git apply
-//! --directory=crates/<crate>` and `git commit` with the patch header as the message; then
+//! build uses) at `crates/<crate>/`, one commit; then, per step, `git apply
+//! --directory=crates` and `git commit` with the patch header as the message; then
 //! `git format-patch`. Author, committer and dates are fixed, so the output is reproducible.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
-use uvfix_pipeline::manifest::SeriesEntry;
+use anyhow::{Context, Result, bail};
+use uvfix_pipeline::manifest::{Status, Step};
 use uvfix_pipeline::{Manifest, Paths, fetch, vendor};
 
 use super::message::{PatchText, numstat, to_repository_paths};
 use super::{display, fresh_dir, git, output};
 
-/// The file `export` writes next to the patches.
+/// The stack's overview, written next to the patches; each step also gets
+/// `PR-<number>-<id>.md`.
 pub const DESCRIPTION: &str = "PR-DESCRIPTION.md";
 
 pub fn default_out(paths: &Paths) -> PathBuf {
     super::dir(paths).join("export")
 }
 
-/// One exported commit.
+/// One exported commit: one step of the stack, one pull request.
 #[derive(Debug, Clone)]
 pub struct ExportedPatch {
-    /// The series entry it came from (`uv-cache/0001-….patch`).
+    /// The patch file it came from (`stack/0001-….patch`).
     pub entry: PathBuf,
-    pub krate: String,
+    /// The step's id and 1-based number.
+    pub step: String,
+    pub number: usize,
+    pub status: Status,
+    pub claim: String,
+    /// The crates it touches.
+    pub crates: Vec<String>,
     pub subject: String,
+    pub body: String,
     /// The `git format-patch` file.
     pub file: PathBuf,
     pub files: usize,
     pub added: usize,
     pub removed: usize,
-    /// Changes the `Cargo.toml` crates.io generated but not `Cargo.toml.orig`, the
-    /// repository's manifest: that change could not be exported.
-    pub manifest_change_lost: bool,
+    /// Crates whose `Cargo.toml` (as crates.io generated it) the step changes but not their
+    /// `Cargo.toml.orig`, the repository's manifest: that change could not be exported.
+    pub manifest_changes_lost: Vec<String>,
 }
 
-/// Totals for one crate over the whole series.
+/// Totals for one crate over the whole stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrateStat {
     pub krate: String,
@@ -56,15 +64,11 @@ pub struct Export {
     pub crates: Vec<CrateStat>,
 }
 
-/// Export the fixture's series to `out`; returns the patches in series order.
+/// Export the fixture's stack to `out`; returns the patches in stack order.
 pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
     let manifest = Manifest::load(&paths.patches())?;
-    let entries = manifest
-        .entries()
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| anyhow!(e))?;
-    if entries.is_empty() {
-        bail!("patches/series.toml lists no patches; there is nothing to export");
+    if manifest.steps.is_empty() {
+        bail!("patches/series.toml has no [[step]]; there is nothing to export");
     }
     // `locate` rewrites the shared throwaway fetch manifest: hold the fixture lock for it.
     let located = {
@@ -79,7 +83,7 @@ pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
         &out,
         &manifest.uv.version,
         &crates,
-        &entries,
+        &manifest.steps,
         |name, dest| {
             let source = located
                 .sources
@@ -90,13 +94,26 @@ pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
         },
     )?;
 
-    let matrix = paths.work().join("matrix").join("matrix.md");
-    let matrix = fs_err::read_to_string(&matrix).ok();
-    let description = out.join(DESCRIPTION);
+    let reports = paths.work().join("matrix");
+    let matrix = fs_err::read_to_string(reports.join("matrix.md")).ok();
+    let steps_report = fs_err::read_to_string(reports.join("steps.md")).ok();
     fs_err::write(
-        &description,
-        describe(&manifest.uv.version, &export, matrix.as_deref()),
+        out.join(DESCRIPTION),
+        describe(
+            &manifest.uv.version,
+            &export,
+            matrix.as_deref(),
+            steps_report.as_deref(),
+        ),
     )?;
+    for patch in &export.patches {
+        let table =
+            fs_err::read_to_string(reports.join("steps").join(format!("{}.md", patch.step))).ok();
+        fs_err::write(
+            out.join(step_description_name(patch)),
+            describe_step(&manifest.uv.version, &export, patch, table.as_deref()),
+        )?;
+    }
 
     println!(
         "uvfix: exported {} patch(es) against uv {} to {}/",
@@ -106,25 +123,26 @@ pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
     );
     for patch in &export.patches {
         println!(
-            "  {}  (+{} -{} in {} file(s); from {})",
+            "  {}  {}  (+{} -{} in {} file(s); {})",
             patch.file.file_name().unwrap_or_default().to_string_lossy(),
+            step_description_name(patch),
             patch.added,
             patch.removed,
             patch.files,
-            patch.entry.display()
+            patch.crates.join(", ")
         );
-        if patch.manifest_change_lost {
+        for krate in &patch.manifest_changes_lost {
             println!(
-                "  warning: {} changes the Cargo.toml crates.io generated but not Cargo.toml.orig \
-                 (the repository's Cargo.toml); make that change in Cargo.toml.orig too",
+                "  warning: {} changes {krate}/Cargo.toml as crates.io generated it but not \
+                 {krate}/Cargo.toml.orig (the repository's Cargo.toml); make that change there too",
                 patch.entry.display()
             );
         }
     }
     println!("  {DESCRIPTION}");
-    if matrix.is_none() {
+    if steps_report.is_none() {
         println!(
-            "uvfix: no matrix report yet, so the description says to run `cargo xtask matrix` first"
+            "uvfix: no per-step report yet, so the descriptions say to run `cargo xtask matrix --steps` first"
         );
     }
     println!(
@@ -143,7 +161,7 @@ pub fn export_series(
     out: &Path,
     uv_version: &str,
     crates: &[String],
-    entries: &[SeriesEntry],
+    steps: &[Step],
     populate: impl Fn(&str, &Path) -> Result<()>,
 ) -> Result<Export> {
     fresh_dir(repo)?;
@@ -167,45 +185,57 @@ pub fn export_series(
     let scratch = repo.with_extension("input");
     fresh_dir(&scratch)?;
     let mut patches = Vec::new();
-    for entry in entries {
-        let text = fs_err::read_to_string(&entry.path)?;
-        let parsed = PatchText::parse(&entry.rel, &text)?;
+    for step in steps {
+        let text = fs_err::read_to_string(&step.path)?;
+        let parsed = PatchText::parse(&step.rel, &text)?;
         let (rewritten, rewrite) = to_repository_paths(&parsed.diff);
         let diff = scratch.join("apply.diff");
         fs_err::write(&diff, &rewritten)?;
         let applied = git(repo)
-            .arg("apply")
-            .arg("--index")
-            .arg(format!("--directory=crates/{}", entry.krate))
+            .args(["apply", "--index", "--directory=crates"])
             .arg(&diff)
             .output()
             .context("cannot run `git apply`; is git installed?")?;
         if !applied.status.success() {
             bail!(
-                "{} does not apply to the pristine {} (as published for uv {uv_version}):\n{}\n\
-                 Rebase it: `cargo xtask vendor`, edit the crate, `cargo xtask patch refresh {}`",
-                entry.rel.display(),
-                entry.krate,
+                "{} (step `{}`) does not apply to the pristine crates (as published for uv \
+                 {uv_version}) with the steps below it:\n{}\n\
+                 Rebase it: `cargo xtask vendor`, edit `cargo xtask patch edit {}`, then \
+                 `cargo xtask patch refresh {}`",
+                step.rel.display(),
+                step.id,
                 String::from_utf8_lossy(&applied.stderr).trim_end(),
-                entry.krate,
+                step.id,
+                step.id,
             );
         }
         commit(repo, &parsed.message())?;
-        let (files, added, removed) = numstat(&output(git(repo).args([
-            "diff",
-            "--numstat",
-            "HEAD~1",
-            "HEAD",
-        ]))?);
+        let stat = output(git(repo).args(["diff", "--numstat", "HEAD~1", "HEAD"]))?;
+        let (files, added, removed) = numstat(&stat);
+        let mut touched: Vec<String> = stat
+            .lines()
+            .filter_map(|line| line.split('\t').nth(2))
+            .filter_map(|path| path.strip_prefix("crates/"))
+            .filter_map(|path| path.split('/').next())
+            .map(str::to_string)
+            .collect();
+        touched.dedup();
+        touched.sort_by_key(|k| crates.iter().position(|c| c == k));
+        touched.dedup();
         patches.push(ExportedPatch {
-            entry: entry.rel.clone(),
-            krate: entry.krate.clone(),
+            entry: step.rel.clone(),
+            step: step.id.clone(),
+            number: step.number,
+            status: step.status,
+            claim: step.claim.clone(),
+            crates: touched,
             subject: parsed.subject.clone(),
+            body: parsed.body.clone(),
             file: PathBuf::new(),
             files,
             added,
             removed,
-            manifest_change_lost: rewrite.manifest_change_lost(),
+            manifest_changes_lost: rewrite.manifest_changes_lost(),
         });
     }
     fs_err::remove_dir_all(&scratch)?;
@@ -231,7 +261,7 @@ pub fn export_series(
 
     let mut stats = Vec::new();
     for name in crates {
-        if !patches.iter().any(|p| &p.krate == name) {
+        if !patches.iter().any(|p| p.crates.contains(name)) {
             continue;
         }
         let text = output(
@@ -290,7 +320,7 @@ fn clean_out(out: &Path) -> Result<()> {
         for entry in fs_err::read_dir(out)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == DESCRIPTION || is_format_patch_name(&name) {
+            if name == DESCRIPTION || is_format_patch_name(&name) || is_step_description(&name) {
                 fs_err::remove_file(entry.path())?;
             }
         }
@@ -305,6 +335,15 @@ fn is_format_patch_name(name: &str) -> bool {
         && name.as_bytes()[..4].iter().all(u8::is_ascii_digit)
         && name.as_bytes()[4] == b'-'
         && name.ends_with(".patch")
+}
+
+/// `PR-0003-missing-lock.md`: the description of one step's pull request.
+fn step_description_name(patch: &ExportedPatch) -> String {
+    format!("PR-{:04}-{}.md", patch.number, patch.step)
+}
+
+fn is_step_description(name: &str) -> bool {
+    name.starts_with("PR-") && name.ends_with(".md") && name != DESCRIPTION
 }
 
 /// The errors people meet, as README.md quotes them.
@@ -328,44 +367,134 @@ error: failed to open file `~/.cache/uv/sdists-v9/.git`: Operation not permitted
 A cache owned by another user (containers, shared CI caches) fails the same way.
 ";
 
-/// PR-DESCRIPTION.md: the problem, the change per crate, the last matrix.
-pub fn describe(uv_version: &str, export: &Export, matrix: Option<&str>) -> String {
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Proposed => "proposed",
+        Status::Optional => "optional",
+    }
+}
+
+/// PR-DESCRIPTION.md: the problem, the stack (one pull request per step), the size per
+/// crate, and the last reports.
+pub fn describe(
+    uv_version: &str,
+    export: &Export,
+    matrix: Option<&str>,
+    steps: Option<&str>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Use a warm cache that uv cannot write to\n");
     let _ = writeln!(out, "## Problem\n\n{PROBLEM}");
-    let _ = writeln!(out, "## Changes\n");
+    let _ = writeln!(out, "## The stack\n");
     let _ = writeln!(
         out,
-        "{} commit(s), written against uv {uv_version}; per crate, lines added/removed:\n",
+        "{} pull requests, each on top of the ones before it, written against uv {uv_version}. \
+         `optional` steps are design decisions that can be declined; nothing proposed depends \
+         on them.\n",
         export.patches.len()
     );
+    let _ = writeln!(out, "| # | step | status | size | crates | claim |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for patch in &export.patches {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | +{} −{} | {} | {} |",
+            patch.number,
+            patch.subject,
+            status_word(patch.status),
+            patch.added,
+            patch.removed,
+            patch.crates.join(", "),
+            patch.claim
+        );
+    }
+    let _ = writeln!(out, "\nPer crate, over the whole stack:\n");
     for stat in &export.crates {
         let _ = writeln!(
             out,
-            "### `{}` (+{} −{} in {} file{})\n",
+            "- `{}`: +{} −{} in {} file{}",
             stat.krate,
             stat.added,
             stat.removed,
             stat.files,
             if stat.files == 1 { "" } else { "s" }
         );
-        for patch in export.patches.iter().filter(|p| p.krate == stat.krate) {
-            let _ = writeln!(
-                out,
-                "- {} (+{} −{})",
-                patch.subject, patch.added, patch.removed
-            );
-        }
-        out.push('\n');
     }
-    let _ = writeln!(out, "## Validation\n");
-    match matrix {
+    let _ = writeln!(out, "\n## Validation\n");
+    push_report(
+        &mut out,
+        steps,
+        "Cells each step turns green (from `cargo xtask matrix --steps`):",
+        "No per-step report yet: run `cargo xtask matrix --steps`, then export again.",
+    );
+    push_report(
+        &mut out,
+        matrix,
+        &format!(
+            "Real sandboxes × scenarios × cache states, the whole stack vs. unpatched uv \
+             {uv_version} (from `cargo xtask matrix`):"
+        ),
+        "No matrix report yet: run `cargo xtask matrix` first, then export again.",
+    );
+    out
+}
+
+/// `PR-<number>-<id>.md`: one step's pull request: its message, where it sits in the stack,
+/// its size, and its own before/after table.
+pub fn describe_step(
+    uv_version: &str,
+    export: &Export,
+    patch: &ExportedPatch,
+    table: Option<&str>,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}\n", patch.subject);
+    let _ = writeln!(out, "{}\n", patch.body);
+    let _ = writeln!(out, "## In the stack\n");
+    let _ = writeln!(
+        out,
+        "Step {} of {} ({}), against uv {uv_version}: {}.",
+        patch.number,
+        export.patches.len(),
+        status_word(patch.status),
+        patch.claim
+    );
+    let below: Vec<String> = export
+        .patches
+        .iter()
+        .filter(|p| p.number < patch.number)
+        .map(|p| format!("{} ({})", p.number, p.subject))
+        .collect();
+    if below.is_empty() {
+        let _ = writeln!(out, "It applies to uv {uv_version} as released.");
+    } else {
+        let _ = writeln!(out, "It applies on top of: {}.", below.join("; "));
+    }
+    let _ = writeln!(
+        out,
+        "\nSize: +{} −{} in {} file{} ({}).\n",
+        patch.added,
+        patch.removed,
+        patch.files,
+        if patch.files == 1 { "" } else { "s" },
+        patch.crates.join(", ")
+    );
+    let _ = writeln!(out, "## Before and after\n");
+    push_report(
+        &mut out,
+        table,
+        "Cells of `cargo xtask matrix --steps`, without this step (the steps below it only) \
+         and with it:",
+        "No per-step report yet: run `cargo xtask matrix --steps`, then export again.",
+    );
+    out
+}
+
+/// Append a Markdown report under our headings, or say how to make it.
+fn push_report(out: &mut String, report: Option<&str>, intro: &str, missing: &str) {
+    match report {
         Some(report) => {
-            let _ = writeln!(
-                out,
-                "Real sandboxes × scenarios × cache states, patched vs. unpatched uv \
-                 {uv_version} (from `cargo xtask matrix`):\n"
-            );
+            let _ = writeln!(out, "{intro}\n");
             // Demote the report's own headings below ours.
             for line in report.trim_end().lines() {
                 if line.starts_with('#') {
@@ -374,15 +503,12 @@ pub fn describe(uv_version: &str, export: &Export, matrix: Option<&str>) -> Stri
                     let _ = writeln!(out, "{line}");
                 }
             }
+            out.push('\n');
         }
         None => {
-            let _ = writeln!(
-                out,
-                "No matrix report yet: run `cargo xtask matrix` first, then export again."
-            );
+            let _ = writeln!(out, "{missing}\n");
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -390,17 +516,21 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    fn write_series(dir: &Path, patches: &[(&str, &str)]) -> Vec<SeriesEntry> {
+    fn write_stack(dir: &Path, patches: &[(&str, &str)]) -> Vec<Step> {
         patches
             .iter()
-            .map(|(rel, text)| {
+            .enumerate()
+            .map(|(index, (rel, text))| {
                 let path = dir.join(rel);
                 fs_err::create_dir_all(path.parent().unwrap()).unwrap();
                 fs_err::write(&path, text).unwrap();
-                SeriesEntry {
+                Step {
+                    id: format!("step-{}", index + 1),
+                    number: index + 1,
                     rel: PathBuf::from(rel),
                     path,
-                    krate: rel.split('/').next().unwrap().to_string(),
+                    status: Status::Proposed,
+                    claim: "a claim".into(),
                 }
             })
             .collect()
@@ -408,14 +538,14 @@ mod tests {
 
     const FIRST: &str = "Subject: Say hello\n\nBecause it is polite.\n\n\
         Upstream: https://github.com/astral-sh/uv/issues/16820\n---\n\
-        diff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n\
+        diff --git a/demo-a/src/lib.rs b/demo-a/src/lib.rs\n--- a/demo-a/src/lib.rs\n+++ b/demo-a/src/lib.rs\n\
         @@ -1,2 +1,3 @@\n one\n+hello\n two\n";
-    // Assumes FIRST was applied: the series is cumulative.
+    // Assumes FIRST was applied: the stack is cumulative.
     const SECOND: &str = "Subject: Say goodbye\n---\n\
-        diff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n\
+        diff --git a/demo-a/src/lib.rs b/demo-a/src/lib.rs\n--- a/demo-a/src/lib.rs\n+++ b/demo-a/src/lib.rs\n\
         @@ -1,3 +1,3 @@\n one\n-hello\n+goodbye\n two\n";
     const OTHER: &str = "Subject: Add a module\n---\n\
-        diff --git a/src/new.rs b/src/new.rs\nnew file mode 100644\n--- /dev/null\n+++ b/src/new.rs\n\
+        diff --git a/demo-b/src/new.rs b/demo-b/src/new.rs\nnew file mode 100644\n--- /dev/null\n+++ b/demo-b/src/new.rs\n\
         @@ -0,0 +1,2 @@\n+pub fn f() {}\n+pub fn g() {}\n";
 
     /// A crate as crates.io ships it: generated `Cargo.toml`, the author's `.orig`,
@@ -437,15 +567,15 @@ mod tests {
 
     // Written against the published crate: both manifests change.
     const MANIFEST: &str = "Subject: Add a dev-dependency\n---\n\
-        diff --git a/Cargo.toml b/Cargo.toml\n--- a/Cargo.toml\n+++ b/Cargo.toml\n\
+        diff --git a/demo-a/Cargo.toml b/demo-a/Cargo.toml\n--- a/demo-a/Cargo.toml\n+++ b/demo-a/Cargo.toml\n\
         @@ -1,3 +1,4 @@\n # generated by cargo\n [package]\n name = \"demo-a\"\n+[dev-dependencies.x]\n\
-        diff --git a/Cargo.toml.orig b/Cargo.toml.orig\n--- a/Cargo.toml.orig\n+++ b/Cargo.toml.orig\n\
+        diff --git a/demo-a/Cargo.toml.orig b/demo-a/Cargo.toml.orig\n--- a/demo-a/Cargo.toml.orig\n+++ b/demo-a/Cargo.toml.orig\n\
         @@ -1,2 +1,3 @@\n [package]\n name = \"demo-a\"\n+[dev-dependencies]\n";
 
     #[test]
     fn manifests_are_exported_as_the_repository_has_them() {
         let tmp = tempfile::tempdir().unwrap();
-        let export = export(tmp.path(), &[("demo-a/0001-manifest.patch", MANIFEST)]).unwrap();
+        let export = export(tmp.path(), &[("stack/0001-manifest.patch", MANIFEST)]).unwrap();
         let mail = fs_err::read_to_string(&export.patches[0].file).unwrap();
         assert!(
             mail.contains("diff --git a/crates/demo-a/Cargo.toml b/crates/demo-a/Cargo.toml\n"),
@@ -454,21 +584,21 @@ mod tests {
         assert!(mail.contains("\n+[dev-dependencies]\n"), "{mail}");
         assert!(!mail.contains("Cargo.toml.orig"), "{mail}");
         assert!(!mail.contains("generated by cargo"), "{mail}");
-        assert!(!export.patches[0].manifest_change_lost);
+        assert!(export.patches[0].manifest_changes_lost.is_empty());
         let repo = tmp.path().join("repo/crates/demo-a");
         assert!(!repo.join(".cargo_vcs_info.json").exists());
         assert!(!repo.join("Cargo.toml.orig").exists());
     }
 
     fn export(tmp: &Path, series: &[(&str, &str)]) -> Result<Export> {
-        let entries = write_series(&tmp.join("patches"), series);
+        let steps = write_stack(&tmp.join("patches"), series);
         let crates = vec!["demo-a".to_string(), "demo-b".to_string()];
         export_series(
             &tmp.join("repo"),
             &tmp.join("out"),
             "0.12.5",
             &crates,
-            &entries,
+            &steps,
             populate,
         )
     }
@@ -477,9 +607,9 @@ mod tests {
     fn writes_repo_relative_mail_reproducibly() {
         let tmp = tempfile::tempdir().unwrap();
         let series = [
-            ("demo-a/0001-hello.patch", FIRST),
-            ("demo-b/0001-module.patch", OTHER),
-            ("demo-a/0002-goodbye.patch", SECOND),
+            ("stack/0001-hello.patch", FIRST),
+            ("stack/0002-module.patch", OTHER),
+            ("stack/0003-goodbye.patch", SECOND),
         ];
         let first = export(tmp.path(), &series).unwrap();
         let names: Vec<_> = first
@@ -549,10 +679,10 @@ mod tests {
     fn a_patch_that_does_not_apply_is_named_with_gits_message() {
         let tmp = tempfile::tempdir().unwrap();
         // SECOND without FIRST: its context line `hello` is not there.
-        let err = export(tmp.path(), &[("demo-a/0002-goodbye.patch", SECOND)]).unwrap_err();
+        let err = export(tmp.path(), &[("stack/0002-goodbye.patch", SECOND)]).unwrap_err();
         let err = format!("{err:#}");
         assert!(
-            err.contains("demo-a/0002-goodbye.patch does not apply"),
+            err.contains("stack/0002-goodbye.patch (step `step-1`) does not apply"),
             "{err}"
         );
         assert!(err.contains("patch does not apply"), "{err}");
@@ -565,7 +695,7 @@ mod tests {
         fs_err::create_dir_all(&out).unwrap();
         fs_err::write(out.join("0009-stale.patch"), "").unwrap();
         fs_err::write(out.join("notes.txt"), "mine").unwrap();
-        export(tmp.path(), &[("demo-a/0001-hello.patch", FIRST)]).unwrap();
+        export(tmp.path(), &[("stack/0001-hello.patch", FIRST)]).unwrap();
         assert!(!out.join("0009-stale.patch").exists());
         assert!(out.join("notes.txt").exists());
         assert!(out.join("0001-Say-hello.patch").exists());
@@ -582,23 +712,35 @@ mod tests {
     }
 
     #[rstest]
-    #[case::with_matrix(Some("# Matrix\n\n| a | b |\n|---|---|\n| ✓ | ✗ |\n"), "### Matrix")]
-    #[case::without(None, "run `cargo xtask matrix` first")]
-    fn description_has_problem_changes_and_matrix(
-        #[case] matrix: Option<&str>,
+    #[case::with_reports(Some("# Matrix\n\n| a | b |\n|---|---|\n| ✓ | ✗ |\n"), "### Matrix")]
+    #[case::without(None, "run `cargo xtask matrix --steps`")]
+    fn descriptions_have_problem_stack_and_reports(
+        #[case] report: Option<&str>,
         #[case] expected: &str,
     ) {
+        let patch = ExportedPatch {
+            entry: "stack/0002-x.patch".into(),
+            step: "locks".into(),
+            number: 2,
+            status: Status::Optional,
+            claim: "shared locks work read-only".into(),
+            crates: vec!["uv-fs".into(), "uv-cache".into()],
+            subject: "Open the cache read-only".into(),
+            body: "Because sandboxes.".into(),
+            file: "0002-Open.patch".into(),
+            files: 2,
+            added: 30,
+            removed: 4,
+            manifest_changes_lost: vec![],
+        };
+        let first = ExportedPatch {
+            number: 1,
+            step: "markers".into(),
+            subject: "Leave markers alone".into(),
+            ..patch.clone()
+        };
         let export = Export {
-            patches: vec![ExportedPatch {
-                entry: "uv-cache/0001-x.patch".into(),
-                krate: "uv-cache".into(),
-                subject: "Open the cache read-only".into(),
-                file: "0001-Open.patch".into(),
-                files: 2,
-                added: 30,
-                removed: 4,
-                manifest_change_lost: false,
-            }],
+            patches: vec![first, patch.clone()],
             crates: vec![CrateStat {
                 krate: "uv-cache".into(),
                 files: 2,
@@ -606,24 +748,28 @@ mod tests {
                 removed: 4,
             }],
         };
-        let text = describe("0.12.5", &export, matrix);
-        assert!(
-            text.contains("Read-only file system (os error 30)"),
-            "{text}"
-        );
-        assert!(text.contains("Permission denied (os error 13)"), "{text}");
-        assert!(
-            text.contains("Operation not permitted (os error 1)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("### `uv-cache` (+30 −4 in 2 files)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("- Open the cache read-only (+30 −4)"),
-            "{text}"
-        );
-        assert!(text.contains(expected), "{text}");
+        let text = describe("0.12.5", &export, report, report);
+        for needle in [
+            "Read-only file system (os error 30)",
+            "Permission denied (os error 13)",
+            "Operation not permitted (os error 1)",
+            "| 2 | Open the cache read-only | optional | +30 −4 | uv-fs, uv-cache | shared locks work read-only |",
+            "- `uv-cache`: +30 −4 in 2 files",
+            expected,
+        ] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+
+        let text = describe_step("0.12.5", &export, &patch, report);
+        for needle in [
+            "# Open the cache read-only\n\nBecause sandboxes.\n",
+            "Step 2 of 2 (optional), against uv 0.12.5: shared locks work read-only.",
+            "It applies on top of: 1 (Leave markers alone).",
+            "Size: +30 −4 in 2 files (uv-fs, uv-cache).",
+            expected,
+        ] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
+        assert_eq!(step_description_name(&patch), "PR-0002-locks.md");
     }
 }

@@ -17,6 +17,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 use uvfix_pipeline::fetch::{MetaPackage, ShippedLock};
+use uvfix_pipeline::manifest::Step;
 use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
@@ -28,7 +29,9 @@ use super::{display, fresh_dir, output};
 #[derive(Debug, Clone)]
 pub struct PatchReport {
     pub entry: PathBuf,
-    pub krate: String,
+    /// The step's id.
+    pub step: String,
+    /// The versions of the crates the step touches, before and after.
     pub from: String,
     pub to: String,
     /// Each hunk GNU patch reported, with its header from the patch file when known.
@@ -110,9 +113,13 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
                 None => {
                     missing.push(format!(
                         "{}: uv {release} does not depend on it from crates.io (renamed, merged \
-                         or no longer published?); its {} patch(es) were not tried",
+                         or no longer published?); the hunks of {} step(s) in it fail",
                         pin.name,
-                        manifest.entries_for(&pin.name).len()
+                        manifest
+                            .steps
+                            .iter()
+                            .filter(|step| touched(step).is_ok_and(|t| t.contains(&pin.name)))
+                            .count()
                     ));
                     continue;
                 }
@@ -142,40 +149,44 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
     let inputs = dir.join("inputs");
     fresh_dir(&inputs)?;
 
+    // One tree of all crates, as the patch paths expect (`uv-cache/src/lib.rs`); each step is
+    // applied on top of what the steps below it left, so it sees their changes.
+    for ((pin, _), source) in targets.iter().zip(&sources) {
+        vendor::extract(source, &trees.join(&pin.name))?;
+    }
+    let version_of = |krate: &str| {
+        targets
+            .iter()
+            .find(|(pin, _)| pin.name == krate)
+            .map(|(pin, to)| (pin.version.clone(), to.clone()))
+    };
     let mut reports = Vec::new();
-    let mut unpatched = Vec::new();
-    for ((pin, version), source) in targets.iter().zip(&sources) {
-        let entries = manifest.entries_for(&pin.name);
-        if entries.is_empty() {
-            unpatched.push(pin.name.clone());
-            continue;
-        }
-        let tree = trees.join(format!("{}-{version}", pin.name));
-        vendor::extract(source, &tree)?;
-        for entry in entries {
-            let text = fs_err::read_to_string(&entry.path)?;
-            let parsed = PatchText::parse(&entry.rel, &text)?;
-            let input = inputs.join(entry.rel.to_string_lossy().replace('/', "__"));
-            fs_err::write(&input, &parsed.diff)?;
-            let dry = gnu_patch_run(&tree, &input, true)?;
-            // Advance the scratch copy so the crate's next patch sees this one's changes.
-            gnu_patch_run(&tree, &input, false)?;
-            reports.push(PatchReport {
-                entry: entry.rel.clone(),
-                krate: pin.name.clone(),
-                from: pin.version.clone(),
-                to: version.clone(),
-                hunks: label(&parsed.diff, gnu_patch::parse(&dry)),
-            });
-        }
+    for step in &manifest.steps {
+        let text = fs_err::read_to_string(&step.path)?;
+        let parsed = PatchText::parse(&step.rel, &text)?;
+        let input = inputs.join(format!("{}.diff", step.id));
+        fs_err::write(&input, &parsed.diff)?;
+        let dry = gnu_patch_run(&trees, &input, true)?;
+        gnu_patch_run(&trees, &input, false)?;
+        let (from, to): (Vec<String>, Vec<String>) = touched(step)?
+            .iter()
+            .map(|krate| match version_of(krate) {
+                Some((from, to)) => (format!("{krate} {from}"), format!("{krate} {to}")),
+                None => (krate.clone(), format!("{krate} (gone)")),
+            })
+            .unzip();
+        reports.push(PatchReport {
+            entry: step.rel.clone(),
+            step: step.id.clone(),
+            from: from.join(", "),
+            to: to.join(", "),
+            hunks: label(&parsed.diff, gnu_patch::parse(&dry)),
+        });
     }
 
     let details = render_details(&reports);
     let table = render_table(&reports);
     print!("\n{details}\n{table}");
-    for name in &unpatched {
-        println!("{name}: no patches in the series");
-    }
     for line in &missing {
         println!("{line}");
     }
@@ -201,6 +212,22 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
         display(paths, &trees)
     );
     Ok(())
+}
+
+/// The crates a step's patch touches, in the order its sections name them.
+fn touched(step: &Step) -> Result<Vec<String>> {
+    let text = fs_err::read_to_string(&step.path)?;
+    let mut crates: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(krate) = line
+            .strip_prefix("diff --git a/")
+            .and_then(|rest| rest.split('/').next())
+            && !crates.iter().any(|c| c == krate)
+        {
+            crates.push(krate.to_string());
+        }
+    }
+    Ok(crates)
 }
 
 /// GNU patch is required: BSD patch (macOS) reports offsets and fuzz differently.
@@ -269,9 +296,9 @@ pub fn render_details(reports: &[PatchReport]) -> String {
     for report in reports {
         let _ = writeln!(
             out,
-            "{}  ({} {} → {})",
+            "{}  ({}: {} → {})",
             report.entry.display(),
-            report.krate,
+            report.step,
             report.from,
             report.to
         );
@@ -303,7 +330,7 @@ pub fn render_details(reports: &[PatchReport]) -> String {
 /// The per-patch summary, as a Markdown table.
 pub fn render_table(reports: &[PatchReport]) -> String {
     let mut out = String::from(
-        "| patch | crate | from → to | hunks | clean | offset | fuzz | fails | skipped | verdict |\n\
+        "| patch | step | from → to | hunks | clean | offset | fuzz | fails | skipped | verdict |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for report in reports {
@@ -312,7 +339,7 @@ pub fn render_table(reports: &[PatchReport]) -> String {
             out,
             "| {} | {} | {} → {} | {} | {} | {} | {} | {} | {} | {} |",
             report.entry.display(),
-            report.krate,
+            report.step,
             report.from,
             report.to,
             c.hunks,
@@ -451,8 +478,8 @@ mod tests {
 
     fn report(statuses: &[Status]) -> PatchReport {
         PatchReport {
-            entry: "uv-cache/0001-x.patch".into(),
-            krate: "uv-cache".into(),
+            entry: "stack/0001-x.patch".into(),
+            step: "markers".into(),
             from: "0.0.72".into(),
             to: "0.0.98".into(),
             hunks: statuses

@@ -72,32 +72,40 @@ const PACKAGING_ONLY: [&str; 2] = [".cargo_vcs_info.json", "Cargo.lock"];
 /// What [`to_repository_paths`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rewrite {
-    /// Sections dropped: the normalized `Cargo.toml` crates.io generates, packaging files.
+    /// Sections dropped (`<crate>/<file>`): the normalized `Cargo.toml` crates.io generates,
+    /// packaging files.
     pub dropped: Vec<String>,
-    /// `Cargo.toml.orig` (the author's manifest) was carried over as `Cargo.toml`.
-    pub manifest_from_orig: bool,
+    /// Crates whose `Cargo.toml.orig` (the author's manifest) was carried over as `Cargo.toml`.
+    pub manifests_from_orig: Vec<String>,
 }
 
 impl Rewrite {
-    /// The patch changes the published `Cargo.toml` but not the author's: the repository's
-    /// manifest needs that change made by hand.
-    pub fn manifest_change_lost(&self) -> bool {
-        self.dropped.iter().any(|f| f == "Cargo.toml") && !self.manifest_from_orig
+    /// Crates whose published `Cargo.toml` the patch changes but not the author's: the
+    /// repository's manifest needs that change made by hand.
+    pub fn manifest_changes_lost(&self) -> Vec<String> {
+        self.dropped
+            .iter()
+            .filter_map(|file| file.strip_suffix("/Cargo.toml"))
+            .filter(|krate| !self.manifests_from_orig.iter().any(|k| k == krate))
+            .map(str::to_string)
+            .collect()
     }
 }
 
-/// Rewrite a diff written against a crate as crates.io ships it into one against the crate
-/// as it lives in the repository: `Cargo.toml.orig` is the repository's `Cargo.toml`; the
-/// `Cargo.toml` crates.io generated from it (and its packaging files) do not exist there.
+/// Rewrite a diff written against crates as crates.io ships them (paths start with the
+/// crate: `uv-cache/src/lib.rs`) into one against the crates as they live in the repository:
+/// `Cargo.toml.orig` is the repository's `Cargo.toml`; the `Cargo.toml` crates.io generated
+/// from it (and its packaging files) do not exist there. Paths stay relative to `crates/`.
 pub fn to_repository_paths(diff: &str) -> (String, Rewrite) {
     let mut out = String::new();
     let mut rewrite = Rewrite::default();
     for section in sections(diff) {
-        let file = section_file(section);
+        let path = section_file(section);
+        let (krate, file) = path.split_once('/').unwrap_or(("", path));
         if file == "Cargo.toml" || PACKAGING_ONLY.contains(&file) {
-            rewrite.dropped.push(file.to_string());
+            rewrite.dropped.push(path.to_string());
         } else if file == "Cargo.toml.orig" {
-            rewrite.manifest_from_orig = true;
+            rewrite.manifests_from_orig.push(krate.to_string());
             for line in section.split_inclusive('\n') {
                 let is_header = line.starts_with("diff --git ")
                     || line.starts_with("--- a/")
@@ -267,40 +275,40 @@ mod tests {
         );
     }
 
-    const PUBLISHED: &str = "diff --git a/Cargo.toml b/Cargo.toml\n--- a/Cargo.toml\n+++ b/Cargo.toml\n\
+    const PUBLISHED: &str = "diff --git a/uv-cache/Cargo.toml b/uv-cache/Cargo.toml\n--- a/uv-cache/Cargo.toml\n+++ b/uv-cache/Cargo.toml\n\
         @@ -154,3 +154,5 @@\n x\n+\n+[dev-dependencies.tokio]\n\
-        diff --git a/Cargo.toml.orig b/Cargo.toml.orig\n--- a/Cargo.toml.orig\n+++ b/Cargo.toml.orig\n\
+        diff --git a/uv-cache/Cargo.toml.orig b/uv-cache/Cargo.toml.orig\n--- a/uv-cache/Cargo.toml.orig\n+++ b/uv-cache/Cargo.toml.orig\n\
         @@ -37,3 +37,5 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
-        diff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n";
+        diff --git a/uv-fs/src/lib.rs b/uv-fs/src/lib.rs\n--- a/uv-fs/src/lib.rs\n+++ b/uv-fs/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n";
 
     #[test]
     fn published_manifest_is_dropped_and_the_original_becomes_cargo_toml() {
         let (diff, rewrite) = to_repository_paths(PUBLISHED);
         assert_eq!(
             diff,
-            "diff --git a/Cargo.toml b/Cargo.toml\n--- a/Cargo.toml\n+++ b/Cargo.toml\n\
+            "diff --git a/uv-cache/Cargo.toml b/uv-cache/Cargo.toml\n--- a/uv-cache/Cargo.toml\n+++ b/uv-cache/Cargo.toml\n\
              @@ -37,3 +37,5 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
-             diff --git a/src/lib.rs b/src/lib.rs\n--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n"
+             diff --git a/uv-fs/src/lib.rs b/uv-fs/src/lib.rs\n--- a/uv-fs/src/lib.rs\n+++ b/uv-fs/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n"
         );
         assert_eq!(
             rewrite,
             Rewrite {
-                dropped: vec!["Cargo.toml".into()],
-                manifest_from_orig: true
+                dropped: vec!["uv-cache/Cargo.toml".into()],
+                manifests_from_orig: vec!["uv-cache".into()]
             }
         );
-        assert!(!rewrite.manifest_change_lost());
+        assert!(rewrite.manifest_changes_lost().is_empty());
     }
 
     #[test]
     fn a_published_manifest_change_without_the_original_is_flagged() {
         let only_published = PUBLISHED
-            .split("diff --git a/Cargo.toml.orig")
+            .split("diff --git a/uv-cache/Cargo.toml.orig")
             .next()
             .unwrap();
         let (diff, rewrite) = to_repository_paths(only_published);
         assert_eq!(diff, "");
-        assert!(rewrite.manifest_change_lost());
+        assert_eq!(rewrite.manifest_changes_lost(), ["uv-cache"]);
     }
 
     #[test]

@@ -1,0 +1,197 @@
+//! Which step of the stack turns each cell green: the per-step expectations, as data.
+//!
+//! `cargo xtask matrix --steps` runs every cell with pristine uv and with each prefix of the
+//! stack, and checks that each step turns green exactly the cells this table gives it, and
+//! that no step turns a cell red. Steps are named by their ids in `patches/series.toml`; a
+//! step the table names that the stack lacks (renamed, dropped) stops the run.
+//!
+//! [`STEP_RULES`] is ordered; the first matching row wins. `None` means no step changes the
+//! cell: it passes with pristine uv already (a writable cache), or never passes (where
+//! success is impossible and the whole stack only improves the error message).
+
+use uvfix_sandbox::Sandbox;
+
+use crate::scenario::ScenarioId;
+use crate::state::CacheState;
+
+/// Which sandboxes a row is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Sandboxes {
+    /// A writable cache.
+    Unsandboxed,
+    /// Every sandbox that denies writes to the cache.
+    Denying,
+    /// A denying sandbox that leaves TMPDIR writable.
+    TmpWritable,
+    /// A denying sandbox whose TMPDIR is read-only too.
+    TmpReadOnly,
+    In(&'static [Sandbox]),
+}
+
+impl Sandboxes {
+    fn matches(self, sandbox: Sandbox) -> bool {
+        match self {
+            Sandboxes::Unsandboxed => sandbox == Sandbox::None,
+            Sandboxes::Denying => sandbox != Sandbox::None,
+            Sandboxes::TmpWritable => sandbox != Sandbox::None && sandbox.tmp_writable(),
+            Sandboxes::TmpReadOnly => sandbox != Sandbox::None && !sandbox.tmp_writable(),
+            Sandboxes::In(list) => list.contains(&sandbox),
+        }
+    }
+}
+
+/// One row: the cells it covers and the step that turns them green.
+#[derive(Debug, Clone, Copy)]
+pub struct StepRule {
+    pub sandboxes: Sandboxes,
+    /// Empty: every scenario.
+    pub scenarios: &'static [ScenarioId],
+    /// Empty: every cache state.
+    pub states: &'static [CacheState],
+    pub step: Option<&'static str>,
+    pub why: &'static str,
+}
+
+const fn row(
+    sandboxes: Sandboxes,
+    scenarios: &'static [ScenarioId],
+    states: &'static [CacheState],
+    step: Option<&'static str>,
+    why: &'static str,
+) -> StepRule {
+    StepRule {
+        sandboxes,
+        scenarios,
+        states,
+        step,
+        why,
+    }
+}
+
+use CacheState as St;
+use Sandboxes as Sb;
+use ScenarioId as S;
+
+/// The first matching row wins.
+pub const STEP_RULES: &[StepRule] = &[
+    // A writable cache: only the `.git` directory marker fails upstream (EISDIR).
+    row(
+        Sb::Unsandboxed,
+        &[],
+        &[St::GitMarkerIsDir],
+        Some("markers"),
+        "upstream opens `sdists-v9/.git` for writing even when it is a directory",
+    ),
+    row(
+        Sb::Unsandboxed,
+        &[],
+        &[],
+        None,
+        "a writable cache works without the stack",
+    ),
+    // Nothing to read and nothing can be created: the default location falls back to a
+    // temporary cache, unless TMPDIR is read-only too.
+    row(
+        Sb::TmpReadOnly,
+        &[],
+        &[St::CacheAbsent],
+        None,
+        "no cache, and no writable directory for a temporary one",
+    ),
+    row(
+        Sb::Denying,
+        &[],
+        &[St::CacheAbsent],
+        Some("temporary-cache"),
+        "no cache, and none can be created: a temporary one",
+    ),
+    // A new environment with the cache and TMPDIR both read-only: impossible.
+    row(
+        Sb::TmpReadOnly,
+        &[S::S5, S::S8, S::S9],
+        &[],
+        None,
+        "a new environment, and no writable directory",
+    ),
+    // Environments the cache does not hold are built outside it.
+    row(
+        Sb::Denying,
+        &[S::S8, S::S9],
+        &[],
+        Some("environments"),
+        "another interpreter needs environments the cache does not hold",
+    ),
+    row(
+        Sb::Denying,
+        &[S::S4],
+        &[],
+        Some("environments"),
+        "uvx locks the tools directory",
+    ),
+    row(
+        Sb::TmpWritable,
+        &[S::S5],
+        &[],
+        Some("scratch"),
+        "`--with` builds its overlay in a temporary directory",
+    ),
+    row(
+        Sb::Denying,
+        &[],
+        &[St::LockMissing],
+        Some("missing-lock"),
+        "the lock file is missing and cannot be created",
+    ),
+    row(
+        Sb::Denying,
+        &[],
+        &[
+            St::MarkerMissing,
+            St::GitMarkerIsDir,
+            St::CachedirTagMissing,
+            St::DanglingSymlinkMarker,
+        ],
+        Some("markers"),
+        "a marker is missing or not a file",
+    ),
+    row(
+        Sb::Denying,
+        &[],
+        &[],
+        Some("shared-locks"),
+        "every command takes a shared lock on the cache",
+    ),
+];
+
+/// The row that decides `cell`.
+pub fn rule_for(
+    sandbox: Sandbox,
+    scenario: ScenarioId,
+    state: CacheState,
+) -> Option<&'static StepRule> {
+    STEP_RULES.iter().find(|r| {
+        r.sandboxes.matches(sandbox)
+            && (r.scenarios.is_empty() || r.scenarios.contains(&scenario))
+            && (r.states.is_empty() || r.states.contains(&state))
+    })
+}
+
+/// The id of the step that turns the cell green, if any.
+pub fn turns_green(
+    sandbox: Sandbox,
+    scenario: ScenarioId,
+    state: CacheState,
+) -> Option<&'static str> {
+    rule_for(sandbox, scenario, state)?.step
+}
+
+/// Step ids the table names that `steps` (the stack's ids) lacks: the table is out of date.
+pub fn unknown_steps(steps: &[&str]) -> Vec<&'static str> {
+    let mut unknown: Vec<&'static str> = STEP_RULES
+        .iter()
+        .filter_map(|r| r.step)
+        .filter(|id| !steps.contains(id))
+        .collect();
+    unknown.dedup();
+    unknown
+}

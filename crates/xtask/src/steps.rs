@@ -1,0 +1,272 @@
+//! `cargo xtask matrix --steps`: the stack, validated one pull request at a time.
+//!
+//! Builds pristine and every prefix of the stack (step 1, steps 1–2, …, the whole stack),
+//! runs the same cells with each, and reports for every step the cells it turns green. A step
+//! that turns a cell red fails the run: upstream merges the steps one by one, so each prefix
+//! must be at least as good as the one below it, and a writable cache must never notice.
+//! What each step is expected to turn green is data ([`uvfix_scenario::stack`]); a step that
+//! turns green more or less than that fails the run too.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use serde::Serialize;
+use uvfix_pipeline::builder::{self, Variant};
+use uvfix_pipeline::{Manifest, Paths};
+use uvfix_sandbox::Sandbox;
+use uvfix_scenario::cell::{CellResult, UvUnderTest};
+use uvfix_scenario::plan::{self, Filter};
+use uvfix_scenario::stack;
+use uvfix_scenario::{CacheState, Outcome, ScenarioId};
+
+/// A cell without its build: `ro-home/S1/warm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    pub sandbox: Sandbox,
+    pub scenario: ScenarioId,
+    pub state: CacheState,
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.sandbox, self.scenario, self.state)
+    }
+}
+
+/// What one step did to the cells.
+#[derive(Debug, Default, Serialize)]
+pub struct StepChange {
+    pub number: usize,
+    pub id: String,
+    /// Failed with the steps below, succeed with this one.
+    pub green: Vec<Key>,
+    /// Succeeded with the steps below, fail with this one: never acceptable.
+    pub red: Vec<Key>,
+    /// The data says this step turns them green, and it did not.
+    pub missing: Vec<Key>,
+    /// It turned them green, and the data says another step should.
+    pub unexpected: Vec<Key>,
+}
+
+/// Did uv do the job in this cell: exit 0, the expected output, the cache untouched.
+/// `None` for a skipped cell.
+fn succeeded(result: &CellResult) -> Option<bool> {
+    if let Outcome::Skip(_) = result.outcome {
+        return None;
+    }
+    let cache_untouched = result.cache_diff.as_ref().is_none_or(|d| d.is_empty());
+    Some(
+        result.exit_code == Some(0)
+            && result.scenario.spec().stdout_ok(&result.stdout)
+            && cache_untouched,
+    )
+}
+
+/// Per cell, per build (pristine, step 1, …, the whole stack): did uv succeed.
+fn by_cell(results: &[CellResult], labels: &[String]) -> BTreeMap<Key, Vec<Option<bool>>> {
+    let mut table: BTreeMap<Key, Vec<Option<bool>>> = BTreeMap::new();
+    for result in results {
+        let Some(build) = labels.iter().position(|l| *l == result.uv_label) else {
+            continue;
+        };
+        let Some(sandbox) = Sandbox::from_name(&result.sandbox) else {
+            continue;
+        };
+        let key = Key {
+            sandbox,
+            scenario: result.scenario,
+            state: result.state,
+        };
+        table.entry(key).or_insert_with(|| vec![None; labels.len()])[build] = succeeded(result);
+    }
+    table
+}
+
+/// Compare consecutive builds, and each step with what the data says it turns green.
+pub fn changes(manifest: &Manifest, table: &BTreeMap<Key, Vec<Option<bool>>>) -> Vec<StepChange> {
+    manifest
+        .steps
+        .iter()
+        .map(|step| {
+            let mut change = StepChange {
+                number: step.number,
+                id: step.id.clone(),
+                ..StepChange::default()
+            };
+            for (key, runs) in table {
+                let (Some(before), Some(after)) = (runs[step.number - 1], runs[step.number]) else {
+                    continue;
+                };
+                let expected = stack::turns_green(key.sandbox, key.scenario, key.state)
+                    == Some(step.id.as_str());
+                match (before, after) {
+                    (false, true) => {
+                        change.green.push(*key);
+                        if !expected {
+                            change.unexpected.push(*key);
+                        }
+                    }
+                    (true, false) => change.red.push(*key),
+                    (false, false) if expected => change.missing.push(*key),
+                    _ => {}
+                }
+            }
+            change
+        })
+        .collect()
+}
+
+/// `steps.md`: one row per step.
+fn render_summary(manifest: &Manifest, changes: &[StepChange]) -> String {
+    let mut out = String::from(
+        "# The stack, step by step\n\n\
+         | # | step | status | turns green | turns red | not as the data says |\n\
+         |---|---|---|---:|---:|---:|\n",
+    );
+    for (step, change) in manifest.steps.iter().zip(changes) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:?} | {} | {} | {} |",
+            step.number,
+            step.id,
+            step.status,
+            change.green.len(),
+            change.red.len(),
+            change.missing.len() + change.unexpected.len()
+        );
+    }
+    out
+}
+
+/// `steps/<id>.md`: per sandbox, the cells that succeed without the step and with it, and
+/// the cells it turns green.
+fn render_step(change: &StepChange, table: &BTreeMap<Key, Vec<Option<bool>>>) -> String {
+    let mut out = String::from(
+        "| sandbox | cells | succeed without | succeed with | turned green |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for sandbox in Sandbox::ALL {
+        let runs: Vec<(Option<bool>, Option<bool>)> = table
+            .iter()
+            .filter(|(key, _)| key.sandbox == sandbox)
+            .map(|(_, runs)| (runs[change.number - 1], runs[change.number]))
+            .filter(|(before, after)| before.is_some() && after.is_some())
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let count = |pick: fn(&(Option<bool>, Option<bool>)) -> bool| {
+            runs.iter().filter(|r| pick(r)).count()
+        };
+        let _ = writeln!(
+            out,
+            "| {sandbox} | {} | {} | {} | {} |",
+            runs.len(),
+            count(|r| r.0 == Some(true)),
+            count(|r| r.1 == Some(true)),
+            count(|r| r.0 == Some(false) && r.1 == Some(true)),
+        );
+    }
+    if !change.green.is_empty() {
+        out.push_str("\nTurned green:\n\n");
+        for key in &change.green {
+            let _ = writeln!(out, "- `{key}`");
+        }
+    }
+    for (title, keys) in [
+        ("Turned red (a regression)", &change.red),
+        ("Expected to turn green, did not", &change.missing),
+        (
+            "Turned green, expected from another step",
+            &change.unexpected,
+        ),
+    ] {
+        if !keys.is_empty() {
+            let _ = writeln!(out, "\n{title}:\n");
+            for key in keys {
+                let _ = writeln!(out, "- `{key}`");
+            }
+        }
+    }
+    out
+}
+
+/// Build every prefix, run the cells with each, report and check the steps.
+pub fn run(
+    paths: &Paths,
+    filter: &Filter,
+    jobs: Option<usize>,
+    out: &Path,
+    helper: &Path,
+) -> anyhow::Result<()> {
+    let manifest = Manifest::load(&paths.patches())?;
+    let ids: Vec<&str> = manifest.steps.iter().map(|s| s.id.as_str()).collect();
+    let unknown = stack::unknown_steps(&ids);
+    if !unknown.is_empty() {
+        bail!(
+            "the per-step expectations (crates/scenario/src/stack.rs) name steps the stack does \
+             not have: {}; the stack's steps are {}. Update the table",
+            unknown.join(", "),
+            ids.join(", ")
+        );
+    }
+    let variants = Variant::stack(&manifest);
+    let bins = builder::ensure(paths, &variants)?;
+    let labels: Vec<String> = variants.iter().map(|v| v.name()).collect();
+    let uvs: Vec<UvUnderTest> = labels
+        .iter()
+        .zip(bins)
+        .map(|(label, bins)| UvUnderTest::new(label.clone(), bins.uv))
+        .collect();
+    let results = crate::matrix::run_cells(&plan::cells(&uvs, filter), jobs, helper);
+
+    let table = by_cell(&results, &labels);
+    let changes = changes(&manifest, &table);
+    let dir: PathBuf = out.join("steps");
+    fs_err::create_dir_all(&dir)?;
+    let summary = render_summary(&manifest, &changes);
+    fs_err::write(out.join("steps.md"), &summary)?;
+    fs_err::write(
+        out.join("steps.json"),
+        serde_json::to_string_pretty(&changes)?,
+    )?;
+    for change in &changes {
+        fs_err::write(
+            dir.join(format!("{}.md", change.id)),
+            render_step(change, &table),
+        )?;
+    }
+    print!("{summary}");
+    eprintln!(
+        "uvfix: per-step reports in {} (steps.md, steps/<id>.md, steps.json)",
+        out.display()
+    );
+    let wrong: Vec<String> = changes
+        .iter()
+        .flat_map(|c| {
+            let name = |what: &'static str| move |key: &Key| format!("step {} {what}: {key}", c.id);
+            c.red
+                .iter()
+                .map(name("turned red"))
+                .chain(c.missing.iter().map(name("did not turn green")))
+                .chain(c.unexpected.iter().map(name("turned green unexpectedly")))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !wrong.is_empty() {
+        bail!(
+            "{} cell change(s) against the per-step data:\n  {}",
+            wrong.len(),
+            wrong.join("\n  ")
+        );
+    }
+    Ok(())
+}
