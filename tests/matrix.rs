@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use uvfix_pipeline::builder::{Variant, uv_for_tests};
+use uvfix_scenario::Build;
 use uvfix_scenario::cell::{UvUnderTest, run_cell};
 use uvfix_scenario::expect::Outcome;
 use uvfix_scenario::plan::{self, Filter, Planned};
@@ -25,11 +26,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let required = plan::required_sandboxes();
     let trials = plan::cells(&uvs, &Filter::default())
         .into_iter()
         .map(|cell| {
-            let skip = cell.unavailable.is_some() && !required.contains(&cell.sandbox);
+            let skip = cell.sandbox.skip_reason().is_some();
             Trial::test(cell.name(), move || run(&cell)).with_ignored_flag(skip)
         })
         .collect();
@@ -47,11 +47,10 @@ fn builds_under_test(listing: bool) -> Result<Vec<UvUnderTest>, String> {
         } else {
             uv_for_tests(variant).map_err(|err| err.to_string())?
         };
-        uvs.push(UvUnderTest::new(variant.name(), uv));
+        let build: Build = variant.name().parse().map_err(|e| format!("{e}"))?;
+        uvs.push(UvUnderTest::new(build, uv));
     }
-    if std::env::var_os(uvfix_scenario::cell::OFFICIAL_UV_ENV).is_some() {
-        uvs.push(UvUnderTest::official()?);
-    }
+    uvs.extend(UvUnderTest::official()?);
     Ok(uvs)
 }
 
@@ -78,7 +77,7 @@ fn run(cell: &Planned) -> Result<(), Failed> {
                 result.outcome.word(),
                 result.expected,
                 result.expected_why,
-                result.canary.as_deref().unwrap_or("n/a"),
+                result.canary.map_or("n/a", |d| d.into()),
                 result.exit_code
             );
             Ok(())

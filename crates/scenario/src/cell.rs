@@ -28,52 +28,60 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use uvfix_sandbox::{Availability, Denial, Layout, Sandbox};
 
+use crate::build::Build;
 use crate::digest::{TreeDiff, TreeDigest};
 use crate::expect::{self, Expect, Observed, Outcome};
 use crate::scenario::{Ctx, ScenarioId, Step, WarmStep};
 use crate::state::CacheState;
 
-/// A uv build to test: label ("patched", "pristine", "official-0.12.5", …) and its binaries.
+/// A uv build to test: what it is and its binaries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UvUnderTest {
-    pub label: String,
+    pub build: Build,
     pub uv: PathBuf,
     pub uvx: PathBuf,
 }
 
-/// Points at an official uv binary (its `uvx` must sit next to it).
+/// Points at an official uv binary (its `uvx` must sit next to it); `ci/fetch-official-uv.sh`
+/// prints such a path, and `.ci/run` and the nextest setup script export it.
 pub const OFFICIAL_UV_ENV: &str = "UVFIX_UV";
-/// Where `pip download uv==0.12.5` + `python3 -m zipfile -e … x` leaves the binary.
-pub const OFFICIAL_UV_DEFAULT: &str = "/tmp/uvwheel/x/uv-0.12.5.data/scripts/uv";
-pub const OFFICIAL_LABEL: &str = "official-0.12.5";
 
 impl UvUnderTest {
     /// `uvx` is taken from the same directory as `uv`.
-    pub fn new(label: impl Into<String>, uv: impl Into<PathBuf>) -> Self {
+    pub fn new(build: Build, uv: impl Into<PathBuf>) -> Self {
         let uv = uv.into();
         let uvx = uv.with_file_name("uvx");
-        Self {
-            label: label.into(),
-            uv,
-            uvx,
-        }
+        Self { build, uv, uvx }
     }
 
-    /// The official binary from `$UVFIX_UV` or [`OFFICIAL_UV_DEFAULT`]; `Err(reason)` to skip.
-    pub fn official() -> Result<Self, String> {
-        let (uv, from) = match std::env::var_os(OFFICIAL_UV_ENV) {
-            Some(v) if !v.is_empty() => (PathBuf::from(v), OFFICIAL_UV_ENV),
-            _ => (PathBuf::from(OFFICIAL_UV_DEFAULT), "the default path"),
+    /// The official binary named by `$UVFIX_UV`: `Ok(None)` when the variable is unset,
+    /// `Err(reason)` when it names something that is not a runnable uv. Its version (the
+    /// build's identity) is what the binary says it is.
+    pub fn official() -> Result<Option<Self>, String> {
+        let Some(uv) = std::env::var_os(OFFICIAL_UV_ENV).filter(|v| !v.is_empty()) else {
+            return Ok(None);
         };
-        let this = Self::new(OFFICIAL_LABEL, uv);
-        this.check().map_err(|e| {
+        let uv = PathBuf::from(uv);
+        let fail = |e: String| {
             format!(
-                "no official uv ({from}): {e}. Get it with `pip download uv==0.12.5 --no-deps -d /tmp/uvwheel \
-                 && cd /tmp/uvwheel && python3 -m zipfile -e uv-0.12.5-*.whl x && chmod +x x/uv-0.12.5.data/scripts/*` \
-                 or set {OFFICIAL_UV_ENV}"
+                "{OFFICIAL_UV_ENV}={}: {e} (get one with `ci/fetch-official-uv.sh 0.12.5`)",
+                uv.display()
             )
-        })?;
-        Ok(this)
+        };
+        let probe = Self::new(Build::Pristine, &uv);
+        probe.check().map_err(fail)?;
+        let mut version = Command::new(&uv);
+        version.arg("--version");
+        let out =
+            run_output(version, Duration::from_secs(30)).map_err(|e| fail(format!("{e:#}")))?;
+        // `uv 0.12.5` or `uv 0.12.5 (abc123 2026-01-01)`.
+        let text = out.stdout_text();
+        let version = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| fail(format!("`uv --version` printed {:?}", text.trim())))?;
+        Ok(Some(Self::new(Build::Official(version), uv)))
     }
 
     /// Both binaries exist and are executable by everyone (foreign-owner runs them as 65534).
@@ -118,9 +126,9 @@ impl Default for CellOptions {
 /// Everything a report needs about one cell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CellResult {
-    pub uv_label: String,
-    /// [`Sandbox::name`].
-    pub sandbox: String,
+    /// The build, under the report's historical key (serialized as its name, `patched`, …).
+    pub uv_label: Build,
+    pub sandbox: Sandbox,
     pub scenario: ScenarioId,
     pub state: CacheState,
     pub expected: Expect,
@@ -131,22 +139,14 @@ pub struct CellResult {
     pub exit_code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
-    /// The errno the canary saw ("EROFS", …); `None` unsandboxed or when not reached.
-    pub canary: Option<String>,
+    /// The denial the canary saw (`EROFS`, …); `None` unsandboxed or when not reached.
+    pub canary: Option<Denial>,
     pub cache_diff: Option<TreeDiff>,
     pub duration_ms: u64,
     /// The sandboxed command line(s).
     pub command: String,
     /// The temp root, when kept.
     pub root: Option<PathBuf>,
-}
-
-pub fn denial_name(d: Denial) -> &'static str {
-    match d {
-        Denial::Eacces => "EACCES",
-        Denial::Erofs => "EROFS",
-        Denial::Eperm => "EPERM",
-    }
 }
 
 /// Run one cell with default options.
@@ -176,10 +176,10 @@ pub fn run_cell_with(
     opts: &CellOptions,
 ) -> CellResult {
     let start = Instant::now();
-    let rule = expect::rule_for(&uv.label, sandbox, scenario, state);
+    let rule = expect::rule_for(&uv.build, sandbox, scenario, state);
     let mut result = CellResult {
-        uv_label: uv.label.clone(),
-        sandbox: sandbox.name().to_owned(),
+        uv_label: uv.build.clone(),
+        sandbox,
         scenario,
         state,
         expected: rule.expect,
@@ -393,14 +393,11 @@ fn run_staged(
         // existing ancestor (`~/.cache`), which is where uv would have to create it.
         let target = nearest_existing(&layout.cache);
         match sandbox.probe_write(layout, helper, &target) {
-            Ok(seen) if seen == expected => result.canary = Some(denial_name(seen).into()),
+            Ok(seen) if seen == expected => result.canary = Some(seen),
             Ok(seen) => {
-                result.canary = Some(denial_name(seen).into());
+                result.canary = Some(seen);
                 return Ok(Outcome::Fail(format!(
-                    "canary denied with {} but {} expects {}",
-                    denial_name(seen),
-                    sandbox.name(),
-                    denial_name(expected)
+                    "canary denied with {seen} but {sandbox} expects {expected}"
                 )));
             }
             Err(e) => return Ok(Outcome::Fail(format!("canary: {e}"))),
@@ -671,7 +668,7 @@ mod tests {
 
     #[test]
     fn official_uv_reason_is_actionable() {
-        let bad = UvUnderTest::new("x", "/nonexistent/uv");
+        let bad = UvUnderTest::new(Build::Pristine, "/nonexistent/uv");
         assert_eq!(bad.uvx, Path::new("/nonexistent/uvx"));
         assert!(bad.check().is_err());
     }

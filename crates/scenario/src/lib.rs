@@ -30,6 +30,7 @@
 //!   states and cache-absent at `Failed to initialize cache` as above.
 //! - Never a panic, and the cache digest never changed inside a sandbox.
 
+pub mod build;
 pub mod cell;
 pub mod digest;
 pub mod expect;
@@ -40,6 +41,7 @@ pub mod scenario;
 pub mod state;
 pub mod wheel;
 
+pub use build::{Build, UvSel};
 pub use cell::{CellOptions, CellResult, UvUnderTest, run_cell, run_cell_with};
 pub use digest::{TreeDiff, TreeDigest};
 pub use expect::{Expect, Outcome, expected};

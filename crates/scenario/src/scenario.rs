@@ -5,7 +5,6 @@
 //! a tiny template language ([`Arg`]) so that the same data works in every cell's temp root.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +12,25 @@ use uvfix_sandbox::{Invocation, Layout};
 
 use crate::wheel::fixture;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The scenario's name is its variant's: `S1` … `S7` (parsed case-insensitively).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(ascii_case_insensitive)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ScenarioId {
     S1,
     S2,
@@ -25,43 +42,14 @@ pub enum ScenarioId {
 }
 
 impl ScenarioId {
-    pub const ALL: [ScenarioId; 7] = [
-        ScenarioId::S1,
-        ScenarioId::S2,
-        ScenarioId::S3,
-        ScenarioId::S4,
-        ScenarioId::S5,
-        ScenarioId::S6,
-        ScenarioId::S7,
-    ];
+    pub const ALL: &'static [ScenarioId] = <ScenarioId as strum::VariantArray>::VARIANTS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            ScenarioId::S1 => "S1",
-            ScenarioId::S2 => "S2",
-            ScenarioId::S3 => "S3",
-            ScenarioId::S4 => "S4",
-            ScenarioId::S5 => "S5",
-            ScenarioId::S6 => "S6",
-            ScenarioId::S7 => "S7",
-        }
-    }
-
-    /// Accepts `S3` or `s3`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(name))
+        self.into()
     }
 
     pub fn spec(self) -> Scenario {
         scenario(self)
-    }
-}
-
-impl fmt::Display for ScenarioId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -119,9 +107,6 @@ pub struct Scenario {
     pub sandboxed: Vec<Step>,
     /// A line the last sandboxed step's stdout must contain (compared trimmed).
     pub stdout_line: String,
-    /// The sandboxed step has to create or fill an environment outside the cache (a `.venv`).
-    /// Where the sandbox also makes TMPDIR read-only, a plain-words error is acceptable.
-    pub writes_env: bool,
 }
 
 fn lit(args: &[&str]) -> Vec<Arg> {
@@ -174,7 +159,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             ]))],
             sandboxed: vec![uv(&["run", "python3", "-c", "print(\"hello world\")"])],
             stdout_line: "hello world".into(),
-            writes_env: false,
         },
         ScenarioId::S2 => Scenario {
             id,
@@ -183,7 +167,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             warm: vec![WarmStep::Run(uv(&["sync"]))],
             sandboxed: vec![uv(&["run", "python", "-c", &import_dep])],
             stdout_line: DEP_VALUE.into(),
-            writes_env: false,
         },
         ScenarioId::S3 => Scenario {
             id,
@@ -192,7 +175,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             warm: vec![WarmStep::Run(uv(&["sync"])), WarmStep::RemoveVenv],
             sandboxed: vec![uv(&["sync", "--offline"]), venv_python(&import_dep)],
             stdout_line: DEP_VALUE.into(),
-            writes_env: true,
         },
         ScenarioId::S4 => {
             let step = uv_fl(Program::Uvx, &["--offline"], &[TOOL]);
@@ -203,7 +185,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 warm: vec![WarmStep::Run(step.clone())],
                 sandboxed: vec![step],
                 stdout_line: TOOL_OUTPUT.into(),
-                writes_env: false,
             }
         }
         ScenarioId::S5 => {
@@ -220,7 +201,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 warm: vec![WarmStep::Run(step.clone())],
                 sandboxed: vec![step],
                 stdout_line: EXTRA_VALUE.into(),
-                writes_env: false,
             }
         }
         ScenarioId::S6 => {
@@ -232,7 +212,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 warm: vec![WarmStep::Run(step.clone())],
                 sandboxed: vec![step],
                 stdout_line: format!("script: {DEP_VALUE}"),
-                writes_env: false,
             }
         }
         ScenarioId::S7 => {
@@ -256,7 +235,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 ],
                 sandboxed: vec![install(true), venv_python(&import_dep)],
                 stdout_line: DEP_VALUE.into(),
-                writes_env: true,
             }
         }
     }
@@ -439,7 +417,7 @@ mod tests {
     ) {
         let s = id.spec();
         assert_eq!(s.id, id);
-        assert_eq!(ScenarioId::from_name(&id.name().to_lowercase()), Some(id));
+        assert_eq!(id.name().to_lowercase().parse(), Ok(id));
         assert!(!s.warm.is_empty(), "{id}: always warm first");
         assert!(!s.sandboxed.is_empty());
         assert!(!s.stdout_line.is_empty());

@@ -12,30 +12,32 @@ use clap::Args;
 use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_sandbox::Sandbox;
-use uvfix_scenario::cell::{CellResult, UvUnderTest, run_cell};
+use uvfix_scenario::Build;
+use uvfix_scenario::cell::{CellResult, OFFICIAL_UV_ENV, UvUnderTest, run_cell};
 use uvfix_scenario::plan::{self, Filter};
 use uvfix_scenario::report;
 use uvfix_scenario::{CacheState, ScenarioId};
 
 #[derive(Args)]
 pub struct MatrixArgs {
-    /// A uv to test instead of the built ones, as LABEL=PATH (repeatable; `uvx` must sit
-    /// next to it). The label `patched` gets the patched expectations; any other label
-    /// (`pristine`, `official-0.13.9`, …) gets the unpatched ones.
-    #[arg(long = "uv", value_name = "LABEL=PATH")]
-    uvs: Vec<String>,
+    /// A uv to test instead of the built ones, as BUILD=PATH (repeatable; `uvx` must sit
+    /// next to it). BUILD says what it is, and that decides its expectations: `patched`,
+    /// `upstream` (a checkout with the series) and a whole stack `step-4-of-4` must pass;
+    /// `pristine`, `official-<version>` and a partial `step-<n>-of-<m>` are unfixed.
+    #[arg(long = "uv", value_name = "BUILD=PATH", value_parser = parse_uv)]
+    uvs: Vec<UvUnderTest>,
     /// Also test the official binary at $UVFIX_UV (see ci/fetch-official-uv.sh).
     #[arg(long)]
     official: bool,
-    /// Comma-separated sandbox names (default: all).
-    #[arg(long, value_delimiter = ',')]
-    sandbox: Option<Vec<String>>,
+    /// Comma-separated sandboxes (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    sandbox: Option<Vec<Sandbox>>,
     /// Comma-separated scenarios, S1…S7 (default: all).
-    #[arg(long, value_delimiter = ',')]
-    scenario: Option<Vec<String>>,
+    #[arg(long, value_enum, value_delimiter = ',', ignore_case = true)]
+    scenario: Option<Vec<ScenarioId>>,
     /// Comma-separated cache states (default: all).
-    #[arg(long, value_delimiter = ',')]
-    state: Option<Vec<String>>,
+    #[arg(long, value_enum, value_delimiter = ',')]
+    state: Option<Vec<CacheState>>,
     /// Cells run at once (default: the number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
@@ -44,18 +46,16 @@ pub struct MatrixArgs {
     out: Option<PathBuf>,
 }
 
-fn names<T>(
-    list: Option<Vec<String>>,
-    parse: impl Fn(&str) -> Option<T>,
-    what: &str,
-) -> Result<Option<Vec<T>>> {
-    list.map(|names| {
-        names
-            .iter()
-            .map(|n| parse(n).with_context(|| format!("unknown {what} `{n}`")))
-            .collect()
-    })
-    .transpose()
+/// `BUILD=PATH` → a checked uv under test.
+fn parse_uv(spec: &str) -> Result<UvUnderTest, String> {
+    let (build, path) = spec
+        .split_once('=')
+        .ok_or("--uv takes BUILD=PATH, e.g. official-0.13.9=/path/to/uv")?;
+    let build: Build = build.parse().map_err(|e| format!("{e}"))?;
+    let path = fs_err::canonicalize(path).map_err(|e| e.to_string())?;
+    let uv = UvUnderTest::new(build, path);
+    uv.check()?;
+    Ok(uv)
 }
 
 pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
@@ -65,22 +65,22 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
             .iter()
             .zip(builder::ensure(paths, &Variant::ALL)?)
         {
-            uvs.push(UvUnderTest::new(variant.name(), bins.uv));
+            let build: Build = variant.name().parse()?;
+            uvs.push(UvUnderTest::new(build, bins.uv));
         }
     }
-    for spec in &args.uvs {
-        let (label, path) = spec.split_once('=').context("--uv takes LABEL=PATH")?;
-        let uv = UvUnderTest::new(label, fs_err::canonicalize(path)?);
-        uv.check().map_err(anyhow::Error::msg)?;
-        uvs.push(uv);
-    }
+    uvs.extend(args.uvs);
     if args.official {
-        uvs.push(UvUnderTest::official().map_err(anyhow::Error::msg)?);
+        uvs.push(
+            UvUnderTest::official()
+                .map_err(anyhow::Error::msg)?
+                .with_context(|| format!("--official needs ${OFFICIAL_UV_ENV}"))?,
+        );
     }
     let filter = Filter {
-        sandboxes: names(args.sandbox, Sandbox::from_name, "sandbox")?,
-        scenarios: names(args.scenario, ScenarioId::from_name, "scenario")?,
-        states: names(args.state, CacheState::from_name, "cache state")?,
+        sandboxes: args.sandbox,
+        scenarios: args.scenario,
+        states: args.state,
     };
     let cells = plan::cells(&uvs, &filter);
     let jobs = args

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use uvfix_pipeline::{Manifest, Paths};
+use uvfix_scenario::Build;
 
 use super::{display, export, git, output, status};
 
@@ -158,9 +159,10 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
 
     match matrix_supports_uv(paths) {
         true => {
-            // The label `patched` selects the patched build's expectations. The reports go
-            // next to the checkout, so the fixture's own matrix report stays as it was.
-            let mut label_arg = std::ffi::OsString::from("patched=");
+            // An upstream checkout with the series is a fixed build: it gets the patched
+            // expectations because of what it is. The reports go next to the checkout, so
+            // the fixture's own matrix report stays as it was.
+            let mut label_arg = std::ffi::OsString::from(format!("{}=", Build::Upstream));
             label_arg.push(&uv);
             let out = super::dir(paths).join("check").join("matrix");
             let mut matrix = xtask(paths);
@@ -170,8 +172,9 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
                 .arg("--out")
                 .arg(&out);
             println!(
-                "uvfix: the matrix against astral-sh/uv {label} (reported as `patched`), \
+                "uvfix: the matrix against astral-sh/uv {label} (reported as `{}`), \
                  reports in {}",
+                Build::Upstream,
                 display(paths, &out)
             );
             if let Err(err) = status(&mut matrix) {
