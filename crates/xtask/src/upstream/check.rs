@@ -92,7 +92,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
     let required = rust_version(&tree)?;
     let pinned = pinned_channel(&tree);
     if let Some(required) = &required
-        && version_tuple(&toolchain.version) < version_tuple(required)
+        && too_old(&toolchain.version, required)
     {
         let manifest = Manifest::load(&paths.patches())?;
         bail!(
@@ -328,18 +328,19 @@ impl Toolchain {
 /// `rustc 1.95.0 (59807616e 2026-04-14)` → `1.95.0`.
 fn parse_rustc_version(text: &str) -> Option<String> {
     let version = text.split_whitespace().nth(1)?;
-    version_tuple(version)?;
+    semver::Version::parse(version).ok()?;
     Some(version.to_string())
 }
 
-/// `1.95.0`, `1.96`, `1.97.0-nightly` → (1, 95, 0) …; None if not a version.
-fn version_tuple(version: &str) -> Option<(u64, u64, u64)> {
-    let core = version.split(['-', '+']).next()?;
-    let mut parts = core.split('.').map(str::parse::<u64>);
-    let major = parts.next()?.ok()?;
-    let minor = parts.next().unwrap_or(Ok(0)).ok()?;
-    let patch = parts.next().unwrap_or(Ok(0)).ok()?;
-    Some((major, minor, patch))
+/// Whether rustc `have` (`1.97.0-nightly`) is older than a `rust-version` (`1.96`, `1.96.0`).
+/// A nightly counts as its release: cargo accepts it for that `rust-version`, semver would
+/// order it before. Unreadable versions are not "too old": the build will say what is wrong.
+fn too_old(have: &str, need: &str) -> bool {
+    let Ok(mut have) = semver::Version::parse(have) else {
+        return false;
+    };
+    have.pre = semver::Prerelease::EMPTY;
+    semver::VersionReq::parse(&format!(">={need}")).is_ok_and(|req| !req.matches(&have))
 }
 
 /// `rust-version` of the checkout's workspace (or root package).
@@ -392,8 +393,8 @@ mod tests {
     #[test_case("1.95.0", "1.95.1", true; "older patch")]
     #[test_case("1.97.0-nightly", "1.96.0", false; "newer nightly")]
     #[test_case("1.100.0", "1.99.0", false; "numeric not lexical")]
-    fn too_old(have: &str, need: &str, expected: bool) {
-        assert_eq!(version_tuple(have) < version_tuple(need), expected);
+    fn detects_too_old(have: &str, need: &str, expected: bool) {
+        assert_eq!(too_old(have, need), expected);
     }
 
     #[test_case("[workspace.package]\nrust-version = \"1.96.0\"\n", Some("1.96.0"); "workspace")]

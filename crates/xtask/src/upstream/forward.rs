@@ -63,7 +63,7 @@ impl PatchReport {
         counts
     }
 
-    pub fn verdict(&self) -> &'static str {
+    pub fn verdict(&self) -> Verdict {
         let c = self.counts();
         if c.hunks > 0
             && self
@@ -71,15 +71,31 @@ impl PatchReport {
                 .iter()
                 .all(|(_, h)| h.status == Status::Skipped(Skip::AlreadyApplied))
         {
-            "already upstream?"
+            Verdict::AlreadyUpstream
         } else if c.fails > 0 || c.skipped > 0 {
-            "FAILS"
+            Verdict::Fails
         } else if c.offset > 0 || c.fuzz > 0 {
-            "applies (moved)"
+            Verdict::Moved
         } else {
-            "applies"
+            Verdict::Applies
         }
     }
+}
+
+/// What a patch needs before it can go to a newer release; shown as the report's last column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+pub enum Verdict {
+    #[strum(serialize = "applies")]
+    Applies,
+    /// Every hunk applies, some at an offset or with fuzz.
+    #[strum(serialize = "applies (moved)")]
+    Moved,
+    /// A hunk fails or its file is gone: the patch needs a rebase.
+    #[strum(serialize = "FAILS")]
+    Fails,
+    /// Every hunk is already there.
+    #[strum(serialize = "already upstream?")]
+    AlreadyUpstream,
 }
 
 pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
@@ -192,7 +208,10 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
             display(paths, &trees)
         ),
     )?;
-    let failing = reports.iter().filter(|r| r.verdict() == "FAILS").count();
+    let failing = reports
+        .iter()
+        .filter(|r| r.verdict() == Verdict::Fails)
+        .count();
     println!(
         "\nuvfix: {failing} of {} patch(es) need a rebase for these releases; report: {}; \
          patched trees: {}",
@@ -397,12 +416,9 @@ impl Resolved {
     /// The (highest) version of `name` in the graph.
     fn version_of(&self, name: &str) -> Option<String> {
         self.registry(name)
-            .map(|p| p.version.clone())
-            .max_by_key(|v| {
-                v.split(['.', '-'])
-                    .map(|n| n.parse::<u64>().unwrap_or(0))
-                    .collect::<Vec<_>>()
-            })
+            .filter_map(|p| semver::Version::parse(&p.version).ok())
+            .max()
+            .map(|v| v.to_string())
     }
 
     /// `name` `version`'s downloaded `.crate` and the checksum the lock records for it.
@@ -468,14 +484,15 @@ mod tests {
         }
     }
 
-    #[test_case(&[Status::Applies, Status::Applies], "applies"; "clean")]
-    #[test_case(&[Status::Applies, Status::Offset(3)], "applies (moved)"; "offset")]
-    #[test_case(&[Status::Fuzz { fuzz: 1, offset: 0 }], "applies (moved)"; "fuzz")]
-    #[test_case(&[Status::Applies, Status::Fails], "FAILS"; "one fails")]
-    #[test_case(&[Status::Skipped(Skip::MissingFile)], "FAILS"; "file gone")]
-    #[test_case(&[Status::Skipped(Skip::AlreadyApplied)], "already upstream?"; "merged")]
-    fn verdicts(statuses: &[Status], expected: &str) {
+    #[test_case(&[Status::Applies, Status::Applies], Verdict::Applies, "applies"; "clean")]
+    #[test_case(&[Status::Applies, Status::Offset(3)], Verdict::Moved, "applies (moved)"; "offset")]
+    #[test_case(&[Status::Fuzz { fuzz: 1, offset: 0 }], Verdict::Moved, "applies (moved)"; "fuzz")]
+    #[test_case(&[Status::Applies, Status::Fails], Verdict::Fails, "FAILS"; "one fails")]
+    #[test_case(&[Status::Skipped(Skip::MissingFile)], Verdict::Fails, "FAILS"; "file gone")]
+    #[test_case(&[Status::Skipped(Skip::AlreadyApplied)], Verdict::AlreadyUpstream, "already upstream?"; "merged")]
+    fn verdicts(statuses: &[Status], expected: Verdict, shown: &str) {
         assert_eq!(report(statuses).verdict(), expected);
+        assert_eq!(expected.to_string(), shown);
     }
 
     #[test]
