@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,6 @@ use uvfix_scenario::cell::{CellDirs, make_layout, stage_binary};
 use uvfix_scenario::python::find_python;
 use uvfix_scenario::scenario::{Ctx, uv_env};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox");
 const RUNS: usize = 3;
 const HOLD: Duration = Duration::from_secs(3);
 
@@ -45,7 +44,7 @@ struct Warm {
 }
 
 impl Warm {
-    fn new() -> Result<Self, Failed> {
+    fn new(helper: &Path) -> Result<Self, Failed> {
         let root = tempfile::Builder::new()
             .prefix("uvfix-concurrency-")
             .tempdir()?;
@@ -62,7 +61,7 @@ impl Warm {
             _root: root,
         };
         let out = Sandbox::None
-            .command(&warm.dirs.layout, HELPER.as_ref(), &warm.uv_run("pass"))
+            .command(&warm.dirs.layout, helper, &warm.uv_run("pass"))
             .output()?;
         assert!(out.status.success(), "warming failed: {out:?}");
         Ok(warm)
@@ -92,11 +91,12 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(
     sandbox: Sandbox,
 ) -> Result<(), Failed> {
     sandbox.usable()?;
-    let cell = Warm::new()?;
+    let helper = uvfix::sandbox_helper()?;
+    let cell = Warm::new(&helper)?;
     let dirs = &cell.dirs;
     // Prove the sandbox denies writes into the warm cache.
     sandbox.prepare(&dirs.layout)?;
-    sandbox.canary(&dirs.layout, HELPER.as_ref())?;
+    sandbox.canary(&dirs.layout, &helper)?;
 
     // Each sandboxed run prints once it is inside Python (so past uv's shared lock), then holds.
     let hold = format!(
@@ -106,7 +106,7 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(
     let mut runs: Vec<Child> = (0..RUNS)
         .map(|_| {
             sandbox
-                .command(&dirs.layout, HELPER.as_ref(), &cell.uv_run(&hold))
+                .command(&dirs.layout, &helper, &cell.uv_run(&hold))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

@@ -6,9 +6,10 @@
 //! own workspace never names a path that exists only after vendoring.
 
 use std::fmt::Write as _;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
+
+use cargo_metadata::Message;
 
 use crate::fetch::{self, Located};
 use crate::manifest::Manifest;
@@ -110,32 +111,8 @@ pub fn build(paths: &Paths, located: &Located, variant: Variant) -> Result<Binar
     command
         .current_dir(&dir)
         .args(["build", "--package", "uv", "--bin", "uv", "--bin", "uvx"])
-        .args(["--message-format", "json-render-diagnostics"])
-        .env("CARGO_TARGET_DIR", paths.cargo_target())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = command.spawn().map_err(|source| Error::MissingTool {
-        tool: "cargo".into(),
-        hint: "Install Rust with rustup (https://rustup.rs) or set $CARGO.".into(),
-        source,
-    })?;
-    let mut executables = Vec::new();
-    for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
-        let line = line?;
-        if let Ok(message) = serde_json::from_str::<serde_json::Value>(&line)
-            && let Some(exe) = message.get("executable").and_then(|e| e.as_str())
-        {
-            executables.push(PathBuf::from(exe));
-        }
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        return Err(Error::Command {
-            command: format!("cargo build -p uv (in {})", dir.display()),
-            status: status.to_string(),
-            detail: String::new(),
-        });
-    }
+        .env("CARGO_TARGET_DIR", paths.cargo_target());
+    let executables = build_executables(command)?;
     check_lock(&dir.join("Cargo.lock"), located)?;
 
     let bin_dir = paths.bin_dir(variant);
@@ -153,6 +130,71 @@ pub fn build(paths: &Paths, located: &Located, variant: Variant) -> Result<Binar
         uv: place("uv")?,
         uvx: place("uvx")?,
     })
+}
+
+/// Run a `cargo build` command and return the executables it produced, as cargo's build
+/// messages name them (never a guessed `target/debug` path). Cargo's progress and
+/// diagnostics go to our stderr as they happen.
+fn build_executables(mut command: Command) -> Result<Vec<PathBuf>, Error> {
+    let shown = format!("{command:?}");
+    command
+        .args(["--message-format", "json-render-diagnostics"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = command.spawn().map_err(|source| Error::MissingTool {
+        tool: "cargo".into(),
+        hint: "Install Rust with rustup (https://rustup.rs) or set $CARGO.".into(),
+        source,
+    })?;
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut executables = Vec::new();
+    for message in Message::parse_stream(stdout) {
+        if let Message::CompilerArtifact(artifact) = message?
+            && let Some(exe) = artifact.executable
+        {
+            executables.push(exe.into_std_path_buf());
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(Error::Command {
+            command: shown,
+            status: status.to_string(),
+            detail: String::new(),
+        });
+    }
+    Ok(executables)
+}
+
+/// The fixture's one helper binary (Landlock wrapper and canary), in the sandbox crate.
+pub const HELPER_BIN: &str = "uvfix-sandbox";
+
+/// The variable through which the nextest setup script hands tests the helper's path.
+pub const HELPER_ENV: &str = "UVFIX_SANDBOX_HELPER";
+
+/// Build the sandbox helper of the fixture workspace and return its path.
+pub fn build_helper(paths: &Paths) -> Result<PathBuf, Error> {
+    let mut command = fetch::cargo();
+    command.current_dir(&paths.root).args([
+        "build",
+        "--quiet",
+        "--package",
+        "uvfix-sandbox",
+        "--bin",
+        HELPER_BIN,
+    ]);
+    build_executables(command)?
+        .into_iter()
+        .find(|exe| exe.file_stem().is_some_and(|stem| stem == HELPER_BIN))
+        .ok_or_else(|| Error::Other(format!("cargo built no `{HELPER_BIN}` executable")))
+}
+
+/// The helper for a test: the setup script's path when there is one, else built.
+pub fn helper_for_tests() -> Result<PathBuf, Error> {
+    match std::env::var_os(HELPER_ENV) {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => build_helper(&Paths::discover()?),
+    }
 }
 
 /// Put `built` at `dest` atomically: a hard link (cheap; cargo replaces rather than rewrites

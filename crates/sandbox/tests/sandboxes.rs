@@ -16,7 +16,7 @@ use predicates::prelude::*;
 use uvfix_sandbox::trial::{self, Case, Failed, case, first_skip};
 use uvfix_sandbox::{Availability, Denial, Invocation, Layout, Sandbox, SandboxError};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox-helper");
+const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox");
 const SEED: &str = "seed.txt";
 
 type SandboxTest = fn(Sandbox, &Cell) -> Result<(), Failed>;

@@ -14,8 +14,6 @@ use uvfix_scenario::expect::Outcome;
 use uvfix_scenario::wheel::{build_fixture_wheels, fixture};
 use uvfix_scenario::{Build, CacheState, ScenarioId, run_cell};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-scenario-helper");
-
 fn main() -> ExitCode {
     // `Err`: $UVFIX_UV names something broken, which fails the tests that need it.
     let official = UvUnderTest::official();
@@ -241,7 +239,8 @@ fn official_uv_fails_in(
     state: CacheState,
 ) -> Result<(), Failed> {
     sandbox.usable()?;
-    let r = run_cell(uv, sandbox, ScenarioId::S2, state, Path::new(HELPER));
+    let helper = uvfix_pipeline::builder::helper_for_tests()?;
+    let r = run_cell(uv, sandbox, ScenarioId::S2, state, &helper);
     assert_eq!(r.outcome, Outcome::ExpectedFail, "{r:#?}");
     let denial = sandbox.denial().ok_or("a denying sandbox")?;
     assert_eq!(r.canary, Some(denial));
