@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde::Deserialize;
 
@@ -14,35 +14,6 @@ use crate::{Error, Paths};
 /// `$CARGO` when run under cargo (xtask, tests), else `cargo` from PATH.
 pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-/// Run a command, turning a missing program or a failure into an error naming it.
-pub(crate) fn run(mut command: Command, quiet: bool) -> Result<Vec<u8>, Error> {
-    let shown = format!("{command:?}");
-    if quiet {
-        command.stderr(Stdio::piped());
-    }
-    let output = command
-        .stdout(Stdio::piped())
-        .output()
-        .map_err(|source| Error::MissingTool {
-            tool: command.get_program().to_string_lossy().into_owned(),
-            hint: "Install Rust with rustup (https://rustup.rs) or set $CARGO.".to_string(),
-            source,
-        })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(Error::Command {
-            command: shown,
-            status: output.status.to_string(),
-            detail: if stderr.trim().is_empty() {
-                String::new()
-            } else {
-                format!(":\n{}", stderr.trim_end())
-            },
-        });
-    }
-    Ok(output.stdout)
 }
 
 /// The `Cargo.lock` that ships inside the uv crate: the exact dependency versions of the
@@ -93,26 +64,20 @@ pub struct Located {
     pub sources: Vec<CrateSource>,
 }
 
-#[derive(Deserialize)]
-struct Metadata {
-    packages: Vec<MetaPackage>,
-}
+/// A package of `cargo metadata`'s resolve.
+pub use cargo_metadata::Package as MetaPackage;
 
-/// A package of `cargo metadata`'s resolve, as far as vendoring needs it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MetaPackage {
-    pub name: String,
-    pub version: String,
-    pub source: Option<String>,
-    pub manifest_path: PathBuf,
-}
-
-impl MetaPackage {
+/// Where a resolved package comes from.
+pub trait PackageSource {
     /// Whether it comes from a registry (crates.io), as opposed to a path.
-    pub fn is_registry(&self) -> bool {
+    fn is_registry(&self) -> bool;
+}
+
+impl PackageSource for MetaPackage {
+    fn is_registry(&self) -> bool {
         self.source
-            .as_deref()
-            .is_some_and(|s| s.starts_with("registry+"))
+            .as_ref()
+            .is_some_and(|s| s.repr.starts_with("registry+"))
     }
 }
 
@@ -137,11 +102,12 @@ pub fn locate(paths: &Paths, manifest: &Manifest) -> Result<Located, Error> {
         .manifest_path
         .parent()
         .expect("manifest has a dir")
+        .as_std_path()
         .to_path_buf();
     let uv_source = CrateSource {
         name: "uv".into(),
         version: manifest.uv.version.clone(),
-        crate_file: crate_file(&uv.manifest_path, "uv", &manifest.uv.version)?,
+        crate_file: crate_file(uv.manifest_path.as_std_path(), "uv", &manifest.uv.version)?,
         checksum: manifest.uv.checksum.clone(),
         origin: "patches/series.toml".into(),
     };
@@ -175,7 +141,7 @@ pub fn locate(paths: &Paths, manifest: &Manifest) -> Result<Located, Error> {
         let source = CrateSource {
             name: pin.name.clone(),
             version: pin.version.clone(),
-            crate_file: crate_file(&package.manifest_path, &pin.name, &pin.version)?,
+            crate_file: crate_file(package.manifest_path.as_std_path(), &pin.name, &pin.version)?,
             checksum,
             origin: format!("uv {}'s Cargo.lock", manifest.uv.version),
         };
@@ -191,13 +157,10 @@ pub fn locate(paths: &Paths, manifest: &Manifest) -> Result<Located, Error> {
 
 /// `cargo metadata` of the manifest in `dir` (which makes cargo download the whole graph).
 pub fn metadata(dir: &Path) -> Result<Vec<MetaPackage>, Error> {
-    let mut command = cargo();
-    command
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(dir.join("Cargo.toml"));
-    let stdout = run(command, false)?;
-    let metadata: Metadata = serde_json::from_slice(&stdout)
-        .map_err(|err| Error::Other(format!("cannot read `cargo metadata` output: {err}")))?;
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(dir.join("Cargo.toml"))
+        .exec()
+        .map_err(|err| Error::Other(format!("`cargo metadata` in {}: {err}", dir.display())))?;
     Ok(metadata.packages)
 }
 
@@ -208,7 +171,7 @@ fn find<'a>(
 ) -> Result<&'a MetaPackage, Error> {
     packages
         .iter()
-        .find(|p| p.name == name && p.version == version && p.is_registry())
+        .find(|p| p.name.as_str() == name && p.version.to_string() == version && p.is_registry())
         .ok_or_else(|| {
             Error::Other(format!(
                 "cargo did not resolve {name} {version} from crates.io; is the pin right and crates.io reachable?"

@@ -35,7 +35,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use strum::VariantArray as _;
 
@@ -200,6 +200,30 @@ pub enum SandboxError {
 }
 
 impl Sandbox {
+    /// Why the canary printed no report, with a hint where the cause is known.
+    fn no_canary_report(self, layout: &Layout, output: &uvfix_process::Output) -> String {
+        let stderr = output.stderr_text();
+        // srt creates its proxy bridges as unix sockets under TMPDIR, and socket paths are
+        // limited to 108 bytes: a deep TMPDIR fails like this, every time.
+        let hint = if self == Sandbox::SandboxRuntime
+            && stderr.contains("Failed to create bridge sockets")
+        {
+            format!(
+                " (srt puts unix sockets under TMPDIR = {}; socket paths are limited to 108 \
+                 bytes, so use a shorter TMPDIR)",
+                layout.tmp.display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "no canary report ({}); stdout: {:?}; stderr: {:?}{hint}",
+            output.status_text(),
+            output.stdout_text().trim(),
+            stderr.trim()
+        )
+    }
+
     /// Every sandbox, in table order.
     pub const ALL: &'static [Sandbox] = <Sandbox as strum::VariantArray>::VARIANTS;
 
@@ -380,37 +404,13 @@ impl Sandbox {
             ],
             cwd: layout.workspace.clone(),
         };
-        let output = self
-            .command(layout, &helper, &inv)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| failed(format!("spawning the sandbox: {e}")))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let outcome = stdout
+        let output = uvfix_process::run(&mut self.command(layout, &helper, &inv), None)
+            .map_err(|e| failed(format!("running the sandbox: {e}")))?;
+        let outcome = output
+            .stdout_text()
             .lines()
             .find_map(helper::CanaryOutcome::parse)
-            .ok_or_else(|| {
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                // srt creates its proxy bridges as unix sockets under TMPDIR, and socket paths
-                // are limited to 108 bytes: a deep TMPDIR fails like this, every time.
-                let hint = if self == Sandbox::SandboxRuntime
-                    && stderr.contains("Failed to create bridge sockets")
-                {
-                    format!(
-                        " (srt puts unix sockets under TMPDIR = {}; socket paths are limited \
-                         to 108 bytes, so use a shorter TMPDIR)",
-                        layout.tmp.display()
-                    )
-                } else {
-                    String::new()
-                };
-                failed(format!(
-                    "no canary report ({}); stdout: {:?}; stderr: {:?}{hint}",
-                    output.status,
-                    stdout.trim(),
-                    stderr.trim()
-                ))
-            })?;
+            .ok_or_else(|| failed(self.no_canary_report(layout, &output)))?;
         match outcome {
             helper::CanaryOutcome::Created(path) => {
                 Err(SandboxError::CanaryNotDenied { sandbox, path })

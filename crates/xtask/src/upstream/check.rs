@@ -58,18 +58,15 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
 
     for (index, patch) in exported.iter().enumerate() {
         let name = patch.file.file_name().unwrap_or_default().to_string_lossy();
-        let checked = git(&tree)
-            .args(["apply", "--check"])
-            .arg(&patch.file)
-            .output()
-            .context("cannot run `git apply`")?;
-        if !checked.status.success() {
+        let checked =
+            uvfix_process::run(git(&tree).args(["apply", "--check"]).arg(&patch.file), None)?;
+        if !checked.success() {
             bail!(
                 "{name} (from {}) does not apply to astral-sh/uv {label}:\n{}\n\
                  {}; the tree is left at {} for a look. Run `cargo xtask upstream forward` to \
                  see how the crates moved.",
                 patch.entry.display(),
-                String::from_utf8_lossy(&checked.stderr).trim_end(),
+                checked.stderr_text().trim_end(),
                 match index {
                     0 => "No patch before it was applied".to_string(),
                     n => format!("The {n} patch(es) before it were applied"),
@@ -257,12 +254,8 @@ fn xtask(paths: &Paths) -> Command {
 
 /// Does `cargo xtask matrix` take `--uv PATH`?
 fn matrix_supports_uv(paths: &Paths) -> bool {
-    xtask(paths)
-        .args(["matrix", "--help"])
-        .output()
-        .is_ok_and(|help| {
-            help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--uv ")
-        })
+    uvfix_process::checked(xtask(paths).args(["matrix", "--help"]))
+        .is_ok_and(|help| help.stdout_text().contains("--uv "))
 }
 
 /// The toolchain to build upstream with.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
-use uvfix_pipeline::fetch::{MetaPackage, ShippedLock};
+use uvfix_pipeline::fetch::{MetaPackage, PackageSource as _, ShippedLock};
 use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
@@ -254,15 +254,15 @@ fn gnu_patch_run(tree: &Path, input: &Path, dry_run: bool) -> Result<String> {
         command.args(["--no-backup-if-mismatch", "--reject-file=-"]);
     }
     command.arg("-d").arg(tree).arg("-i").arg(input);
-    let out = command.output().context("cannot run `patch`")?;
-    match out.status.code() {
-        Some(0 | 1) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+    let out = uvfix_process::run(&mut command, None)?;
+    match out.exit_code {
+        Some(0 | 1) => Ok(out.stdout_text()),
         _ => bail!(
             "`patch` failed on {} ({}):\n{}{}",
             input.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            out.status_text(),
+            out.stdout_text(),
+            out.stderr_text()
         ),
     }
 }
@@ -410,13 +410,13 @@ impl Resolved {
     fn registry(&self, name: &str) -> impl Iterator<Item = &MetaPackage> {
         self.packages
             .iter()
-            .filter(move |p| p.name == name && p.is_registry())
+            .filter(move |p| p.name.as_str() == name && p.is_registry())
     }
 
     /// The (highest) version of `name` in the graph.
     fn version_of(&self, name: &str) -> Option<String> {
         self.registry(name)
-            .filter_map(|p| semver::Version::parse(&p.version).ok())
+            .map(|p| &p.version)
             .max()
             .map(|v| v.to_string())
     }
@@ -425,7 +425,7 @@ impl Resolved {
     fn source(&self, name: &str, version: &str) -> Result<CrateSource> {
         let package = self
             .registry(name)
-            .find(|p| p.version == version)
+            .find(|p| p.version.to_string() == version)
             .ok_or_else(|| anyhow!("cargo did not resolve {name} {version}"))?;
         let checksum = self
             .lock
@@ -437,7 +437,7 @@ impl Resolved {
         Ok(CrateSource {
             name: name.to_string(),
             version: version.to_string(),
-            crate_file: fetch::crate_file(&package.manifest_path, name, version)?,
+            crate_file: fetch::crate_file(package.manifest_path.as_std_path(), name, version)?,
             checksum,
             origin: self.lock.path.display().to_string(),
         })
