@@ -41,6 +41,10 @@ pub struct MatrixArgs {
     /// Cells run at once (default: the number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Print the full grid (scenario × state rows, sandbox columns) instead of the summary;
+    /// it is always written to matrix.md and matrix.txt.
+    #[arg(long)]
+    grid: bool,
     /// Where to write the reports (default: target/uvfix/matrix).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -127,7 +131,11 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
 
     let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
     let files = report::write_reports(&results, &out)?;
-    print!("{}", report::render_table(&results));
+    if args.grid {
+        print!("{}", report::render_table(&results));
+    } else {
+        print!("{}", report::render_summary(&results));
+    }
     let summary = report::Summary::of(&results);
     eprintln!(
         "uvfix: reports in {} (matrix.md for a job summary, matrix.json, junit.xml)",

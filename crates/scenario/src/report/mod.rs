@@ -1,10 +1,12 @@
-//! Reports of a set of [`CellResult`]s: terminal table, Markdown (GitHub job summary), JSON and
-//! JUnit XML.
+//! Reports of a set of [`CellResult`]s: the terminal summary ([`render_summary`]), the full
+//! grid as a table and as Markdown (GitHub job summary), JSON and JUnit XML.
 //!
 //! The grid has one row per (scenario, cache state) and one column per sandbox, in the order
 //! the results first mention them (the matrix runner's order). A cell lists every uv label,
 //! e.g. `patched pass` / `pristine xfail`. Skip reasons are long, so cells show `skip[n]` and
 //! the reasons are listed once below the grid.
+
+mod summary;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use uvfix_sandbox::Sandbox;
 use crate::build::Build;
 use crate::cell::CellResult;
 use crate::expect::Outcome;
+
+pub use summary::render_summary;
 
 /// Counts over a result set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +64,7 @@ fn exit_text(code: Option<i32>) -> String {
 }
 
 /// First-appearance order without duplicates.
-fn ordered<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+pub(crate) fn ordered<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut out = Vec::new();
     for i in items {
         if !out.contains(&i) {
@@ -361,7 +365,7 @@ pub fn write_reports(results: &[CellResult], dir: &Path) -> Result<ReportFiles, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::digest::TreeDiff;
     use crate::expect::Expect;
@@ -396,7 +400,7 @@ mod tests {
         }
     }
 
-    fn sample() -> Vec<CellResult> {
+    pub(super) fn sample() -> Vec<CellResult> {
         vec![
             cell(
                 "patched",
