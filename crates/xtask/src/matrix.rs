@@ -14,7 +14,7 @@ use uvfix_pipeline::builder::{self, Variant};
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::Build;
 use uvfix_scenario::cell::{CellResult, OFFICIAL_UV_ENV, UvUnderTest, run_cell};
-use uvfix_scenario::plan::{self, Filter};
+use uvfix_scenario::plan::{self, Filter, Planned};
 use uvfix_scenario::report;
 use uvfix_scenario::{CacheState, ScenarioId};
 
@@ -93,6 +93,28 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
         .max(1);
     eprintln!("uvfix: running {} cells, {jobs} at a time", cells.len());
 
+    let results = run_cells(&cells, jobs, helper);
+
+    let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
+    let files = report::write_reports(&results, &out)?;
+    if args.grid {
+        print!("{}", report::render_table(&results));
+    } else {
+        print!("{}", report::render_summary(&results));
+    }
+    let summary = report::Summary::of(&results);
+    eprintln!(
+        "uvfix: reports in {} (matrix.md for a job summary, matrix.json, junit.xml)",
+        files.markdown.parent().unwrap_or(&out).display()
+    );
+    if summary.fail > 0 {
+        bail!("{} cell(s) FAIL", summary.fail);
+    }
+    Ok(())
+}
+
+/// Run `cells` on `jobs` threads; the results in the cells' order.
+fn run_cells(cells: &[Planned], jobs: usize, helper: &Path) -> Vec<CellResult> {
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(cells.len()));
     // Claude Code's sandbox runtime starts two socat bridges per run and waits at most
@@ -127,22 +149,5 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     });
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
-    let results: Vec<CellResult> = results.into_iter().map(|(_, r)| r).collect();
-
-    let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
-    let files = report::write_reports(&results, &out)?;
-    if args.grid {
-        print!("{}", report::render_table(&results));
-    } else {
-        print!("{}", report::render_summary(&results));
-    }
-    let summary = report::Summary::of(&results);
-    eprintln!(
-        "uvfix: reports in {} (matrix.md for a job summary, matrix.json, junit.xml)",
-        files.markdown.parent().unwrap_or(&out).display()
-    );
-    if summary.fail > 0 {
-        bail!("{} cell(s) FAIL", summary.fail);
-    }
-    Ok(())
+    results.into_iter().map(|(_, r)| r).collect()
 }

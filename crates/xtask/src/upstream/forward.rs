@@ -17,6 +17,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
 use uvfix_pipeline::fetch::{MetaPackage, PackageSource as _, ShippedLock};
+use uvfix_pipeline::manifest::PinnedCrate;
 use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
@@ -103,20 +104,55 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
     check_gnu_patch()?;
     let dir = super::dir(paths).join("forward");
     fs_err::create_dir_all(&dir)?;
+    let (resolved, targets, missing) = targets(&dir, &manifest, to)?;
+    println!(
+        "uvfix: trying the series on {}",
+        targets
+            .iter()
+            .map(|(pin, to)| format!("{} {} → {to}", pin.name, pin.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let trees = dir.join("trees");
+    let (reports, unpatched) = try_series(&dir, &manifest, &resolved, &targets, &trees)?;
+    let report = write_report(paths, &dir, &reports, &unpatched, &missing, &trees)?;
+    let failing = reports
+        .iter()
+        .filter(|r| r.verdict() == Verdict::Fails)
+        .count();
+    println!(
+        "\nuvfix: {failing} of {} patch(es) need a rebase for these releases; report: {}; \
+         patched trees: {}",
+        reports.len(),
+        display(paths, &report),
+        display(paths, &trees)
+    );
+    Ok(())
+}
 
+/// A pinned crate and the newer release to try its patches on.
+type Target = (PinnedCrate, String);
+
+/// Which release of each pinned crate to try (the newest of each, or the ones uv `to`
+/// depends on), with cargo's resolve of them; and why a crate could not be tried.
+fn targets(
+    dir: &Path,
+    manifest: &Manifest,
+    to: Option<&str>,
+) -> Result<(Resolved, Vec<Target>, Vec<String>)> {
     // Which release to try, per crate: the newest of each, or the ones uv `to` depends on.
-    write_manifest(&dir, &[])?;
+    write_manifest(dir, &[])?;
     let deps: Vec<(String, String)> = match to {
         Some(release) => vec![("uv".to_string(), release.to_string())],
         None => manifest
             .crates
             .iter()
-            .map(|pin| Ok((pin.name.clone(), newest(&dir, &pin.name)?)))
+            .map(|pin| Ok((pin.name.clone(), newest(dir, &pin.name)?)))
             .collect::<Result<_>>()?,
     };
     // Make cargo download them; the `.crate` files are then extracted and verified.
-    write_manifest(&dir, &deps)?;
-    let resolved = Resolved::new(&dir)?;
+    write_manifest(dir, &deps)?;
+    let resolved = Resolved::new(dir)?;
     let mut targets = Vec::new();
     let mut missing = Vec::new();
     for pin in &manifest.crates {
@@ -141,20 +177,23 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
         };
         targets.push((pin.clone(), version));
     }
-    println!(
-        "uvfix: trying the series on {}",
-        targets
-            .iter()
-            .map(|(pin, to)| format!("{} {} → {to}", pin.name, pin.version))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    Ok((resolved, targets, missing))
+}
+
+/// Apply every patch of the series to a scratch copy of its crate's target release with GNU
+/// patch (a dry run first, for the report); crates without patches are listed.
+fn try_series(
+    dir: &Path,
+    manifest: &Manifest,
+    resolved: &Resolved,
+    targets: &[Target],
+    trees: &Path,
+) -> Result<(Vec<PatchReport>, Vec<String>)> {
     let sources = targets
         .iter()
         .map(|(pin, version)| resolved.source(&pin.name, version))
         .collect::<Result<Vec<_>>>()?;
-    let trees = dir.join("trees");
-    fresh_dir(&trees)?;
+    fresh_dir(trees)?;
     let inputs = dir.join("inputs");
     fresh_dir(&inputs)?;
 
@@ -186,13 +225,25 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
         }
     }
 
-    let details = render_details(&reports);
-    let table = render_table(&reports);
+    Ok((reports, unpatched))
+}
+
+/// Print the hunks and the table, and write them to `report.md`; returns its path.
+fn write_report(
+    paths: &Paths,
+    dir: &Path,
+    reports: &[PatchReport],
+    unpatched: &[String],
+    missing: &[String],
+    trees: &Path,
+) -> Result<PathBuf> {
+    let details = render_details(reports);
+    let table = render_table(reports);
     print!("\n{details}\n{table}");
-    for name in &unpatched {
+    for name in unpatched {
         println!("{name}: no patches in the series");
     }
-    for line in &missing {
+    for line in missing {
         println!("{line}");
     }
     let report = dir.join("report.md");
@@ -205,21 +256,10 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
                 .iter()
                 .map(|line| format!("- {line}\n\n"))
                 .collect::<String>(),
-            display(paths, &trees)
+            display(paths, trees)
         ),
     )?;
-    let failing = reports
-        .iter()
-        .filter(|r| r.verdict() == Verdict::Fails)
-        .count();
-    println!(
-        "\nuvfix: {failing} of {} patch(es) need a rebase for these releases; report: {}; \
-         patched trees: {}",
-        reports.len(),
-        display(paths, &report),
-        display(paths, &trees)
-    );
-    Ok(())
+    Ok(report)
 }
 
 /// GNU patch is required: BSD patch (macOS) reports offsets and fuzz differently.
