@@ -368,13 +368,14 @@ fn foreign_owner_runs_as_nobody_and_leaves_the_cache_root_owned(cell: &Cell) -> 
     // Idempotent.
     Sandbox::ForeignOwner.prepare(&cell.layout).unwrap();
     Sandbox::ForeignOwner.prepare(&cell.layout).unwrap();
-    assert_eq!(
-        Sandbox::ForeignOwner
-            .canary(&cell.layout, Path::new(HELPER))
-            .unwrap(),
-        Denial::Eacces
-    );
+    assert_foreign_owner_denies(cell);
     Ok(())
+}
+
+/// The canary of foreign-owner sees EACCES in `cell`'s cache.
+fn assert_foreign_owner_denies(cell: &Cell) {
+    let denial = Sandbox::ForeignOwner.canary(&cell.layout, Path::new(HELPER));
+    assert_eq!(denial.unwrap(), Denial::Eacces);
 }
 
 fn foreign_owner_prepare_leaves_cache_modes_alone(cell: &Cell) -> Result<(), Failed> {
@@ -404,12 +405,7 @@ fn foreign_owner_prepare_leaves_cache_modes_alone(cell: &Cell) -> Result<(), Fai
         ],
     );
     assert!(out.status.success());
-    assert_eq!(
-        Sandbox::ForeignOwner
-            .canary(&cell.layout, Path::new(HELPER))
-            .unwrap(),
-        Denial::Eacces
-    );
+    assert_foreign_owner_denies(cell);
     Ok(())
 }
 

@@ -10,7 +10,17 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A uv under test.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize
+)]
 #[serde(into = "String", try_from = "String")]
 pub enum Build {
     /// The release built from the verified crates without the series (the control).

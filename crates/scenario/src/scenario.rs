@@ -8,27 +8,15 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 use uvfix_sandbox::{Invocation, Layout};
 
 use crate::wheel::fixture;
 
 /// The scenario's name is its variant's: `S1` … `S7` (parsed case-insensitively).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    strum::Display,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize)]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
 #[strum(ascii_case_insensitive)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ScenarioId {
