@@ -1,9 +1,9 @@
 //! Run a command with the uv cache denied the way real users meet it.
 //!
-//! API CONTRACT (shared with `uvfix-scenario` and `xtask`; keep these names and shapes).
-//! Each [`Sandbox`] is one small declarative policy. Every use is proven by a canary:
-//! [`Sandbox::canary`] tries to create a new file in the cache *inside* the sandbox and
-//! must see the expected errno before a matrix cell counts.
+//! Each [`Sandbox`] is one small declarative policy. Its kebab-case name is an identity shared
+//! by test names, report columns, CLI values and JSON, so renaming one changes every report.
+//! Every use is proven by a canary: [`Sandbox::canary`] tries to create a new file in the
+//! cache *inside* the sandbox and must see the expected [`Denial`] before a matrix cell counts.
 //!
 //! # The policies (one module each, each fits on a screen)
 //!
@@ -14,6 +14,7 @@
 //! | `ro-home`       | [`bwrap`]     | bubblewrap, `$HOME` bind-mounted read-only                  | EROFS  |
 //! | `ro-root`       | [`bwrap`]     | bubblewrap, `/` read-only, only the workspace writable      | EROFS  |
 //! | `foreign-owner` | [`foreign`]   | root: run as uid 65534; else: write bits stripped           | EACCES |
+//! | `immutable`     | `immutable`   | `chattr +i` on the cache (root; Seatbelt's errno on Linux) | EPERM  |
 //! | `codex`         | [`external`]  | `codex sandbox linux --full-auto` (0.63: Landlock+seccomp)  | EACCES |
 //! | `sandbox-runtime` | [`external`] | Anthropic `srt` with a settings JSON (bubblewrap)          | EROFS  |
 //! | `docker-ro`     | [`external`]  | `docker run --read-only`, cache volume `:ro`                | EROFS  |

@@ -63,7 +63,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PatchCommand {
-    /// Regenerate a crate's last patch from `target/uvfix/build/patched/crates/<crate>`.
+    /// Regenerate a crate's last patch from `target/uvfix/build/patched/crates-patched/<crate>`.
     Refresh {
         /// A crate name (`uv-fs`) or a series entry (`uv-fs/0001-….patch`).
         target: String,
