@@ -52,6 +52,7 @@ pub mod trial;
 
 pub use helper::helper_main;
 pub use nix::errno::Errno;
+pub use probe::is_root;
 
 /// The ways a write to the cache is denied. Shown and serialized as the errno's name
 /// (`EACCES`, `EROFS`, `EPERM`); the numbers come from libc's constants, not from a table here.

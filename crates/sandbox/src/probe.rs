@@ -55,8 +55,8 @@ pub(crate) fn is_executable(path: &Path) -> bool {
     fs_err::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Whether the current process runs with euid 0.
-pub(crate) fn is_root() -> bool {
+/// Whether the current process runs with euid 0: the one answer every crate uses.
+pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 

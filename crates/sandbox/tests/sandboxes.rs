@@ -14,7 +14,7 @@ use assert_fs::TempDir;
 use assert_fs::prelude::*;
 use predicates::prelude::*;
 use uvfix_sandbox::trial::{self, Case, Failed, case, first_skip};
-use uvfix_sandbox::{Availability, Denial, Invocation, Layout, Sandbox, SandboxError};
+use uvfix_sandbox::{Availability, Denial, Invocation, Layout, Sandbox, SandboxError, is_root};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox");
 const SEED: &str = "seed.txt";
@@ -176,10 +176,6 @@ fn cell() -> Result<Cell, Failed> {
         },
         _dir: dir,
     })
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 /// Prepare `sandbox` for `cell` and run `program args` in it with HOME/TMPDIR from the layout.

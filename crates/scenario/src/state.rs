@@ -85,7 +85,7 @@ impl CacheState {
     /// opens a mode-000 file regardless (CAP_DAC_OVERRIDE). Inside foreign-owner the command
     /// runs as an unprivileged uid; elsewhere it runs as whoever runs the tests.
     pub fn skip_reason(self, sandbox: Sandbox) -> Option<String> {
-        self.skip_reason_for(sandbox, rustix::process::geteuid().is_root())
+        self.skip_reason_for(sandbox, uvfix_sandbox::is_root())
     }
 
     /// [`CacheState::skip_reason`] with the runner's root-ness explicit (for tests).

@@ -200,7 +200,7 @@ fn unavailable_sandbox_and_meaningless_state_skip() -> Result<(), Failed> {
         );
         assert!(matches!(r.outcome, Outcome::Skip(_)), "{r:#?}");
     }
-    if rustix::process::geteuid().is_root() {
+    if uvfix_sandbox::is_root() {
         let r = run_cell(
             &uv,
             Sandbox::None,

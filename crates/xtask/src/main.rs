@@ -211,10 +211,7 @@ fn test_patched(paths: &Paths) -> Result<()> {
     // Upstream's own `find_python_propagates_virtualenv_metadata_errors` makes a directory
     // mode 000 and expects EACCES, which root never gets; it fails as root with or without
     // the series, so it is skipped there (as uid 65534 it runs and passes).
-    if std::fs::metadata("/proc/self").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    }) {
+    if uvfix_sandbox::is_root() {
         command.args([
             "--",
             "--skip",
