@@ -142,12 +142,6 @@ pub enum Availability {
     Unavailable(String),
 }
 
-impl Availability {
-    pub fn is_available(&self) -> bool {
-        matches!(self, Availability::Available)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(

@@ -265,10 +265,6 @@ pub fn render_json(results: &[CellResult]) -> serde_json::Result<String> {
     serde_json::to_string_pretty(results)
 }
 
-pub fn parse_json(json: &str) -> serde_json::Result<Vec<CellResult>> {
-    serde_json::from_str(json)
-}
-
 /// (d) JUnit XML: one suite per uv label; test case `sandbox/scenario/state`. An expected
 /// failure is a success (with a note in system-out); a skip is skipped with its reason.
 pub fn render_junit(results: &[CellResult]) -> Result<String, quick_junit::SerializeError> {
@@ -508,7 +504,8 @@ pub(crate) mod tests {
         let results = sample();
         let json = render_json(&results).unwrap();
         assert!(json.contains("\"outcome\": \"expected-fail\""), "{json}");
-        assert_eq!(parse_json(&json).unwrap(), results);
+        let parsed: Vec<CellResult> = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, results);
     }
 
     #[test]

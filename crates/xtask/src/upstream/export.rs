@@ -163,6 +163,41 @@ pub fn export_series(
         .trim()
         .to_string();
 
+    let mut patches = commit_entries(repo, uv_version, entries)?;
+
+    clean_out(out)?;
+    let listed = output(
+        git(repo)
+            .args(["format-patch", "--zero-commit", "--no-signature", "-o"])
+            .arg(out)
+            .arg(format!("{base}..HEAD")),
+    )?;
+    let files: Vec<PathBuf> = listed.lines().map(PathBuf::from).collect();
+    if files.len() != patches.len() {
+        bail!(
+            "git format-patch wrote {} file(s) for {} commit(s)",
+            files.len(),
+            patches.len()
+        );
+    }
+    for (patch, file) in patches.iter_mut().zip(files) {
+        patch.file = file;
+    }
+
+    let stats = crate_stats(repo, &base, crates, &patches)?;
+    Ok(Export {
+        patches,
+        crates: stats,
+    })
+}
+
+/// Apply each series entry to `repo` (paths rewritten to `crates/<crate>/…`) and commit it
+/// with the patch's own message.
+fn commit_entries(
+    repo: &Path,
+    uv_version: &str,
+    entries: &[SeriesEntry],
+) -> Result<Vec<ExportedPatch>> {
     // Inputs for git live next to the repository, never inside it.
     let scratch = repo.with_extension("input");
     fresh_dir(&scratch)?;
@@ -173,20 +208,21 @@ pub fn export_series(
         let (rewritten, rewrite) = to_repository_paths(&parsed.diff);
         let diff = scratch.join("apply.diff");
         fs_err::write(&diff, &rewritten)?;
-        let applied = git(repo)
-            .arg("apply")
-            .arg("--index")
-            .arg(format!("--directory=crates/{}", entry.krate))
-            .arg(&diff)
-            .output()
-            .context("cannot run `git apply`; is git installed?")?;
-        if !applied.status.success() {
+        let applied = uvfix_process::run(
+            git(repo)
+                .arg("apply")
+                .arg("--index")
+                .arg(format!("--directory=crates/{}", entry.krate))
+                .arg(&diff),
+            None,
+        )?;
+        if !applied.success() {
             bail!(
                 "{} does not apply to the pristine {} (as published for uv {uv_version}):\n{}\n\
                  Rebase it: `cargo xtask vendor`, edit the crate, `cargo xtask patch refresh {}`",
                 entry.rel.display(),
                 entry.krate,
-                String::from_utf8_lossy(&applied.stderr).trim_end(),
+                applied.stderr_text().trim_end(),
                 entry.krate,
             );
         }
@@ -210,25 +246,16 @@ pub fn export_series(
     }
     fs_err::remove_dir_all(&scratch)?;
 
-    clean_out(out)?;
-    let listed = output(
-        git(repo)
-            .args(["format-patch", "--zero-commit", "--no-signature", "-o"])
-            .arg(out)
-            .arg(format!("{base}..HEAD")),
-    )?;
-    let files: Vec<PathBuf> = listed.lines().map(PathBuf::from).collect();
-    if files.len() != patches.len() {
-        bail!(
-            "git format-patch wrote {} file(s) for {} commit(s)",
-            files.len(),
-            patches.len()
-        );
-    }
-    for (patch, file) in patches.iter_mut().zip(files) {
-        patch.file = file;
-    }
+    Ok(patches)
+}
 
+/// Files and lines changed per crate over the whole series.
+fn crate_stats(
+    repo: &Path,
+    base: &str,
+    crates: &[String],
+    patches: &[ExportedPatch],
+) -> Result<Vec<CrateStat>> {
     let mut stats = Vec::new();
     for name in crates {
         if !patches.iter().any(|p| &p.krate == name) {
@@ -236,7 +263,7 @@ pub fn export_series(
         }
         let text = output(
             git(repo)
-                .args(["diff", "--numstat", &base, "HEAD", "--"])
+                .args(["diff", "--numstat", base, "HEAD", "--"])
                 .arg(format!("crates/{name}")),
         )?;
         let (files, added, removed) = numstat(&text);
@@ -247,10 +274,7 @@ pub fn export_series(
             removed,
         });
     }
-    Ok(Export {
-        patches,
-        crates: stats,
-    })
+    Ok(stats)
 }
 
 /// Turn a crate as crates.io ships it into the crate as it lives in the repository: the
