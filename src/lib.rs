@@ -1,1 +1,37 @@
-//! Integration tests live in `tests/`; this crate only ships the sandbox helper binary.
+//! What the fixture's integration tests in `tests/` share: the uv builds under test and the
+//! sandbox helper. Under nextest both come from the setup scripts (`.config/nextest.toml`:
+//! `cargo xtask build all` and `cargo xtask sandbox-helper` hand their paths over); run
+//! otherwise, they are built on demand.
+
+use std::path::PathBuf;
+
+use uvfix_pipeline::builder::{self, Variant};
+use uvfix_scenario::Build;
+use uvfix_scenario::cell::UvUnderTest;
+
+/// The `uvfix-sandbox` helper binary.
+pub fn sandbox_helper() -> Result<PathBuf, String> {
+    builder::helper_for_tests().map_err(|err| err.to_string())
+}
+
+/// Patched and pristine always; the official release too when `$UVFIX_UV` names one
+/// (`ci/fetch-official-uv.sh`). Listing must not build uv, so while listing the paths are
+/// placeholders.
+pub fn builds_under_test(listing: bool) -> Result<Vec<UvUnderTest>, String> {
+    let mut uvs = Vec::new();
+    for variant in Variant::ALL {
+        let uv = if listing {
+            PathBuf::from(variant.name())
+        } else {
+            builder::uv_for_tests(variant).map_err(|err| err.to_string())?
+        };
+        let build = match variant {
+            Variant::Patched => Build::Patched,
+            Variant::Pristine => Build::Pristine,
+            Variant::Step(_) => unreachable!("Variant::ALL holds no partial stack"),
+        };
+        uvs.push(UvUnderTest::new(build, uv));
+    }
+    uvs.extend(UvUnderTest::official()?);
+    Ok(uvs)
+}

@@ -4,68 +4,99 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use rstest::rstest;
+use tempfile::TempDir;
 use uvfix_pipeline::builder::{Variant, uv_for_tests};
-use uvfix_sandbox::{Availability, Invocation, Sandbox};
-use uvfix_scenario::cell::{make_layout, stage_binary};
+use uvfix_sandbox::trial::{self, Failed, case};
+use uvfix_sandbox::{Invocation, Sandbox};
+use uvfix_scenario::cell::{CellDirs, make_layout, stage_binary};
 use uvfix_scenario::python::find_python;
 use uvfix_scenario::scenario::{Ctx, uv_env};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox");
 const RUNS: usize = 3;
 const HOLD: Duration = Duration::from_secs(3);
 
-#[rstest]
-#[case::landlock(Sandbox::Landlock)]
-#[case::ro_home(Sandbox::RoHome)]
-#[case::foreign_owner(Sandbox::ForeignOwner)]
-// Not `immutable`: its attribute denies the unsandboxed `uv cache clean` as well.
-fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(#[case] sandbox: Sandbox) {
-    if let Availability::Unavailable(why) = sandbox.availability() {
-        assert!(
-            !uvfix_scenario::plan::required_sandboxes().contains(&sandbox),
-            "{sandbox} is required here but unavailable: {why}"
-        );
-        eprintln!("SKIP {sandbox}: {why}");
-        return;
-    }
-    let root = tempfile::Builder::new()
-        .prefix("uvfix-concurrency-")
-        .tempdir()
-        .unwrap();
-    let dirs = make_layout(root.path()).unwrap();
-    let (uv, uvx) = (dirs.bin.join("uv"), dirs.bin.join("uvx"));
-    let built = uv_for_tests(Variant::Patched).unwrap();
-    stage_binary(&built, &uv).unwrap();
-    stage_binary(&built.with_file_name("uvx"), &uvx).unwrap();
-    let python = find_python().unwrap();
-    let ctx = Ctx {
-        layout: &dirs.layout,
-        wheels: &dirs.wheels,
-        uv: &uv,
-        uvx: &uvx,
-        python: &python,
-    };
-    let uv_run = |code: &str| Invocation {
-        program: uv.clone(),
-        args: ["run", "python3", "-c", code].map(OsString::from).to_vec(),
-        env: uv_env(&ctx),
-        cwd: dirs.layout.workspace.clone(),
-    };
+fn main() -> ExitCode {
+    // Not `immutable`: its attribute denies the unsandboxed `uv cache clean` as well.
+    let cases = [Sandbox::Landlock, Sandbox::RoHome, Sandbox::ForeignOwner]
+        .into_iter()
+        .map(|sandbox| {
+            case(
+                format!("cache_clean_waits_for_sandboxed_runs_holding_shared_locks/{sandbox}"),
+                sandbox.skip_reason(),
+                move || cache_clean_waits_for_sandboxed_runs_holding_shared_locks(sandbox),
+            )
+        })
+        .collect();
+    trial::run(cases)
+}
 
-    // Warm the cache, then prove the sandbox denies writes into it.
-    let warm = Sandbox::None
-        .command(&dirs.layout, HELPER.as_ref(), &uv_run("pass"))
-        .output()
-        .unwrap();
-    assert!(warm.status.success(), "warming failed: {warm:?}");
-    sandbox.prepare(&dirs.layout).unwrap();
-    sandbox
-        .canary(&dirs.layout, HELPER.as_ref())
-        .expect("the sandbox must deny cache writes");
+/// A cell's layout with the patched uv staged in it and a warm cache.
+struct Warm {
+    dirs: CellDirs,
+    uv: PathBuf,
+    uvx: PathBuf,
+    python: PathBuf,
+    _root: TempDir,
+}
+
+impl Warm {
+    fn new(helper: &Path) -> Result<Self, Failed> {
+        let root = tempfile::Builder::new()
+            .prefix("uvfix-concurrency-")
+            .tempdir()?;
+        let dirs = make_layout(root.path())?;
+        let (uv, uvx) = (dirs.bin.join("uv"), dirs.bin.join("uvx"));
+        let built = uv_for_tests(Variant::Patched)?;
+        stage_binary(&built, &uv)?;
+        stage_binary(&built.with_file_name("uvx"), &uvx)?;
+        let warm = Self {
+            python: find_python()?,
+            dirs,
+            uv,
+            uvx,
+            _root: root,
+        };
+        let out = Sandbox::None
+            .command(&warm.dirs.layout, helper, &warm.uv_run("pass"))
+            .output()?;
+        assert!(out.status.success(), "warming failed: {out:?}");
+        Ok(warm)
+    }
+
+    fn env(&self) -> Vec<(OsString, OsString)> {
+        uv_env(&Ctx {
+            layout: &self.dirs.layout,
+            wheels: &self.dirs.wheels,
+            uv: &self.uv,
+            uvx: &self.uvx,
+            python: &self.python,
+        })
+    }
+
+    fn uv_run(&self, code: &str) -> Invocation {
+        Invocation {
+            program: self.uv.clone(),
+            args: ["run", "python3", "-c", code].map(OsString::from).to_vec(),
+            env: self.env(),
+            cwd: self.dirs.layout.workspace.clone(),
+        }
+    }
+}
+
+fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(
+    sandbox: Sandbox,
+) -> Result<(), Failed> {
+    sandbox.usable()?;
+    let helper = uvfix::sandbox_helper()?;
+    let cell = Warm::new(&helper)?;
+    let dirs = &cell.dirs;
+    // Prove the sandbox denies writes into the warm cache.
+    sandbox.prepare(&dirs.layout)?;
+    sandbox.canary(&dirs.layout, &helper)?;
 
     // Each sandboxed run prints once it is inside Python (so past uv's shared lock), then holds.
     let hold = format!(
@@ -75,7 +106,7 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(#[case] sandbox: Sa
     let mut runs: Vec<Child> = (0..RUNS)
         .map(|_| {
             sandbox
-                .command(&dirs.layout, HELPER.as_ref(), &uv_run(&hold))
+                .command(&dirs.layout, &helper, &cell.uv_run(&hold))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -96,10 +127,10 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(#[case] sandbox: Sa
     }
 
     let clean_started = Instant::now();
-    let clean = Command::new(&uv)
+    let clean = Command::new(&cell.uv)
         .args(["cache", "clean"])
         .env_clear()
-        .envs(uv_env(&ctx))
+        .envs(cell.env())
         .current_dir(&dirs.layout.workspace)
         .output()
         .unwrap();
@@ -127,7 +158,8 @@ fn cache_clean_waits_for_sandboxed_runs_holding_shared_locks(#[case] sandbox: Sa
         !dirs.layout.cache.join("interpreter-v4").exists(),
         "the cache was not cleaned"
     );
-    sandbox.release(&dirs.layout).unwrap();
+    sandbox.release(&dirs.layout)?;
+    Ok(())
 }
 
 trait Lossy {

@@ -9,50 +9,27 @@
 use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use uvfix_pipeline::builder::{Variant, uv_for_tests};
-use uvfix_scenario::cell::{UvUnderTest, run_cell};
+use uvfix_scenario::cell::run_cell;
 use uvfix_scenario::expect::Outcome;
 use uvfix_scenario::plan::{self, Filter, Planned};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox");
-
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let uvs = match builds_under_test(args.list) {
+    let uvs = match uvfix::builds_under_test(args.list) {
         Ok(uvs) => uvs,
         Err(err) => {
             eprintln!("matrix: {err}");
             return ExitCode::FAILURE;
         }
     };
-    let required = plan::required_sandboxes();
     let trials = plan::cells(&uvs, &Filter::default())
         .into_iter()
         .map(|cell| {
-            let skip = cell.unavailable.is_some() && !required.contains(&cell.sandbox);
+            let skip = cell.sandbox.skip_reason().is_some();
             Trial::test(cell.name(), move || run(&cell)).with_ignored_flag(skip)
         })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
-}
-
-/// Patched and pristine always; the official release too when one is installed
-/// (`UVFIX_UV`, see `ci/fetch-official-uv.sh`). Listing must not build uv, so while listing
-/// the paths are placeholders.
-fn builds_under_test(listing: bool) -> Result<Vec<UvUnderTest>, String> {
-    let mut uvs = Vec::new();
-    for variant in Variant::ALL {
-        let uv = if listing {
-            std::path::PathBuf::from(variant.name())
-        } else {
-            uv_for_tests(variant).map_err(|err| err.to_string())?
-        };
-        uvs.push(UvUnderTest::new(variant.name(), uv));
-    }
-    if std::env::var_os(uvfix_scenario::cell::OFFICIAL_UV_ENV).is_some() {
-        uvs.push(UvUnderTest::official()?);
-    }
-    Ok(uvs)
 }
 
 fn run(cell: &Planned) -> Result<(), Failed> {
@@ -63,13 +40,8 @@ fn run(cell: &Planned) -> Result<(), Failed> {
         )
         .into());
     }
-    let result = run_cell(
-        &cell.uv,
-        cell.sandbox,
-        cell.scenario,
-        cell.state,
-        HELPER.as_ref(),
-    );
+    let helper = uvfix::sandbox_helper()?;
+    let result = run_cell(&cell.uv, cell.sandbox, cell.scenario, cell.state, &helper);
     match &result.outcome {
         Outcome::Pass | Outcome::ExpectedFail => {
             println!(
@@ -78,7 +50,7 @@ fn run(cell: &Planned) -> Result<(), Failed> {
                 result.outcome.word(),
                 result.expected,
                 result.expected_why,
-                result.canary.as_deref().unwrap_or("n/a"),
+                result.canary.map_or("n/a", |d| d.into()),
                 result.exit_code
             );
             Ok(())

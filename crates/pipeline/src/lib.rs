@@ -170,3 +170,66 @@ pub fn sha256_file(path: &Path) -> Result<String, Error> {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The text of a generated `Cargo.toml`: `comment` as `#` lines, a private package `name`
+/// depending on `dependencies`, then the `extra` tables (`[workspace]`, `[patch.crates-io]`,
+/// …). Written through the toml crate, so names and paths are always quoted correctly.
+pub fn cargo_toml(
+    comment: &str,
+    name: &str,
+    dependencies: toml::Table,
+    extra: toml::Table,
+) -> String {
+    let mut package = toml::Table::new();
+    package.insert("name".into(), name.into());
+    package.insert("version".into(), "0.0.0".into());
+    package.insert("edition".into(), "2024".into());
+    package.insert("publish".into(), false.into());
+    let mut doc = toml::Table::new();
+    doc.insert("package".into(), package.into());
+    doc.insert("dependencies".into(), dependencies.into());
+    doc.extend(extra);
+    let mut text: String = comment.lines().map(|line| format!("# {line}\n")).collect();
+    text.push_str(&doc.to_string());
+    text
+}
+
+/// `name = "=version"` entries: exact pins.
+pub fn exact_pins<'a>(pins: impl IntoIterator<Item = (&'a str, &'a str)>) -> toml::Table {
+    pins.into_iter()
+        .map(|(name, version)| (name.to_owned(), format!("={version}").into()))
+        .collect()
+}
+
+/// A table from `key = value` pairs, for the small nested tables of a generated manifest.
+pub fn toml_table<V: Into<toml::Value>>(
+    entries: impl IntoIterator<Item = (&'static str, V)>,
+) -> toml::Table {
+    entries
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.into()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_manifests_are_valid_toml_with_their_comment() {
+        let mut extra = toml::Table::new();
+        extra.insert("workspace".into(), toml::Table::new().into());
+        let text = cargo_toml(
+            "line one\nline two",
+            "uvfix-x",
+            exact_pins([("uv", "0.12.5"), ("we\"ird", "1.0.0")]),
+            extra,
+        );
+        assert!(text.starts_with("# line one\n# line two\n"), "{text}");
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(doc["package"]["name"].as_str(), Some("uvfix-x"));
+        assert_eq!(doc["dependencies"]["uv"].as_str(), Some("=0.12.5"));
+        assert_eq!(doc["dependencies"]["we\"ird"].as_str(), Some("=1.0.0"));
+        assert!(doc["workspace"].is_table());
+    }
+}

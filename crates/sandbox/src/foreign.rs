@@ -163,18 +163,15 @@ fn set_mode(path: &Path, meta: &std::fs::Metadata, mode: u32) -> io::Result<()> 
     fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
 }
 
-/// Visit `root` and everything below it, without following symlinks. Directories are visited
-/// before their contents, so a directory made traversable first can then be descended.
+/// Visit `root` and everything below it, without following symlinks (not even `root`).
+/// Directories are visited before their contents.
 fn walk(
     root: &Path,
     visit: &mut dyn FnMut(&Path, &std::fs::Metadata) -> io::Result<()>,
 ) -> io::Result<()> {
-    let meta = fs::symlink_metadata(root)?;
-    visit(root, &meta)?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(root)? {
-            walk(&entry?.path(), visit)?;
-        }
+    for entry in walkdir::WalkDir::new(root).follow_root_links(false) {
+        let entry = entry?;
+        visit(entry.path(), &entry.metadata()?)?;
     }
     Ok(())
 }

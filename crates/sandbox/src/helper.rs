@@ -17,6 +17,8 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::Errno;
+
 const USAGE: &str = "usage: uvfix-sandbox canary DIR\n       uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...";
 
 /// Prefix of the canary's report line, so it can be told apart from anything a wrapper prints.
@@ -29,7 +31,7 @@ pub(crate) enum CanaryOutcome {
     /// The file was created (and removed again): the directory is writable.
     Created(PathBuf),
     /// `open(O_CREAT|O_EXCL)` failed with this errno.
-    Denied(i32),
+    Denied(Errno),
     /// Something that is not an errno went wrong.
     Error(String),
 }
@@ -38,7 +40,7 @@ impl CanaryOutcome {
     fn render(&self) -> String {
         match self {
             CanaryOutcome::Created(path) => format!("{REPORT} created {}", path.display()),
-            CanaryOutcome::Denied(errno) => format!("{REPORT} denied errno={errno}"),
+            CanaryOutcome::Denied(errno) => format!("{REPORT} denied errno={}", *errno as i32),
             CanaryOutcome::Error(msg) => format!("{REPORT} error {}", msg.replace('\n', " ")),
         }
     }
@@ -48,7 +50,10 @@ impl CanaryOutcome {
         if let Some(path) = rest.strip_prefix("created ") {
             Some(CanaryOutcome::Created(PathBuf::from(path)))
         } else if let Some(errno) = rest.strip_prefix("denied errno=") {
-            errno.parse().ok().map(CanaryOutcome::Denied)
+            errno
+                .parse()
+                .ok()
+                .map(|n| CanaryOutcome::Denied(Errno::from_raw(n)))
         } else {
             rest.strip_prefix("error ")
                 .map(|msg| CanaryOutcome::Error(msg.to_owned()))
@@ -107,7 +112,7 @@ fn canary(dir: &Path) -> ExitCode {
             CanaryOutcome::Created(path)
         }
         Err(e) => match e.raw_os_error() {
-            Some(errno) => CanaryOutcome::Denied(errno),
+            Some(errno) => CanaryOutcome::Denied(Errno::from_raw(errno)),
             None => CanaryOutcome::Error(e.to_string()),
         },
     };
@@ -172,7 +177,7 @@ mod tests {
     fn canary_lines_round_trip() {
         for outcome in [
             CanaryOutcome::Created(PathBuf::from("/c/.uvfix-canary-1")),
-            CanaryOutcome::Denied(30),
+            CanaryOutcome::Denied(Errno::EROFS),
             CanaryOutcome::Error("no errno".into()),
         ] {
             assert_eq!(CanaryOutcome::parse(&outcome.render()), Some(outcome));

@@ -72,7 +72,9 @@ pub(crate) fn availability() -> Availability {
         )),
         // std, not fs_err: the errno itself is the answer here.
         Ok(()) => match std::fs::OpenOptions::new().append(true).open(&file) {
-            Err(e) if e.raw_os_error() == Some(1) => Availability::Available,
+            Err(e) if e.raw_os_error() == Some(crate::Errno::EPERM as i32) => {
+                Availability::Available
+            }
             Err(e) => Availability::Unavailable(format!("an immutable file gave {e}, not EPERM")),
             Ok(_) => Availability::Unavailable("an immutable file was still writable".into()),
         },

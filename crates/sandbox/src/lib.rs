@@ -1,9 +1,9 @@
 //! Run a command with the uv cache denied the way real users meet it.
 //!
-//! API CONTRACT (shared with `uvfix-scenario` and `xtask`; keep these names and shapes).
-//! Each [`Sandbox`] is one small declarative policy. Every use is proven by a canary:
-//! [`Sandbox::canary`] tries to create a new file in the cache *inside* the sandbox and
-//! must see the expected errno before a matrix cell counts.
+//! Each [`Sandbox`] is one small declarative policy. Its kebab-case name is an identity shared
+//! by test names, report columns, CLI values and JSON, so renaming one changes every report.
+//! Every use is proven by a canary: [`Sandbox::canary`] tries to create a new file in the
+//! cache *inside* the sandbox and must see the expected [`Denial`] before a matrix cell counts.
 //!
 //! # The policies (one module each, each fits on a screen)
 //!
@@ -14,6 +14,7 @@
 //! | `ro-home`       | [`bwrap`]     | bubblewrap, `$HOME` bind-mounted read-only                  | EROFS  |
 //! | `ro-root`       | [`bwrap`]     | bubblewrap, `/` read-only, only the workspace writable      | EROFS  |
 //! | `foreign-owner` | [`foreign`]   | root: run as uid 65534; else: write bits stripped           | EACCES |
+//! | `immutable`     | `immutable`   | `chattr +i` on the cache (root; Seatbelt's errno on Linux) | EPERM  |
 //! | `codex`         | [`external`]  | `codex sandbox linux --full-auto` (0.63: Landlock+seccomp)  | EACCES |
 //! | `sandbox-runtime` | [`external`] | Anthropic `srt` with a settings JSON (bubblewrap)          | EROFS  |
 //! | `docker-ro`     | [`external`]  | `docker run --read-only`, cache volume `:ro`                | EROFS  |
@@ -35,7 +36,10 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 pub mod bwrap;
 pub mod external;
@@ -44,40 +48,55 @@ mod helper;
 mod immutable;
 pub mod landlock;
 mod probe;
+pub mod trial;
 
 pub use helper::helper_main;
+pub use nix::errno::Errno;
+pub use probe::is_root;
 
-/// The ways a write to the cache is denied.
+/// The ways a write to the cache is denied. Shown and serialized as the errno's name
+/// (`EACCES`, `EROFS`, `EPERM`); the numbers come from libc's constants, not from a table here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize)]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
+#[serde(rename_all = "UPPERCASE")]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum Denial {
-    /// EACCES (13): Landlock, permission bits.
+    /// Landlock, permission bits.
     Eacces,
-    /// EROFS (30): read-only bind mounts (bubblewrap, `docker -v …:ro`).
+    /// Read-only bind mounts (bubblewrap, `docker -v …:ro`).
     Erofs,
-    /// EPERM (1): macOS Seatbelt.
+    /// macOS Seatbelt, the immutable attribute.
     Eperm,
 }
 
 impl Denial {
-    /// The raw errno value (Linux numbering; EACCES and EPERM agree on macOS, EROFS is 30 there too).
-    pub fn errno(self) -> i32 {
+    /// The errno a denied write gets.
+    pub fn errno(self) -> Errno {
         match self {
-            Denial::Eacces => 13,
-            Denial::Erofs => 30,
-            Denial::Eperm => 1,
+            Denial::Eacces => Errno::EACCES,
+            Denial::Erofs => Errno::EROFS,
+            Denial::Eperm => Errno::EPERM,
         }
     }
 
     /// The denial an errno stands for, if it is one of the three.
-    pub fn from_errno(errno: i32) -> Option<Denial> {
-        [Denial::Eacces, Denial::Erofs, Denial::Eperm]
-            .into_iter()
+    pub fn from_errno(errno: Errno) -> Option<Denial> {
+        Denial::VARIANTS
+            .iter()
+            .copied()
             .find(|d| d.errno() == errno)
     }
 }
 
-/// Every sandbox the matrix knows. `None` is the unsandboxed baseline.
+/// Every sandbox the matrix knows. `None` is the unsandboxed baseline. The kebab-case names
+/// ("ro-home", "docker-ro") are test names, table columns, CLI values and JSON values alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize)]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Sandbox {
     None,
     Landlock,
@@ -88,6 +107,9 @@ pub enum Sandbox {
     Immutable,
     Codex,
     SandboxRuntime,
+    #[serde(rename = "docker-ro")]
+    #[strum(serialize = "docker-ro")]
+    #[cfg_attr(feature = "clap", value(name = "docker-ro"))]
     DockerReadOnly,
     Seatbelt,
 }
@@ -120,12 +142,6 @@ pub enum Availability {
     Unavailable(String),
 }
 
-impl Availability {
-    pub fn is_available(&self) -> bool {
-        matches!(self, Availability::Available)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(
@@ -135,10 +151,10 @@ pub enum SandboxError {
         sandbox: &'static str,
         path: PathBuf,
     },
-    #[error("sandbox `{sandbox}` denied the canary with {got}, expected {expected:?}")]
+    #[error("sandbox `{sandbox}` denied the canary with {got:?}, expected {expected}")]
     WrongDenial {
         sandbox: &'static str,
-        got: String,
+        got: Errno,
         expected: Denial,
     },
     #[error("sandbox `{sandbox}` could not run the canary: {detail}")]
@@ -155,37 +171,36 @@ pub enum SandboxError {
 }
 
 impl Sandbox {
-    pub const ALL: [Sandbox; 10] = [
-        Sandbox::None,
-        Sandbox::Landlock,
-        Sandbox::RoHome,
-        Sandbox::RoRoot,
-        Sandbox::ForeignOwner,
-        Sandbox::Immutable,
-        Sandbox::Codex,
-        Sandbox::SandboxRuntime,
-        Sandbox::DockerReadOnly,
-        Sandbox::Seatbelt,
-    ];
+    /// Why the canary printed no report, with a hint where the cause is known.
+    fn no_canary_report(self, layout: &Layout, output: &uvfix_process::Output) -> String {
+        let stderr = output.stderr_text();
+        // srt creates its proxy bridges as unix sockets under TMPDIR, and socket paths are
+        // limited to 108 bytes: a deep TMPDIR fails like this, every time.
+        let hint = if self == Sandbox::SandboxRuntime
+            && stderr.contains("Failed to create bridge sockets")
+        {
+            format!(
+                " (srt puts unix sockets under TMPDIR = {}; socket paths are limited to 108 \
+                 bytes, so use a shorter TMPDIR)",
+                layout.tmp.display()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "no canary report ({}); stdout: {:?}; stderr: {:?}{hint}",
+            output.status_text(),
+            output.stdout_text().trim(),
+            stderr.trim()
+        )
+    }
+
+    /// Every sandbox, in table order.
+    pub const ALL: &'static [Sandbox] = <Sandbox as strum::VariantArray>::VARIANTS;
 
     /// Short stable name used in test names, table columns and CLI flags ("landlock", "ro-home", …).
     pub fn name(self) -> &'static str {
-        match self {
-            Sandbox::None => "none",
-            Sandbox::Landlock => "landlock",
-            Sandbox::RoHome => "ro-home",
-            Sandbox::RoRoot => "ro-root",
-            Sandbox::ForeignOwner => "foreign-owner",
-            Sandbox::Immutable => "immutable",
-            Sandbox::Codex => "codex",
-            Sandbox::SandboxRuntime => "sandbox-runtime",
-            Sandbox::DockerReadOnly => "docker-ro",
-            Sandbox::Seatbelt => "seatbelt",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Sandbox> {
-        Sandbox::ALL.into_iter().find(|s| s.name() == name)
+        self.into()
     }
 
     /// The errno a denied cache write gets; `None` for `Sandbox::None`.
@@ -222,6 +237,43 @@ impl Sandbox {
             Sandbox::DockerReadOnly => external::docker_availability(),
             Sandbox::Seatbelt => external::seatbelt_availability(),
         })
+    }
+
+    /// The sandboxes that must be available: `$UVFIX_REQUIRE_SANDBOXES`, a comma list of
+    /// names or `all`. CI sets it so that a sandbox that silently went missing fails instead
+    /// of skipping.
+    pub fn required() -> Vec<Sandbox> {
+        let value = std::env::var("UVFIX_REQUIRE_SANDBOXES").unwrap_or_default();
+        if value.trim() == "all" {
+            return Sandbox::ALL.to_vec();
+        }
+        value
+            .split(',')
+            .filter_map(|name| name.trim().parse().ok())
+            .collect()
+    }
+
+    /// Why tests of this sandbox are skipped on this machine: it is unavailable and not
+    /// required. A required sandbox is never skipped; its tests run and fail with
+    /// [`Sandbox::usable`]'s reason.
+    pub fn skip_reason(self) -> Option<String> {
+        match self.availability() {
+            Availability::Unavailable(why) if !Sandbox::required().contains(&self) => {
+                Some(format!("sandbox `{self}` unavailable here: {why}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// `Err(reason)` when the sandbox cannot run here: what a test that was not skipped (a
+    /// required sandbox, or `--include-ignored`) fails with.
+    pub fn usable(self) -> Result<(), String> {
+        match self.availability() {
+            Availability::Available => Ok(()),
+            Availability::Unavailable(why) => Err(format!(
+                "sandbox `{self}` is required here but unavailable: {why}"
+            )),
+        }
     }
 
     /// Whether TMPDIR (`layout.tmp`) is writable inside the sandbox (false for ro-root).
@@ -323,37 +375,13 @@ impl Sandbox {
             ],
             cwd: layout.workspace.clone(),
         };
-        let output = self
-            .command(layout, &helper, &inv)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| failed(format!("spawning the sandbox: {e}")))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let outcome = stdout
+        let output = uvfix_process::run(&mut self.command(layout, &helper, &inv), None)
+            .map_err(|e| failed(format!("running the sandbox: {e}")))?;
+        let outcome = output
+            .stdout_text()
             .lines()
             .find_map(helper::CanaryOutcome::parse)
-            .ok_or_else(|| {
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                // srt creates its proxy bridges as unix sockets under TMPDIR, and socket paths
-                // are limited to 108 bytes: a deep TMPDIR fails like this, every time.
-                let hint = if self == Sandbox::SandboxRuntime
-                    && stderr.contains("Failed to create bridge sockets")
-                {
-                    format!(
-                        " (srt puts unix sockets under TMPDIR = {}; socket paths are limited \
-                         to 108 bytes, so use a shorter TMPDIR)",
-                        layout.tmp.display()
-                    )
-                } else {
-                    String::new()
-                };
-                failed(format!(
-                    "no canary report ({}); stdout: {:?}; stderr: {:?}{hint}",
-                    output.status,
-                    stdout.trim(),
-                    stderr.trim()
-                ))
-            })?;
+            .ok_or_else(|| failed(self.no_canary_report(layout, &output)))?;
         match outcome {
             helper::CanaryOutcome::Created(path) => {
                 Err(SandboxError::CanaryNotDenied { sandbox, path })
@@ -363,7 +391,7 @@ impl Sandbox {
                     (Some(seen), Some(expected)) if seen != expected => {
                         Err(SandboxError::WrongDenial {
                             sandbox,
-                            got: errno_name(errno),
+                            got: errno,
                             expected,
                         })
                     }
@@ -381,26 +409,10 @@ impl Sandbox {
     }
 }
 
-impl std::fmt::Display for Sandbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// "EROFS (errno 30)" for reports.
-pub fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        1 => "EPERM",
-        2 => "ENOENT",
-        13 => "EACCES",
-        17 => "EEXIST",
-        18 => "EXDEV",
-        20 => "ENOTDIR",
-        28 => "ENOSPC",
-        30 => "EROFS",
-        _ => "errno",
-    };
-    format!("{name} (errno {errno})")
+pub fn errno_name(errno: Errno) -> String {
+    // Errno's Debug is the symbolic name.
+    format!("{errno:?} (errno {})", errno as i32)
 }
 
 /// The environment the sandboxed command gets: `inv.env`, plus `PATH` if the caller set none.
@@ -434,30 +446,32 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_are_unique() {
-        for s in Sandbox::ALL {
-            assert_eq!(Sandbox::from_name(s.name()), Some(s));
+        for &s in Sandbox::ALL {
+            assert_eq!(s.name().parse(), Ok(s));
         }
         let mut names: Vec<_> = Sandbox::ALL.iter().map(|s| s.name()).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Sandbox::ALL.len());
-        assert_eq!(Sandbox::from_name("nope"), None);
+        assert!("nope".parse::<Sandbox>().is_err());
+        assert_eq!(Sandbox::DockerReadOnly.to_string(), "docker-ro");
     }
 
     #[test]
     fn only_none_has_no_denial() {
-        for s in Sandbox::ALL {
+        for &s in Sandbox::ALL {
             assert_eq!(s.denial().is_none(), s == Sandbox::None, "{s}");
         }
     }
 
     #[test]
     fn errno_mapping() {
-        for d in [Denial::Eacces, Denial::Erofs, Denial::Eperm] {
+        for &d in Denial::VARIANTS {
             assert_eq!(Denial::from_errno(d.errno()), Some(d));
         }
-        assert_eq!(Denial::from_errno(2), None);
-        assert_eq!(errno_name(30), "EROFS (errno 30)");
+        assert_eq!(Denial::from_errno(Errno::ENOENT), None);
+        assert_eq!(errno_name(Errno::EROFS), "EROFS (errno 30)");
+        assert_eq!(Denial::Erofs.to_string(), "EROFS");
     }
 
     #[test]

@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::{Availability, Sandbox};
 
@@ -56,8 +55,8 @@ pub(crate) fn is_executable(path: &Path) -> bool {
     fs_err::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Whether the current process runs with euid 0.
-pub(crate) fn is_root() -> bool {
+/// Whether the current process runs with euid 0: the one answer every crate uses.
+pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
@@ -67,44 +66,20 @@ pub(crate) struct ProbeOutput {
     pub text: String,
 }
 
-/// Run a probe command with stdin closed and a time limit (a `docker info` against a dead
-/// `DOCKER_HOST` can hang). Output is read after exit: probes print far less than a pipe buffer.
+/// Run a probe command with a time limit (a `docker info` against a dead `DOCKER_HOST` can
+/// hang), through the fixture's one process runner.
 pub(crate) fn run_probe(mut cmd: Command, limit: Duration) -> Result<ProbeOutput, String> {
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {shown}: {e}"))?;
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => {
-                // Our own child, ended by its pid.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{shown} did not finish within {limit:?}"));
-            }
-            Err(e) => return Err(format!("waiting for {shown}: {e}")),
-        }
-    };
-    let mut text = read_lossy(child.stdout.take());
-    text.push_str(&read_lossy(child.stderr.take()));
+    let shown = uvfix_process::shown(&cmd);
+    let out = uvfix_process::run(&mut cmd, Some(limit)).map_err(|e| e.to_string())?;
+    if out.timed_out {
+        return Err(format!("{shown} did not finish within {limit:?}"));
+    }
+    let mut text = out.stdout_text();
+    text.push_str(&out.stderr_text());
     Ok(ProbeOutput {
-        success: status.success(),
+        success: out.success(),
         text: text.trim().to_owned(),
     })
-}
-
-fn read_lossy(pipe: Option<impl Read>) -> String {
-    let mut buf = Vec::new();
-    if let Some(mut pipe) = pipe {
-        let _ = pipe.read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// A command that runs `script`, going through `node` explicitly when it is a `#!/usr/bin/env node`

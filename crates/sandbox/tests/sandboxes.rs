@@ -8,16 +8,137 @@
 use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{ExitCode, Output, Stdio};
 
 use assert_fs::TempDir;
 use assert_fs::prelude::*;
 use predicates::prelude::*;
-use rstest::{fixture, rstest};
-use uvfix_sandbox::{Availability, Denial, Invocation, Layout, Sandbox, SandboxError};
+use uvfix_sandbox::trial::{self, Case, Failed, case, first_skip};
+use uvfix_sandbox::{Availability, Denial, Invocation, Layout, Sandbox, SandboxError, is_root};
 
-const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox-helper");
+const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox");
 const SEED: &str = "seed.txt";
+
+type SandboxTest = fn(Sandbox, &Cell) -> Result<(), Failed>;
+type CellTest = fn(&Cell) -> Result<(), Failed>;
+type PlainTest = fn() -> Result<(), Failed>;
+/// A property, and the sandboxes it holds in.
+type PerSandbox = (&'static str, SandboxTest, fn(Sandbox) -> bool);
+
+/// Which sandboxes each property is checked in: the one list of cases.
+fn sandbox_tests() -> Vec<PerSandbox> {
+    use Sandbox as S;
+    vec![
+        (
+            "canary_is_denied_with_the_policy_errno",
+            canary_is_denied_with_the_policy_errno,
+            |s| s != S::None,
+        ),
+        (
+            "workspace_is_writable_and_cache_readable",
+            workspace_is_writable_and_cache_readable,
+            |_| true,
+        ),
+        (
+            "tmpdir_is_writable_exactly_when_the_policy_says",
+            tmpdir_is_writable_exactly_when_the_policy_says,
+            |s| !matches!(s, S::DockerReadOnly | S::Seatbelt),
+        ),
+        // The policies that deny all of `$HOME`, not only the cache.
+        (
+            "home_outside_the_cache_is_denied",
+            home_outside_the_cache_is_denied,
+            |s| {
+                matches!(
+                    s,
+                    S::Landlock | S::RoHome | S::RoRoot | S::Codex | S::SandboxRuntime
+                )
+            },
+        ),
+        // External tools add variables of their own (see the crate docs).
+        (
+            "environment_and_cwd_are_exactly_the_invocations",
+            environment_and_cwd_are_exactly_the_invocations,
+            |s| {
+                matches!(
+                    s,
+                    S::None | S::Landlock | S::RoHome | S::RoRoot | S::ForeignOwner
+                )
+            },
+        ),
+        // Needs /usr/bin/python3 to try a TCP connection.
+        ("network_is_taken_away", network_is_taken_away, |s| {
+            !matches!(s, S::Immutable | S::DockerReadOnly | S::Seatbelt)
+        }),
+    ]
+}
+
+/// What a test needs besides its sandbox, as a skip reason when it is missing.
+fn needs(test: &str) -> Option<String> {
+    let python = Path::new("/usr/bin/python3");
+    (test == "network_is_taken_away" && !python.exists())
+        .then(|| format!("{} is needed to try a TCP connection", python.display()))
+}
+
+fn main() -> ExitCode {
+    let mut cases: Vec<Case> = Vec::new();
+    for (name, test, applies) in sandbox_tests() {
+        for &sandbox in Sandbox::ALL.iter().filter(|s| applies(**s)) {
+            cases.push(case(
+                format!("{name}/{sandbox}"),
+                first_skip([sandbox.skip_reason(), needs(name)]),
+                move || {
+                    sandbox.usable()?;
+                    test(sandbox, &cell()?)
+                },
+            ));
+        }
+    }
+    let not_root = (!is_root()).then(|| "needs root".to_owned());
+    let foreign = first_skip([not_root.clone(), Sandbox::ForeignOwner.skip_reason()]);
+    let foreign_owner: [(&str, CellTest, _); 3] = [
+        (
+            "foreign_owner_runs_as_nobody_and_leaves_the_cache_root_owned",
+            foreign_owner_runs_as_nobody_and_leaves_the_cache_root_owned,
+            // As a user it strips write bits instead of switching uid.
+            foreign.clone(),
+        ),
+        (
+            "foreign_owner_prepare_leaves_cache_modes_alone",
+            foreign_owner_prepare_leaves_cache_modes_alone,
+            // As a user foreign-owner strips write bits on purpose; this is root's mode.
+            not_root,
+        ),
+        (
+            "foreign_owner_stages_an_unreachable_helper",
+            foreign_owner_stages_an_unreachable_helper,
+            // Staging is only needed (and only done) as root.
+            foreign,
+        ),
+    ];
+    for (name, test, skip) in foreign_owner {
+        cases.push(case(name, skip, move || test(&cell()?)));
+    }
+    let plain: [(&str, PlainTest); 4] = [
+        ("none_canary_is_not_denied", none_canary_is_not_denied),
+        (
+            "unavailable_sandboxes_say_why",
+            unavailable_sandboxes_say_why,
+        ),
+        (
+            "landlock_helper_never_runs_the_program_unsandboxed",
+            landlock_helper_never_runs_the_program_unsandboxed,
+        ),
+        (
+            "canary_reports_a_missing_directory_as_a_failure_not_a_denial",
+            canary_reports_a_missing_directory_as_a_failure_not_a_denial,
+        ),
+    ];
+    for (name, test) in plain {
+        cases.push(case(name, None, test));
+    }
+    trial::run(cases)
+}
 
 struct Cell {
     layout: Layout,
@@ -37,18 +158,16 @@ impl Drop for Cell {
 
 /// A cell as the scenarios build it: `home/.cache/uv` with one cached file, a workspace and a
 /// TMPDIR, all under one 0700 temp dir (which foreign-owner must make traversable).
-#[fixture]
-fn cell() -> Cell {
-    let dir = TempDir::new().expect("temp dir");
+fn cell() -> Result<Cell, Failed> {
+    let dir = TempDir::new()?;
     dir.child("home/.cache/uv")
         .child(SEED)
-        .write_str("cached\n")
-        .unwrap();
-    dir.child("home/other").create_dir_all().unwrap();
-    dir.child("workspace").create_dir_all().unwrap();
-    dir.child("tmp").create_dir_all().unwrap();
+        .write_str("cached\n")?;
+    dir.child("home/other").create_dir_all()?;
+    dir.child("workspace").create_dir_all()?;
+    dir.child("tmp").create_dir_all()?;
     let root = dir.path().to_path_buf();
-    Cell {
+    Ok(Cell {
         layout: Layout {
             home: root.join("home"),
             cache: root.join("home/.cache/uv"),
@@ -56,34 +175,7 @@ fn cell() -> Cell {
             tmp: root.join("tmp"),
         },
         _dir: dir,
-    }
-}
-
-/// Whether to go on with `sandbox`; prints why not. Panics instead when the sandbox is required.
-fn usable(sandbox: Sandbox) -> bool {
-    match sandbox.availability() {
-        Availability::Available => true,
-        Availability::Unavailable(reason) => {
-            let required = std::env::var("UVFIX_REQUIRE_SANDBOXES").unwrap_or_default();
-            if required
-                .split(',')
-                .any(|r| r == "all" || r == sandbox.name())
-            {
-                panic!("{sandbox} is required but unavailable: {reason}");
-            }
-            eprintln!("SKIPPED: sandbox `{sandbox}` unavailable here: {reason}");
-            false
-        }
-    }
-}
-
-fn is_root() -> bool {
-    // `id -u` keeps the tests free of a libc dependency.
-    let out = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .expect("id -u");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
+    })
 }
 
 /// Prepare `sandbox` for `cell` and run `program args` in it with HOME/TMPDIR from the layout.
@@ -117,30 +209,18 @@ fn os(s: impl Into<OsString>) -> OsString {
     s.into()
 }
 
-#[rstest]
-#[case::landlock(Sandbox::Landlock)]
-#[case::ro_home(Sandbox::RoHome)]
-#[case::ro_root(Sandbox::RoRoot)]
-#[case::foreign_owner(Sandbox::ForeignOwner)]
-#[case::immutable(Sandbox::Immutable)]
-#[case::codex(Sandbox::Codex)]
-#[case::sandbox_runtime(Sandbox::SandboxRuntime)]
-#[case::docker_ro(Sandbox::DockerReadOnly)]
-#[case::seatbelt(Sandbox::Seatbelt)]
-fn canary_is_denied_with_the_policy_errno(#[case] sandbox: Sandbox, cell: Cell) {
-    if !usable(sandbox) {
-        return;
-    }
+fn canary_is_denied_with_the_policy_errno(sandbox: Sandbox, cell: &Cell) -> Result<(), Failed> {
     sandbox.prepare(&cell.layout).unwrap();
     let denial = sandbox.canary(&cell.layout, Path::new(HELPER)).unwrap();
     assert_eq!(Some(denial), sandbox.denial());
     // Nothing was left behind in the cache.
     let entries: Vec<_> = fs_err::read_dir(&cell.layout.cache).unwrap().collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
+    Ok(())
 }
 
-#[rstest]
-fn none_canary_is_not_denied(cell: Cell) {
+fn none_canary_is_not_denied() -> Result<(), Failed> {
+    let cell = cell()?;
     let err = Sandbox::None
         .canary(&cell.layout, Path::new(HELPER))
         .unwrap_err();
@@ -153,28 +233,15 @@ fn none_canary_is_not_denied(cell: Cell) {
         other => panic!("expected CanaryNotDenied, got {other}"),
     }
     assert!(err.to_string().contains("did not deny"));
+    Ok(())
 }
 
-#[rstest]
-#[case::none(Sandbox::None)]
-#[case::landlock(Sandbox::Landlock)]
-#[case::ro_home(Sandbox::RoHome)]
-#[case::ro_root(Sandbox::RoRoot)]
-#[case::foreign_owner(Sandbox::ForeignOwner)]
-#[case::immutable(Sandbox::Immutable)]
-#[case::codex(Sandbox::Codex)]
-#[case::sandbox_runtime(Sandbox::SandboxRuntime)]
-#[case::docker_ro(Sandbox::DockerReadOnly)]
-#[case::seatbelt(Sandbox::Seatbelt)]
-fn workspace_is_writable_and_cache_readable(#[case] sandbox: Sandbox, cell: Cell) {
-    if !usable(sandbox) {
-        return;
-    }
+fn workspace_is_writable_and_cache_readable(sandbox: Sandbox, cell: &Cell) -> Result<(), Failed> {
     let out_file = cell.layout.workspace.join("out.txt");
     let seed = cell.layout.cache.join(SEED);
     let out = run(
         sandbox,
-        &cell,
+        cell,
         "/bin/sh",
         &[
             &os("-c"),
@@ -189,21 +256,13 @@ fn workspace_is_writable_and_cache_readable(#[case] sandbox: Sandbox, cell: Cell
         predicate::path::eq_file(&seed).eval(out_file.as_path()),
         "the copy differs from the cache file"
     );
+    Ok(())
 }
 
-#[rstest]
-#[case::none(Sandbox::None)]
-#[case::landlock(Sandbox::Landlock)]
-#[case::ro_home(Sandbox::RoHome)]
-#[case::ro_root(Sandbox::RoRoot)]
-#[case::foreign_owner(Sandbox::ForeignOwner)]
-#[case::immutable(Sandbox::Immutable)]
-#[case::codex(Sandbox::Codex)]
-#[case::sandbox_runtime(Sandbox::SandboxRuntime)]
-fn tmpdir_is_writable_exactly_when_the_policy_says(#[case] sandbox: Sandbox, cell: Cell) {
-    if !usable(sandbox) {
-        return;
-    }
+fn tmpdir_is_writable_exactly_when_the_policy_says(
+    sandbox: Sandbox,
+    cell: &Cell,
+) -> Result<(), Failed> {
     sandbox.prepare(&cell.layout).unwrap();
     let result = sandbox.probe_write(&cell.layout, Path::new(HELPER), &cell.layout.tmp);
     if sandbox.tmp_writable() {
@@ -214,18 +273,10 @@ fn tmpdir_is_writable_exactly_when_the_policy_says(#[case] sandbox: Sandbox, cel
     } else {
         assert_eq!(result.unwrap(), Denial::Erofs);
     }
+    Ok(())
 }
 
-#[rstest]
-#[case::landlock(Sandbox::Landlock)]
-#[case::ro_home(Sandbox::RoHome)]
-#[case::ro_root(Sandbox::RoRoot)]
-#[case::codex(Sandbox::Codex)]
-#[case::sandbox_runtime(Sandbox::SandboxRuntime)]
-fn home_outside_the_cache_is_denied(#[case] sandbox: Sandbox, cell: Cell) {
-    if !usable(sandbox) {
-        return;
-    }
+fn home_outside_the_cache_is_denied(sandbox: Sandbox, cell: &Cell) -> Result<(), Failed> {
     for dir in [cell.layout.home.clone(), cell.layout.home.join("other")] {
         let denial = sandbox
             .probe_write(&cell.layout, Path::new(HELPER), &dir)
@@ -236,7 +287,7 @@ fn home_outside_the_cache_is_denied(#[case] sandbox: Sandbox, cell: Cell) {
     let target = cell.layout.home.join("other/file");
     let out = run(
         sandbox,
-        &cell,
+        cell,
         "/bin/sh",
         &[
             &os("-c"),
@@ -247,18 +298,13 @@ fn home_outside_the_cache_is_denied(#[case] sandbox: Sandbox, cell: Cell) {
     );
     assert!(!out.status.success());
     assert!(!target.exists());
+    Ok(())
 }
 
-#[rstest]
-#[case::none(Sandbox::None)]
-#[case::landlock(Sandbox::Landlock)]
-#[case::ro_home(Sandbox::RoHome)]
-#[case::ro_root(Sandbox::RoRoot)]
-#[case::foreign_owner(Sandbox::ForeignOwner)]
-fn environment_and_cwd_are_exactly_the_invocations(#[case] sandbox: Sandbox, cell: Cell) {
-    if !usable(sandbox) {
-        return;
-    }
+fn environment_and_cwd_are_exactly_the_invocations(
+    sandbox: Sandbox,
+    cell: &Cell,
+) -> Result<(), Failed> {
     sandbox.prepare(&cell.layout).unwrap();
     // The host environment must not leak in: the test process has
     // CARGO_* variables; none may show up inside.
@@ -285,53 +331,30 @@ fn environment_and_cwd_are_exactly_the_invocations(#[case] sandbox: Sandbox, cel
     names.sort_unstable();
     assert_eq!(names, ["PATH", "UVFIX_PROBE"], "{stdout}");
     assert!(stdout.contains("UVFIX_PROBE=a b=c"));
+    Ok(())
 }
 
-#[rstest]
-#[case::none(Sandbox::None)]
-#[case::landlock(Sandbox::Landlock)]
-#[case::ro_home(Sandbox::RoHome)]
-#[case::ro_root(Sandbox::RoRoot)]
-#[case::foreign_owner(Sandbox::ForeignOwner)]
-#[case::codex(Sandbox::Codex)]
-#[case::sandbox_runtime(Sandbox::SandboxRuntime)]
-fn network_is_taken_away(#[case] sandbox: Sandbox, cell: Cell) {
-    if !usable(sandbox) {
-        return;
-    }
-    let python = Path::new("/usr/bin/python3");
-    if !python.exists() {
-        eprintln!("SKIPPED: /usr/bin/python3 is needed to try a TCP connection");
-        return;
-    }
+fn network_is_taken_away(sandbox: Sandbox, cell: &Cell) -> Result<(), Failed> {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let script =
         "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)";
     let out = run(
         sandbox,
-        &cell,
+        cell,
         "/usr/bin/python3",
         &[&os("-c"), &os(script), &os(port)],
     );
     // Only the baseline, and foreign-owner as a plain user (no way to unshare), stay online.
     let online = sandbox == Sandbox::None || (sandbox == Sandbox::ForeignOwner && !is_root());
     assert_eq!(out.status.success(), online);
+    Ok(())
 }
 
-#[rstest]
-fn foreign_owner_runs_as_nobody_and_leaves_the_cache_root_owned(cell: Cell) {
+fn foreign_owner_runs_as_nobody_and_leaves_the_cache_root_owned(cell: &Cell) -> Result<(), Failed> {
     use std::os::unix::fs::MetadataExt;
-    if !is_root() {
-        eprintln!(
-            "SKIPPED: foreign-owner's uid switch needs root (as a user it strips write bits instead)"
-        );
-        return;
-    }
-    if !usable(Sandbox::ForeignOwner) {
-        return;
-    }
-    let out = run(Sandbox::ForeignOwner, &cell, "/usr/bin/id", &[&os("-u")]);
+    Sandbox::ForeignOwner.usable()?;
+    let out = run(Sandbox::ForeignOwner, cell, "/usr/bin/id", &[&os("-u")]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "65534");
     assert_eq!(fs_err::metadata(&cell.layout.cache).unwrap().uid(), 0);
     assert_eq!(
@@ -341,23 +364,18 @@ fn foreign_owner_runs_as_nobody_and_leaves_the_cache_root_owned(cell: Cell) {
     // Idempotent.
     Sandbox::ForeignOwner.prepare(&cell.layout).unwrap();
     Sandbox::ForeignOwner.prepare(&cell.layout).unwrap();
-    assert_eq!(
-        Sandbox::ForeignOwner
-            .canary(&cell.layout, Path::new(HELPER))
-            .unwrap(),
-        Denial::Eacces
-    );
+    assert_foreign_owner_denies(cell);
+    Ok(())
 }
 
-#[rstest]
-fn foreign_owner_prepare_leaves_cache_modes_alone(cell: Cell) {
+/// The canary of foreign-owner sees EACCES in `cell`'s cache.
+fn assert_foreign_owner_denies(cell: &Cell) {
+    let denial = Sandbox::ForeignOwner.canary(&cell.layout, Path::new(HELPER));
+    assert_eq!(denial.unwrap(), Denial::Eacces);
+}
+
+fn foreign_owner_prepare_leaves_cache_modes_alone(cell: &Cell) -> Result<(), Failed> {
     use std::os::unix::fs::PermissionsExt;
-    if !is_root() {
-        eprintln!(
-            "SKIPPED: as a user foreign-owner strips write bits on purpose; this is root's mode"
-        );
-        return;
-    }
     // uv's lock file is 0666; a cache state may chmod it 000. prepare() must not "fix" either.
     let lock = cell.layout.cache.join(".lock");
     let locked = cell.layout.cache.join("locked");
@@ -373,7 +391,7 @@ fn foreign_owner_prepare_leaves_cache_modes_alone(cell: Cell) {
     // The 0666 file is writable by uid 65534, the directory still is not.
     let out = run(
         Sandbox::ForeignOwner,
-        &cell,
+        cell,
         "/bin/sh",
         &[
             &os("-c"),
@@ -383,23 +401,12 @@ fn foreign_owner_prepare_leaves_cache_modes_alone(cell: Cell) {
         ],
     );
     assert!(out.status.success());
-    assert_eq!(
-        Sandbox::ForeignOwner
-            .canary(&cell.layout, Path::new(HELPER))
-            .unwrap(),
-        Denial::Eacces
-    );
+    assert_foreign_owner_denies(cell);
+    Ok(())
 }
 
-#[rstest]
-fn foreign_owner_stages_an_unreachable_helper(cell: Cell) {
-    if !is_root() {
-        eprintln!("SKIPPED: staging is only needed (and only done) as root");
-        return;
-    }
-    if !usable(Sandbox::ForeignOwner) {
-        return;
-    }
+fn foreign_owner_stages_an_unreachable_helper(cell: &Cell) -> Result<(), Failed> {
+    Sandbox::ForeignOwner.usable()?;
     // A copy of the helper behind a 0700 directory: uid 65534 cannot execute it in place.
     use std::os::unix::fs::PermissionsExt;
     let private = TempDir::new().unwrap();
@@ -415,10 +422,10 @@ fn foreign_owner_stages_an_unreachable_helper(cell: Cell) {
     );
     // Each fresh copy has a new mtime, hence its own staged copy: do not let them pile up.
     fs_err::remove_file(staged).unwrap();
+    Ok(())
 }
 
-#[test]
-fn unavailable_sandboxes_say_why() {
+fn unavailable_sandboxes_say_why() -> Result<(), Failed> {
     let mut unavailable = 0;
     for sandbox in Sandbox::ALL {
         if let Availability::Unavailable(reason) = sandbox.availability() {
@@ -434,10 +441,10 @@ fn unavailable_sandboxes_say_why() {
         assert!(reason.contains("macOS"), "{reason}");
     }
     assert_eq!(Sandbox::None.availability(), Availability::Available);
+    Ok(())
 }
 
-#[test]
-fn landlock_helper_never_runs_the_program_unsandboxed() {
+fn landlock_helper_never_runs_the_program_unsandboxed() -> Result<(), Failed> {
     // A writable root that does not exist makes the ruleset fail: exit 125, program not run.
     let out = std::process::Command::new(HELPER)
         .args([
@@ -458,17 +465,17 @@ fn landlock_helper_never_runs_the_program_unsandboxed() {
         .output()
         .unwrap();
     assert_eq!(usage.status.code(), Some(125));
-    if Sandbox::Landlock.availability().is_available() {
+    if Sandbox::Landlock.usable().is_ok() {
         let missing = std::process::Command::new(HELPER)
             .args(["landlock", "--rw", "/dev", "--", "/nonexistent/prog"])
             .output()
             .unwrap();
         assert_eq!(missing.status.code(), Some(127));
     }
+    Ok(())
 }
 
-#[test]
-fn canary_reports_a_missing_directory_as_a_failure_not_a_denial() {
+fn canary_reports_a_missing_directory_as_a_failure_not_a_denial() -> Result<(), Failed> {
     let dir = TempDir::new().unwrap();
     let layout = Layout {
         home: dir.path().into(),
@@ -483,4 +490,5 @@ fn canary_reports_a_missing_directory_as_a_failure_not_a_denial() {
         matches!(&err, SandboxError::CanaryFailed { detail, .. } if detail.contains("ENOENT")),
         "{err}"
     );
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! Expected outcomes as data, and the judge that turns an observation into an [`Outcome`].
 //!
 //! [`RULES`] is one ordered table; the first matching row wins. The patched uv must pass every
-//! warm cell in every denying sandbox. Every other uv (the pristine build, the official 0.12.5
-//! wheel) is expected to FAIL the cells the patch fixes, so a pristine cell that starts passing
+//! warm cell in every denying sandbox. Which rows apply to a uv is decided by what the build is
+//! ([`Build::uv_sel`]), never by its name. Every unfixed uv (the pristine build, the official
+//! 0.12.5 wheel) is expected to FAIL the cells the patch fixes, so a pristine cell that starts passing
 //! is reported as a failure: we want to notice when upstream changes.
 //!
 //! Pristine rows were measured with the official uv 0.12.5 binary (see the crate docs for the
@@ -11,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 use uvfix_sandbox::Sandbox;
 
+use crate::build::{Build, UvSel};
 use crate::scenario::ScenarioId;
 use crate::state::CacheState;
 
@@ -55,15 +57,6 @@ impl Outcome {
     }
 }
 
-/// Which uv a rule is about. Only the label "patched" is the patched build; "pristine",
-/// "official-0.12.5" and anything else behave like upstream.
-#[derive(Debug, Clone, Copy)]
-pub enum UvSel {
-    Any,
-    Patched,
-    Upstream,
-}
-
 #[derive(Debug, Clone, Copy)]
 pub enum SandboxSel {
     Any,
@@ -73,14 +66,11 @@ pub enum SandboxSel {
     Denying,
     /// A denying sandbox that also makes TMPDIR read-only.
     TmpReadOnly,
-    One(Sandbox),
 }
 
 #[derive(Debug, Clone, Copy)]
 pub enum ScenarioSel {
     Any,
-    /// Scenarios that must create or fill a `.venv` (see [`crate::scenario::Scenario::writes_env`]).
-    WritesEnv,
     In(&'static [ScenarioId]),
 }
 
@@ -127,15 +117,12 @@ use UvSel as U;
 /// another interpreter than the one the cached environments were built with.
 const NEEDS_NEW_ENV: &[ScenarioId] = &[ScenarioId::S5, ScenarioId::S8, ScenarioId::S9];
 
-/// The label of the patched build.
-pub const PATCHED: &str = "patched";
-
 /// First match wins.
 pub const RULES: &[Rule] = &[
     // Measured: 0.12.5 opens `sdists-v9/.git` for writing at cache init and dies with EISDIR
     // ("Failed to initialize cache … Is a directory (os error 21)"), even with a writable cache.
     rule(
-        U::Upstream,
+        U::Unfixed,
         SandboxSel::Unsandboxed,
         Sc::Any,
         Ss::In(&[St::GitMarkerIsDir]),
@@ -144,7 +131,7 @@ pub const RULES: &[Rule] = &[
     ),
     // A writable cache and a marker that cannot be written: tolerating it is a bonus.
     rule(
-        U::Patched,
+        U::Fixed,
         SandboxSel::Unsandboxed,
         Sc::Any,
         Ss::In(&[St::GitMarkerIsDir]),
@@ -164,7 +151,7 @@ pub const RULES: &[Rule] = &[
     // No cache and none can be created; with TMPDIR read-only too there is nowhere to put
     // even a throwaway one. Measured: exit 2 with an error naming both directories.
     rule(
-        U::Patched,
+        U::Fixed,
         SandboxSel::TmpReadOnly,
         Sc::Any,
         Ss::In(&[St::CacheAbsent]),
@@ -175,7 +162,7 @@ pub const RULES: &[Rule] = &[
     // interpreter needs environments the cache does not hold: with the cache and TMPDIR both
     // read-only there is nowhere to create them. Measured: the plain-words error.
     rule(
-        U::Patched,
+        U::Fixed,
         SandboxSel::TmpReadOnly,
         Sc::In(NEEDS_NEW_ENV),
         Ss::Any,
@@ -185,7 +172,7 @@ pub const RULES: &[Rule] = &[
     // Without a cache, the patch falls back to a temporary one, as `--no-cache` does, and the
     // local wheels fill it: every scenario works and the cache location stays absent.
     rule(
-        U::Patched,
+        U::Fixed,
         SandboxSel::Denying,
         Sc::Any,
         Ss::In(&[St::CacheAbsent]),
@@ -193,7 +180,7 @@ pub const RULES: &[Rule] = &[
         "no cache and none can be created: a temporary cache for this run",
     ),
     rule(
-        U::Patched,
+        U::Fixed,
         SandboxSel::Denying,
         Sc::Any,
         Ss::Any,
@@ -205,7 +192,7 @@ pub const RULES: &[Rule] = &[
     // CACHEDIR.TAG or sdists-v9/.git; creating the cache dir) or "Could not acquire lock"
     // (a temp file next to .lock).
     rule(
-        U::Upstream,
+        U::Unfixed,
         SandboxSel::Denying,
         Sc::Any,
         Ss::Any,
@@ -214,12 +201,8 @@ pub const RULES: &[Rule] = &[
     ),
 ];
 
-fn uv_matches(sel: UvSel, label: &str) -> bool {
-    match sel {
-        U::Any => true,
-        U::Patched => label == PATCHED,
-        U::Upstream => label != PATCHED,
-    }
+fn uv_matches(sel: UvSel, build: &Build) -> bool {
+    sel == U::Any || sel == build.uv_sel()
 }
 
 fn sandbox_matches(sel: SandboxSel, sandbox: Sandbox) -> bool {
@@ -228,14 +211,12 @@ fn sandbox_matches(sel: SandboxSel, sandbox: Sandbox) -> bool {
         SandboxSel::Unsandboxed => sandbox == Sandbox::None,
         SandboxSel::Denying => sandbox != Sandbox::None,
         SandboxSel::TmpReadOnly => sandbox != Sandbox::None && !sandbox.tmp_writable(),
-        SandboxSel::One(s) => sandbox == s,
     }
 }
 
 fn scenario_matches(sel: ScenarioSel, scenario: ScenarioId) -> bool {
     match sel {
         Sc::Any => true,
-        Sc::WritesEnv => scenario.spec().writes_env,
         Sc::In(list) => list.contains(&scenario),
     }
 }
@@ -249,15 +230,29 @@ fn state_matches(sel: StateSel, state: CacheState) -> bool {
 
 /// The matching rule (its `why` explains the expectation in reports).
 pub fn rule_for(
-    uv_label: &str,
+    build: &Build,
     sandbox: Sandbox,
     scenario: ScenarioId,
     state: CacheState,
 ) -> &'static Rule {
+    // A prefix of the stack: the whole stack's row where the step that fixes the cell is
+    // applied (see `crate::stack`), pristine's row where it is not.
+    if let Build::Step { applied, of } = *build
+        && applied < of
+    {
+        let fixed = rule_for(&Build::Patched, sandbox, scenario, state);
+        let unfixed = rule_for(&Build::Pristine, sandbox, scenario, state);
+        return match crate::stack::turns_green(sandbox, scenario, state) {
+            Some(step) if crate::stack::applied(step, applied) => fixed,
+            // No step makes the cell succeed: the whole stack only improves its error.
+            None if fixed.expect == unfixed.expect => fixed,
+            _ => unfixed,
+        };
+    }
     RULES
         .iter()
         .find(|r| {
-            uv_matches(r.uv, uv_label)
+            uv_matches(r.uv, build)
                 && state_matches(r.state, state)
                 && scenario_matches(r.scenario, scenario)
                 && sandbox_matches(r.sandbox, sandbox)
@@ -276,12 +271,12 @@ const FALLBACK: Rule = rule(
 );
 
 pub fn expected(
-    uv_label: &str,
+    build: &Build,
     sandbox: Sandbox,
     scenario: ScenarioId,
     state: CacheState,
 ) -> Expect {
-    rule_for(uv_label, sandbox, scenario, state).expect
+    rule_for(build, sandbox, scenario, state).expect
 }
 
 /// What a cell saw.
@@ -442,20 +437,25 @@ mod tests {
         assert_eq!(first_error_line(""), "(no stderr)");
     }
 
-    #[test_case(PATCHED, Sandbox::None, ScenarioId::S3, CacheState::CacheAbsent => Expect::Pass ; "writable")]
-    #[test_case("pristine", Sandbox::None, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "pristine writable")]
-    #[test_case(PATCHED, Sandbox::RoHome, ScenarioId::S2, CacheState::CacheAbsent => Expect::Pass ; "absent but synced")]
-    #[test_case(PATCHED, Sandbox::Landlock, ScenarioId::S4, CacheState::CacheAbsent => Expect::Pass ; "absent tool")]
-    #[test_case(PATCHED, Sandbox::RoRoot, ScenarioId::S1, CacheState::CacheAbsent => Expect::PlainError ; "absent ro tmp")]
-    #[test_case(PATCHED, Sandbox::RoRoot, ScenarioId::S3, CacheState::Warm => Expect::Pass ; "ro tmp writes env")]
-    #[test_case(PATCHED, Sandbox::RoRoot, ScenarioId::S5, CacheState::Warm => Expect::PlainError ; "ro tmp with overlay")]
-    #[test_case(PATCHED, Sandbox::RoRoot, ScenarioId::S2, CacheState::Warm => Expect::Pass ; "ro tmp no env")]
-    #[test_case(PATCHED, Sandbox::ForeignOwner, ScenarioId::S7, CacheState::LockMode000 => Expect::Pass ; "patched damaged")]
-    #[test_case(PATCHED, Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::PassOrPlainError ; "patched git dir writable")]
-    #[test_case("official-0.12.5", Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::Fail ; "upstream git dir writable")]
-    #[test_case("pristine", Sandbox::Landlock, ScenarioId::S5, CacheState::MarkerMissing => Expect::Fail ; "upstream denied")]
-    fn table(label: &str, sandbox: Sandbox, scenario: ScenarioId, state: CacheState) -> Expect {
-        expected(label, sandbox, scenario, state)
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S3, CacheState::CacheAbsent => Expect::Pass ; "writable")]
+    #[test_case(Build::Pristine, Sandbox::None, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "pristine writable")]
+    #[test_case(Build::Patched, Sandbox::RoHome, ScenarioId::S2, CacheState::CacheAbsent => Expect::Pass ; "absent but synced")]
+    #[test_case(Build::Patched, Sandbox::Landlock, ScenarioId::S4, CacheState::CacheAbsent => Expect::Pass ; "absent tool")]
+    #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S1, CacheState::CacheAbsent => Expect::PlainError ; "absent ro tmp")]
+    #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S3, CacheState::Warm => Expect::Pass ; "ro tmp writes env")]
+    #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S5, CacheState::Warm => Expect::PlainError ; "ro tmp with overlay")]
+    #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S2, CacheState::Warm => Expect::Pass ; "ro tmp no env")]
+    #[test_case(Build::Patched, Sandbox::ForeignOwner, ScenarioId::S7, CacheState::LockMode000 => Expect::Pass ; "patched damaged")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::PassOrPlainError ; "patched git dir writable")]
+    #[test_case(Build::Official(semver::Version::new(0, 12, 5)), Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::Fail ; "upstream git dir writable")]
+    #[test_case(Build::Pristine, Sandbox::Landlock, ScenarioId::S5, CacheState::MarkerMissing => Expect::Fail ; "upstream denied")]
+    #[test_case(Build::Upstream, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "upstream with the series")]
+    #[test_case(Build::Step { applied: 1, of: 8 }, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Fail ; "below the step that fixes it")]
+    #[test_case(Build::Step { applied: 2, of: 8 }, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "with the step that fixes it")]
+    #[test_case(Build::Step { applied: 6, of: 8 }, Sandbox::RoRoot, ScenarioId::S5, CacheState::Warm => Expect::Fail ; "impossible before the whole stack")]
+    #[test_case(Build::Step { applied: 4, of: 4 }, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "whole stack")]
+    fn table(build: Build, sandbox: Sandbox, scenario: ScenarioId, state: CacheState) -> Expect {
+        expected(&build, sandbox, scenario, state)
     }
 
     /// The goal, stated once more over the whole table: patched passes every warm cell in
@@ -463,21 +463,27 @@ mod tests {
     /// expected to fail every denying cell.
     #[test]
     fn table_encodes_the_goal() {
-        for sandbox in Sandbox::ALL.into_iter().filter(|s| *s != Sandbox::None) {
-            for scenario in ScenarioId::ALL {
+        for &sandbox in Sandbox::ALL.iter().filter(|s| **s != Sandbox::None) {
+            for &scenario in ScenarioId::ALL {
                 let want = if !sandbox.tmp_writable() && NEEDS_NEW_ENV.contains(&scenario) {
                     Expect::PlainError
                 } else {
                     Expect::Pass
                 };
                 assert_eq!(
-                    expected(PATCHED, sandbox, scenario, CacheState::Warm),
+                    expected(&Build::Patched, sandbox, scenario, CacheState::Warm),
                     want,
                     "{sandbox} {scenario}"
                 );
-                for state in CacheState::ALL {
-                    assert_eq!(expected("pristine", sandbox, scenario, state), Expect::Fail);
-                    assert_ne!(expected(PATCHED, sandbox, scenario, state), Expect::Fail);
+                for &state in CacheState::ALL {
+                    assert_eq!(
+                        expected(&Build::Pristine, sandbox, scenario, state),
+                        Expect::Fail
+                    );
+                    assert_ne!(
+                        expected(&Build::Patched, sandbox, scenario, state),
+                        Expect::Fail
+                    );
                 }
             }
         }

@@ -1,18 +1,19 @@
 //! Everything one matrix cell needs except the sandboxes themselves and the uv build.
 //!
-//! A cell is (uv under test, sandbox, scenario S1..S7, cache state). [`cell::run_cell`] builds
+//! A cell is (uv under test — a [`Build`] —, sandbox, scenario S1..S7, cache state). [`cell::run_cell`] builds
 //! a fresh temp root, local wheels ([`wheel`]), a workspace ([`scenario`]), warms the cache
 //! unsandboxed with the same uv, damages it ([`state`]), proves the sandbox denies (canary),
 //! runs the scenario inside the sandbox with the cache digested before and after ([`digest`]),
-//! and judges the outcome against one table of expectations ([`expect`]). [`report`] renders
-//! many results as a terminal table, Markdown, JSON and JUnit.
+//! and judges the outcome against one table of expectations ([`expect`]), chosen by what the
+//! build is. [`report`] renders many results as a terminal summary, the grid (text and
+//! Markdown), JSON and JUnit; [`plan`] says which cells exist.
 //!
 //! No network, ever: packages come from a `find-links` directory of wheels built at test time,
 //! and `UV_PYTHON_DOWNLOADS=never` with the system interpreter ([`python`]).
 //!
 //! # Measured with the official uv 0.12.5 (Debian 12, root, Linux Landlock ABI ≥ 4)
 //!
-//! `cargo run -p uvfix-scenario --example matrix -- --sandbox all --scenario all --state all`:
+//! `cargo xtask matrix --uv official-0.12.5=$UVFIX_UV` (every sandbox, scenario and state):
 //!
 //! - **Unsandboxed** (writable cache): S1..S7 pass in every state except `git-marker-is-dir`,
 //!   which fails everywhere with `Failed to initialize cache … failed to open file
@@ -30,6 +31,7 @@
 //!   states and cache-absent at `Failed to initialize cache` as above.
 //! - Never a panic, and the cache digest never changed inside a sandbox.
 
+pub mod build;
 pub mod cell;
 pub mod digest;
 pub mod expect;
@@ -41,6 +43,7 @@ pub mod stack;
 pub mod state;
 pub mod wheel;
 
+pub use build::{Build, UvSel};
 pub use cell::{CellOptions, CellResult, UvUnderTest, run_cell, run_cell_with};
 pub use digest::{TreeDiff, TreeDigest};
 pub use expect::{Expect, Outcome, expected};

@@ -26,7 +26,7 @@ impl Planned {
     pub fn name(&self) -> String {
         format!(
             "{}/{}/{}/{}",
-            self.uv.label,
+            self.uv.build,
             self.sandbox.name(),
             self.scenario.name(),
             self.state.name()
@@ -42,26 +42,13 @@ pub struct Filter {
     pub states: Option<Vec<CacheState>>,
 }
 
-/// The sandboxes that must be available: `$UVFIX_REQUIRE_SANDBOXES`, a comma list of names
-/// or `all`. CI sets it so a sandbox that silently went missing fails instead of skipping.
-pub fn required_sandboxes() -> Vec<Sandbox> {
-    let value = std::env::var("UVFIX_REQUIRE_SANDBOXES").unwrap_or_default();
-    if value.trim() == "all" {
-        return Sandbox::ALL.to_vec();
-    }
-    value
-        .split(',')
-        .filter_map(|name| Sandbox::from_name(name.trim()))
-        .collect()
-}
-
 fn pick<T: Copy>(all: &[T], chosen: &Option<Vec<T>>) -> Vec<T> {
     chosen.clone().unwrap_or_else(|| all.to_vec())
 }
 
 /// Every meaningful cell for `uvs`, in a stable order.
 pub fn cells(uvs: &[UvUnderTest], filter: &Filter) -> Vec<Planned> {
-    let sandboxes: Vec<Sandbox> = pick(&Sandbox::ALL, &filter.sandboxes);
+    let sandboxes: Vec<Sandbox> = pick(Sandbox::ALL, &filter.sandboxes);
     let availability: BTreeMap<Sandbox, Option<String>> = sandboxes
         .iter()
         .map(|&sandbox| {
@@ -74,8 +61,8 @@ pub fn cells(uvs: &[UvUnderTest], filter: &Filter) -> Vec<Planned> {
         .collect();
     let mut out = Vec::new();
     for uv in uvs {
-        for scenario in pick(&ScenarioId::ALL, &filter.scenarios) {
-            for state in pick(&CacheState::ALL, &filter.states) {
+        for scenario in pick(ScenarioId::ALL, &filter.scenarios) {
+            for state in pick(CacheState::ALL, &filter.states) {
                 for &sandbox in &sandboxes {
                     if state.skip_reason(sandbox).is_some() {
                         continue;

@@ -5,15 +5,20 @@
 //! a tiny template language ([`Arg`]) so that the same data works in every cell's temp root.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 use uvfix_sandbox::{Invocation, Layout};
 
 use crate::wheel::fixture;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The scenario's name is its variant's: `S1` … `S7` (parsed case-insensitively).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize)]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
+#[strum(ascii_case_insensitive)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum ScenarioId {
     S1,
     S2,
@@ -27,47 +32,14 @@ pub enum ScenarioId {
 }
 
 impl ScenarioId {
-    pub const ALL: [ScenarioId; 9] = [
-        ScenarioId::S1,
-        ScenarioId::S2,
-        ScenarioId::S3,
-        ScenarioId::S4,
-        ScenarioId::S5,
-        ScenarioId::S6,
-        ScenarioId::S7,
-        ScenarioId::S8,
-        ScenarioId::S9,
-    ];
+    pub const ALL: &'static [ScenarioId] = <ScenarioId as strum::VariantArray>::VARIANTS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            ScenarioId::S1 => "S1",
-            ScenarioId::S2 => "S2",
-            ScenarioId::S3 => "S3",
-            ScenarioId::S4 => "S4",
-            ScenarioId::S5 => "S5",
-            ScenarioId::S6 => "S6",
-            ScenarioId::S7 => "S7",
-            ScenarioId::S8 => "S8",
-            ScenarioId::S9 => "S9",
-        }
-    }
-
-    /// Accepts `S3` or `s3`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(name))
+        self.into()
     }
 
     pub fn spec(self) -> Scenario {
         scenario(self)
-    }
-}
-
-impl fmt::Display for ScenarioId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -130,9 +102,6 @@ pub struct Scenario {
     pub sandboxed: Vec<Step>,
     /// A line the last sandboxed step's stdout must contain (compared trimmed).
     pub stdout_line: String,
-    /// The sandboxed step has to create or fill an environment outside the cache (a `.venv`).
-    /// Where the sandbox also makes TMPDIR read-only, a plain-words error is acceptable.
-    pub writes_env: bool,
     /// The workspace gets a second interpreter ([`OTHER_PYTHON`]) that the warm steps never
     /// use: environments cached for the first one do not fit it (astral-sh/uv#16820's
     /// "another user, another Python").
@@ -189,7 +158,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             ]))],
             sandboxed: vec![uv(&["run", "python3", "-c", "print(\"hello world\")"])],
             stdout_line: "hello world".into(),
-            writes_env: false,
             other_python: false,
         },
         ScenarioId::S2 => Scenario {
@@ -199,7 +167,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             warm: vec![WarmStep::Run(uv(&["sync"]))],
             sandboxed: vec![uv(&["run", "python", "-c", &import_dep])],
             stdout_line: DEP_VALUE.into(),
-            writes_env: false,
             other_python: false,
         },
         ScenarioId::S3 => Scenario {
@@ -209,7 +176,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             warm: vec![WarmStep::Run(uv(&["sync"])), WarmStep::RemoveVenv],
             sandboxed: vec![uv(&["sync", "--offline"]), venv_python(&import_dep)],
             stdout_line: DEP_VALUE.into(),
-            writes_env: true,
             other_python: false,
         },
         ScenarioId::S4 => {
@@ -221,7 +187,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 warm: vec![WarmStep::Run(step.clone())],
                 sandboxed: vec![step],
                 stdout_line: TOOL_OUTPUT.into(),
-                writes_env: false,
                 other_python: false,
             }
         }
@@ -239,7 +204,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 warm: vec![WarmStep::Run(step.clone())],
                 sandboxed: vec![step],
                 stdout_line: EXTRA_VALUE.into(),
-                writes_env: false,
                 other_python: false,
             }
         }
@@ -252,7 +216,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 warm: vec![WarmStep::Run(step.clone())],
                 sandboxed: vec![step],
                 stdout_line: format!("script: {DEP_VALUE}"),
-                writes_env: false,
                 other_python: false,
             }
         }
@@ -277,7 +240,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 ],
                 sandboxed: vec![install(true), venv_python(&import_dep)],
                 stdout_line: DEP_VALUE.into(),
-                writes_env: true,
                 other_python: false,
             }
         }
@@ -297,7 +259,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 warm: vec![WarmStep::Run(run(false))],
                 sandboxed: vec![run(true)],
                 stdout_line: TOOL_OUTPUT.into(),
-                writes_env: false,
                 other_python: true,
             }
         }
@@ -317,7 +278,6 @@ pub fn scenario(id: ScenarioId) -> Scenario {
                 ],
             }],
             stdout_line: format!("script: {DEP_VALUE}"),
-            writes_env: false,
             other_python: true,
         },
     }
@@ -543,7 +503,7 @@ mod tests {
     ) {
         let s = id.spec();
         assert_eq!(s.id, id);
-        assert_eq!(ScenarioId::from_name(&id.name().to_lowercase()), Some(id));
+        assert_eq!(id.name().to_lowercase().parse(), Ok(id));
         assert!(!s.warm.is_empty(), "{id}: always warm first");
         assert!(!s.sandboxed.is_empty());
         assert!(!s.stdout_line.is_empty());

@@ -68,6 +68,27 @@ const fn row(
     }
 }
 
+/// The stack's steps in order, as `patches/series.toml` names them; `cargo xtask matrix
+/// --steps` refuses to run when the two disagree.
+pub const STACK: &[&str] = &[
+    "markers",
+    "shared-locks",
+    "missing-lock",
+    "scratch",
+    "hints",
+    "environments",
+    "temporary-cache",
+    "stdin-query",
+];
+
+/// Whether `step` is among the first `applied` steps of [`STACK`].
+pub fn applied(step: &str, applied: usize) -> bool {
+    STACK
+        .iter()
+        .position(|s| *s == step)
+        .is_some_and(|i| i < applied)
+}
+
 use CacheState as St;
 use Sandboxes as Sb;
 use ScenarioId as S;
@@ -185,13 +206,21 @@ pub fn turns_green(
     rule_for(sandbox, scenario, state)?.step
 }
 
-/// Step ids the table names that `steps` (the stack's ids) lacks: the table is out of date.
-pub fn unknown_steps(steps: &[&str]) -> Vec<&'static str> {
-    let mut unknown: Vec<&'static str> = STEP_RULES
+/// Whether [`STACK`] is the stack whose ids are `steps`, and every row names one of them.
+pub fn check_stack(steps: &[&str]) -> Result<(), String> {
+    if STACK != steps {
+        return Err(format!(
+            "the per-step expectations are written for the steps {}, but the stack has {}",
+            STACK.join(", "),
+            steps.join(", ")
+        ));
+    }
+    match STEP_RULES
         .iter()
         .filter_map(|r| r.step)
-        .filter(|id| !steps.contains(id))
-        .collect();
-    unknown.dedup();
-    unknown
+        .find(|id| !STACK.contains(id))
+    {
+        Some(id) => Err(format!("a row names `{id}`, which is not a step")),
+        None => Ok(()),
+    }
 }

@@ -15,15 +15,21 @@
 //! uv, a cleanup script, a copy that dropped dotfiles or permissions), so we see that a
 //! read-only cache is still read, not "repaired".
 
-use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 use uvfix_sandbox::Sandbox;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// How the warm cache is damaged before the sandboxed run. The names (`lock-mode-000`, …)
+/// are test names, CLI values and JSON values alike.
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize)]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum CacheState {
     /// As left by the warm steps.
     Warm,
@@ -35,6 +41,8 @@ pub enum CacheState {
     LockMissing,
     /// `.lock` chmod 000 (only bites a non-root uid).
     #[serde(rename = "lock-mode-000")]
+    #[strum(serialize = "lock-mode-000")]
+    #[cfg_attr(feature = "clap", value(name = "lock-mode-000"))]
     LockMode000,
     /// `CACHEDIR.TAG` removed.
     CachedirTagMissing,
@@ -65,32 +73,10 @@ pub enum StateError {
 }
 
 impl CacheState {
-    pub const ALL: [CacheState; 8] = [
-        CacheState::Warm,
-        CacheState::MarkerMissing,
-        CacheState::GitMarkerIsDir,
-        CacheState::LockMissing,
-        CacheState::LockMode000,
-        CacheState::CachedirTagMissing,
-        CacheState::DanglingSymlinkMarker,
-        CacheState::CacheAbsent,
-    ];
+    pub const ALL: &'static [CacheState] = <CacheState as strum::VariantArray>::VARIANTS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            CacheState::Warm => "warm",
-            CacheState::MarkerMissing => "marker-missing",
-            CacheState::GitMarkerIsDir => "git-marker-is-dir",
-            CacheState::LockMissing => "lock-missing",
-            CacheState::LockMode000 => "lock-mode-000",
-            CacheState::CachedirTagMissing => "cachedir-tag-missing",
-            CacheState::DanglingSymlinkMarker => "dangling-symlink-marker",
-            CacheState::CacheAbsent => "cache-absent",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
+        self.into()
     }
 
     /// `Some(reason)` when the state means nothing in this sandbox and the cell is skipped.
@@ -99,7 +85,7 @@ impl CacheState {
     /// opens a mode-000 file regardless (CAP_DAC_OVERRIDE). Inside foreign-owner the command
     /// runs as an unprivileged uid; elsewhere it runs as whoever runs the tests.
     pub fn skip_reason(self, sandbox: Sandbox) -> Option<String> {
-        self.skip_reason_for(sandbox, rustix::process::geteuid().is_root())
+        self.skip_reason_for(sandbox, uvfix_sandbox::is_root())
     }
 
     /// [`CacheState::skip_reason`] with the runner's root-ness explicit (for tests).
@@ -169,12 +155,6 @@ impl CacheState {
     }
 }
 
-impl fmt::Display for CacheState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// The `sdists-v<N>` bucket (its version moves with uv releases; 0.12.5 has `sdists-v9`).
 pub fn sdists_bucket(cache: &Path) -> Option<PathBuf> {
     let mut found: Vec<PathBuf> = fs_err::read_dir(cache)
@@ -219,8 +199,8 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in CacheState::ALL {
-            assert_eq!(CacheState::from_name(s.name()), Some(s));
+        for &s in CacheState::ALL {
+            assert_eq!(s.name().parse(), Ok(s));
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(json, format!("\"{}\"", s.name()));
         }

@@ -1,44 +1,100 @@
-//! Tests against a real uv: the official 0.12.5 binary (`$UVFIX_UV` or
-//! `/tmp/uvwheel/x/uv-0.12.5.data/scripts/uv`). Without one they print why and pass as skipped.
+//! Tests against a real uv: the official release binary named by `$UVFIX_UV`
+//! (`ci/fetch-official-uv.sh 0.12.5` prints one). Without it, or without the sandbox a test
+//! needs, the test is skipped (ignored, with its reason), never passed.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use assert_fs::prelude::*;
 use predicates::prelude::*;
-use rstest::rstest;
 use uvfix_sandbox::Sandbox;
+use uvfix_sandbox::trial::{self, Case, Failed, case, first_skip};
 use uvfix_scenario::cell::{CellOptions, UvUnderTest, run_cell_with};
 use uvfix_scenario::expect::Outcome;
 use uvfix_scenario::wheel::{build_fixture_wheels, fixture};
-use uvfix_scenario::{CacheState, ScenarioId, run_cell};
+use uvfix_scenario::{Build, CacheState, ScenarioId, run_cell};
 
-fn official() -> Option<UvUnderTest> {
-    match UvUnderTest::official() {
-        Ok(uv) => Some(uv),
-        Err(reason) => {
-            eprintln!("SKIP: {reason}");
-            None
+fn main() -> ExitCode {
+    // `Err`: $UVFIX_UV names something broken, which fails the tests that need it.
+    let official = UvUnderTest::official();
+    let no_official = match &official {
+        Ok(None) => Some(format!(
+            "${} is not set (ci/fetch-official-uv.sh 0.12.5 prints a path for it)",
+            uvfix_scenario::cell::OFFICIAL_UV_ENV
+        )),
+        _ => None,
+    };
+    let no_python = uvfix_scenario::python::find_python()
+        .err()
+        .map(|e| e.to_string());
+    let uv = move || -> Result<UvUnderTest, Failed> {
+        match UvUnderTest::official() {
+            Ok(Some(uv)) => Ok(uv),
+            Ok(None) => Err("no official uv".into()),
+            Err(why) => Err(why.into()),
         }
+    };
+    let mut cases = vec![
+        case(
+            "fixture_wheels_install_with_uv",
+            first_skip([no_official.clone(), no_python]),
+            move || fixture_wheels_install_with_uv(&uv()?),
+        ),
+        case(
+            "run_cell_unsandboxed_cache_absent",
+            no_official.clone(),
+            move || run_cell_unsandboxed_cache_absent(&uv()?),
+        ),
+        case(
+            "unavailable_sandbox_and_meaningless_state_skip",
+            None,
+            unavailable_sandbox_and_meaningless_state_skip,
+        ),
+        case(
+            "missing_uv_is_a_fail_not_a_panic",
+            None,
+            missing_uv_is_a_fail_not_a_panic,
+        ),
+    ];
+    for scenario in [ScenarioId::S1, ScenarioId::S2] {
+        cases.push(case(
+            format!("run_cell_unsandboxed_warm/{scenario}"),
+            no_official.clone(),
+            move || run_cell_unsandboxed_warm(&uv()?, scenario),
+        ));
     }
+    cases.extend(denying_cases(&no_official, uv));
+    trial::run(cases)
 }
 
-fn python() -> Option<std::path::PathBuf> {
-    match uvfix_scenario::python::find_python() {
-        Ok(p) => Some(p),
-        Err(e) => {
-            eprintln!("SKIP: {e}");
-            None
-        }
-    }
+/// The official uv in real denying sandboxes: the canary proves the denial, and the cell is the
+/// expected failure, with the cache untouched. (Once the patch lands, the same cell with the
+/// patched build is a pass: see the workspace's matrix tests.)
+fn denying_cases(
+    no_official: &Option<String>,
+    uv: impl Fn() -> Result<UvUnderTest, Failed> + Copy + Send + 'static,
+) -> Vec<Case> {
+    [
+        (Sandbox::RoHome, CacheState::Warm),
+        (Sandbox::Landlock, CacheState::Warm),
+        (Sandbox::ForeignOwner, CacheState::Warm),
+        (Sandbox::ForeignOwner, CacheState::CacheAbsent),
+        (Sandbox::RoHome, CacheState::CacheAbsent),
+    ]
+    .into_iter()
+    .map(|(sandbox, state)| {
+        case(
+            format!("official_uv_fails_in_denying_sandboxes/{sandbox}/{state}"),
+            first_skip([no_official.clone(), sandbox.skip_reason()]),
+            move || official_uv_fails_in(&uv()?, sandbox, state),
+        )
+    })
+    .collect()
 }
 
 /// The fixture wheels install with a real installer and do what they say.
-#[test]
-fn fixture_wheels_install_with_uv() {
-    let (Some(uv), Some(python)) = (official(), python()) else {
-        return;
-    };
+fn fixture_wheels_install_with_uv(uv: &UvUnderTest) -> Result<(), Failed> {
+    let python = uvfix_scenario::python::find_python()?;
     let dir = assert_fs::TempDir::new().unwrap();
     let wheels = dir.child("wheels");
     build_fixture_wheels(wheels.path()).unwrap();
@@ -93,17 +149,14 @@ fn fixture_wheels_install_with_uv() {
         String::from_utf8_lossy(&tool.stdout).trim(),
         fixture::TOOL_OUTPUT
     );
+    Ok(())
 }
 
 /// Unsandboxed baseline with the official uv: the warm cells pass.
-#[rstest]
-#[case(ScenarioId::S1)]
-#[case(ScenarioId::S2)]
-fn run_cell_unsandboxed_warm(#[case] scenario: ScenarioId) {
-    let Some(uv) = official() else { return };
+fn run_cell_unsandboxed_warm(uv: &UvUnderTest, scenario: ScenarioId) -> Result<(), Failed> {
     // `none` needs no helper binary.
     let result = run_cell(
-        &uv,
+        uv,
         Sandbox::None,
         scenario,
         CacheState::Warm,
@@ -114,15 +167,14 @@ fn run_cell_unsandboxed_warm(#[case] scenario: ScenarioId) {
     assert!(result.stdout.contains(&scenario.spec().stdout_line));
     assert!(result.canary.is_none());
     assert!(result.cache_diff.is_some());
+    Ok(())
 }
 
 /// Absent cache unsandboxed: uv just creates it. The diff is recorded, not judged.
-#[test]
-fn run_cell_unsandboxed_cache_absent() {
-    let Some(uv) = official() else { return };
+fn run_cell_unsandboxed_cache_absent(uv: &UvUnderTest) -> Result<(), Failed> {
     let opts = CellOptions::default();
     let result = run_cell_with(
-        &uv,
+        uv,
         Sandbox::None,
         ScenarioId::S1,
         CacheState::CacheAbsent,
@@ -131,12 +183,12 @@ fn run_cell_unsandboxed_cache_absent() {
     );
     assert_eq!(result.outcome, Outcome::Pass, "{result:#?}");
     assert!(result.cache_diff.unwrap().root_created);
+    Ok(())
 }
 
 /// Skips never need uv: they are decided before anything runs.
-#[test]
-fn unavailable_sandbox_and_meaningless_state_skip() {
-    let uv = UvUnderTest::new("pristine", "/nonexistent/uv");
+fn unavailable_sandbox_and_meaningless_state_skip() -> Result<(), Failed> {
+    let uv = UvUnderTest::new(Build::Pristine, "/nonexistent/uv");
     let helper = Path::new("/nonexistent");
     if !cfg!(target_os = "macos") {
         let r = run_cell(
@@ -148,7 +200,7 @@ fn unavailable_sandbox_and_meaningless_state_skip() {
         );
         assert!(matches!(r.outcome, Outcome::Skip(_)), "{r:#?}");
     }
-    if rustix::process::geteuid().is_root() {
+    if uvfix_sandbox::is_root() {
         let r = run_cell(
             &uv,
             Sandbox::None,
@@ -161,12 +213,12 @@ fn unavailable_sandbox_and_meaningless_state_skip() {
             "{r:#?}"
         );
     }
+    Ok(())
 }
 
 /// A broken uv is the fixture's failure, reported in words.
-#[test]
-fn missing_uv_is_a_fail_not_a_panic() {
-    let uv = UvUnderTest::new("patched", "/nonexistent/uv");
+fn missing_uv_is_a_fail_not_a_panic() -> Result<(), Failed> {
+    let uv = UvUnderTest::new(Build::Patched, "/nonexistent/uv");
     let r = run_cell(
         &uv,
         Sandbox::None,
@@ -178,41 +230,25 @@ fn missing_uv_is_a_fail_not_a_panic() {
         matches!(&r.outcome, Outcome::Fail(reason) if reason.contains("/nonexistent/uv")),
         "{r:#?}"
     );
+    Ok(())
 }
 
-/// The official uv in real denying sandboxes: the canary proves the denial, and the cell is the
-/// expected failure, with the cache untouched. (Once the patch lands, the same cell with the
-/// patched build is a pass: see the workspace's matrix tests.)
-#[rstest]
-#[case(Sandbox::RoHome, "EROFS", CacheState::Warm)]
-#[case(Sandbox::Landlock, "EACCES", CacheState::Warm)]
-#[case(Sandbox::ForeignOwner, "EACCES", CacheState::Warm)]
-#[case(Sandbox::ForeignOwner, "EACCES", CacheState::CacheAbsent)]
-#[case(Sandbox::RoHome, "EROFS", CacheState::CacheAbsent)]
-fn official_uv_fails_in_denying_sandboxes(
-    #[case] sandbox: Sandbox,
-    #[case] errno: &str,
-    #[case] state: CacheState,
-) {
-    let Some(uv) = official() else { return };
-    if let uvfix_sandbox::Availability::Unavailable(reason) = sandbox.availability() {
-        eprintln!("SKIP: {sandbox}: {reason}");
-        return;
-    }
-    let helper = Path::new(env!("CARGO_BIN_EXE_uvfix-scenario-helper"));
-    let r = run_cell(&uv, sandbox, ScenarioId::S2, state, helper);
+fn official_uv_fails_in(
+    uv: &UvUnderTest,
+    sandbox: Sandbox,
+    state: CacheState,
+) -> Result<(), Failed> {
+    sandbox.usable()?;
+    let helper = uvfix_pipeline::builder::helper_for_tests()?;
+    let r = run_cell(uv, sandbox, ScenarioId::S2, state, &helper);
     assert_eq!(r.outcome, Outcome::ExpectedFail, "{r:#?}");
-    assert_eq!(r.canary.as_deref(), Some(errno));
+    let denial = sandbox.denial().ok_or("a denying sandbox")?;
+    assert_eq!(r.canary, Some(denial));
     assert_eq!(r.exit_code, Some(2));
-    assert!(
-        r.stderr.contains(&format!(
-            "os error {}",
-            if errno == "EROFS" { 30 } else { 13 }
-        )),
-        "{}",
-        r.stderr
-    );
+    let os_error = format!("os error {}", denial.errno() as i32);
+    assert!(r.stderr.contains(&os_error), "{}", r.stderr);
     // Absent stays absent: nothing was created in the read-only home.
-    let diff = r.cache_diff.unwrap();
+    let diff = r.cache_diff.ok_or("no cache diff")?;
     assert!(diff.is_empty(), "{diff}");
+    Ok(())
 }

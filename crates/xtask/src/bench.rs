@@ -14,41 +14,41 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
-use uvfix_sandbox::{Invocation, Layout, Sandbox};
-use uvfix_scenario::cell::make_layout;
+use uvfix_sandbox::{Invocation, Sandbox};
+use uvfix_scenario::cell::{CellDirs, make_layout};
 use uvfix_scenario::python::find_python;
+use uvfix_scenario::scenario::{Ctx, uv_env};
 
 /// One uv under test, with a warm cache of its own.
 struct Bench {
     variant: Variant,
     uv: PathBuf,
-    layout: Layout,
+    dirs: CellDirs,
     python: PathBuf,
 }
 
 impl Bench {
+    /// `uv run python3 -c pass` with the same environment as a matrix cell.
     fn invocation(&self) -> Invocation {
-        let mut path = OsString::from(self.uv.parent().expect("uv has a dir"));
-        path.push(":/usr/bin:/bin");
+        let ctx = Ctx {
+            layout: &self.dirs.layout,
+            wheels: &self.dirs.wheels,
+            uv: &self.uv,
+            uvx: &self.uv.with_file_name("uvx"),
+            python: &self.python,
+        };
         Invocation {
             program: self.uv.clone(),
             args: ["run", "python3", "-c", "pass"]
                 .map(OsString::from)
                 .to_vec(),
-            env: vec![
-                ("HOME".into(), self.layout.home.clone().into()),
-                ("TMPDIR".into(), self.layout.tmp.clone().into()),
-                ("UV_PYTHON".into(), self.python.clone().into()),
-                ("UV_PYTHON_DOWNLOADS".into(), "never".into()),
-                ("UV_NO_PROGRESS".into(), "1".into()),
-                ("PATH".into(), path),
-            ],
-            cwd: self.layout.workspace.clone(),
+            env: uv_env(&ctx),
+            cwd: self.dirs.layout.workspace.clone(),
         }
     }
 
     fn command(&self, sandbox: Sandbox, helper: &Path) -> Command {
-        sandbox.command(&self.layout, helper, &self.invocation())
+        sandbox.command(&self.dirs.layout, helper, &self.invocation())
     }
 }
 
@@ -58,18 +58,30 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
             "strace is needed for the syscall count: apt-get install strace (ci/install-deps.sh)"
         );
     }
-    let python = find_python()?;
     let scratch = tempfile::Builder::new().prefix("uvfix-bench-").tempdir()?;
+    let benches = warm(paths, helper, scratch.path())?;
+    let mut report = timings(&benches, runs, helper)?;
+    report.push_str(&syscalls(&benches, helper, scratch.path())?);
+    print!("{report}");
+    let out = paths.work().join("bench");
+    fs_err::create_dir_all(&out)?;
+    fs_err::write(out.join("bench.txt"), &report)?;
+    eprintln!("uvfix: wrote {}", out.join("bench.txt").display());
+    Ok(())
+}
+
+/// Build both variants and warm a cache for each under `scratch`.
+fn warm(paths: &Paths, helper: &Path, scratch: &Path) -> Result<Vec<Bench>> {
+    let python = find_python()?;
     let mut benches = Vec::new();
     for (variant, bins) in Variant::ALL
         .iter()
         .zip(builder::ensure(paths, &Variant::ALL)?)
     {
-        let dirs = make_layout(&scratch.path().join(variant.name()))?;
         let bench = Bench {
             variant: *variant,
             uv: bins.uv,
-            layout: dirs.layout,
+            dirs: make_layout(&scratch.join(variant.name()))?,
             python: python.clone(),
         };
         let status = bench
@@ -81,7 +93,11 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
         }
         benches.push(bench);
     }
+    Ok(benches)
+}
 
+/// Median warm-run times, and the ratio patched/pristine.
+fn timings(benches: &[Bench], runs: usize, helper: &Path) -> Result<String> {
     // Interleave the runs so drift on a shared machine hits both variants alike.
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); benches.len()];
     for _ in 0..runs {
@@ -101,11 +117,8 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
         }
     }
     let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
-
-    let mut report = String::new();
-    report.push_str(&format!(
-        "warm `uv run python3 -c pass`, {runs} runs each, dev profile, median:\n"
-    ));
+    let mut report =
+        format!("warm `uv run python3 -c pass`, {runs} runs each, dev profile, median:\n");
     for (bench, median) in benches.iter().zip(&medians) {
         report.push_str(&format!(
             "  {:<9} {:>8.1} ms\n",
@@ -117,43 +130,43 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
         "  ratio patched/pristine: {:.3}\n\n",
         medians[0].as_secs_f64() / medians[1].as_secs_f64()
     ));
+    Ok(report)
+}
 
-    report.push_str("write-intent syscalls under the cache root (strace), one warm run:\n");
+/// Write-intent syscalls under the cache root, writable and read-only.
+fn syscalls(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<String> {
+    let mut report =
+        String::from("write-intent syscalls under the cache root (strace), one warm run:\n");
     report.push_str("  uv         cache       count  exit\n");
-    for bench in &benches {
+    for bench in benches {
         for sandbox in [Sandbox::None, Sandbox::RoHome] {
+            let cache = if sandbox == Sandbox::None {
+                "writable"
+            } else {
+                "read-only"
+            };
             if let uvfix_sandbox::Availability::Unavailable(why) = sandbox.availability() {
                 report.push_str(&format!(
-                    "  {:<9}  {:<10}  skipped: {why}\n",
+                    "  {:<9}  {cache:<10}  skipped: {why}\n",
                     bench.variant.name(),
-                    "read-only"
                 ));
                 continue;
             }
-            let (count, status, calls) = strace_writes(bench, sandbox, helper, scratch.path())?;
+            let (count, status, calls) = strace_writes(bench, sandbox, helper, scratch)?;
             report.push_str(&format!(
-                "  {:<9}  {:<10}  {count:>5}  {status}\n",
+                "  {:<9}  {cache:<10}  {count:>5}  {status}\n",
                 bench.variant.name(),
-                if sandbox == Sandbox::None {
-                    "writable"
-                } else {
-                    "read-only"
-                },
             ));
-            let cache = bench.layout.cache.to_string_lossy();
-            let workspace = bench.layout.workspace.to_string_lossy();
+            let layout = &bench.dirs.layout;
+            let cache = layout.cache.to_string_lossy();
+            let workspace = layout.workspace.to_string_lossy();
             for call in calls.iter().take(20) {
                 let call = call.replace(&*cache, "$CACHE").replace(&*workspace, "$WS");
                 report.push_str(&format!("      {call}\n"));
             }
         }
     }
-    print!("{report}");
-    let out = paths.work().join("bench");
-    fs_err::create_dir_all(&out)?;
-    fs_err::write(out.join("bench.txt"), &report)?;
-    eprintln!("uvfix: wrote {}", out.join("bench.txt").display());
-    Ok(())
+    Ok(report)
 }
 
 fn strace_writes(
@@ -186,7 +199,7 @@ fn strace_writes(
     let text = fs_err::read_to_string(&log)?;
     let calls: Vec<String> = text
         .lines()
-        .filter(|line| write_intent_under(line, &bench.layout.cache))
+        .filter(|line| write_intent_under(line, &bench.dirs.layout.cache))
         .map(|line| {
             line.split_once(' ')
                 .map_or(line, |(_, rest)| rest.trim_start())

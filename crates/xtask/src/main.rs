@@ -35,6 +35,9 @@ enum Command {
     },
     /// Print the absolute path of a variant's `uv`, building it first if needed.
     UvPath { variant: String },
+    /// Build the sandbox helper (Landlock wrapper, canary) and print its path; under a
+    /// nextest setup script, hand it to the tests as $UVFIX_SANDBOX_HELPER.
+    SandboxHelper,
     /// Patch maintenance.
     Patch {
         #[command(subcommand)]
@@ -142,15 +145,12 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}\t{}", v.name(), uv.display());
                 lines.push_str(&format!("{}={}\n", builder::env_var(*v), uv.display()));
             }
-            // Under a nextest setup script, hand the paths to every test process.
-            if let Some(path) = std::env::var_os("NEXTEST_ENV") {
-                use std::io::Write as _;
-                fs_err::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(path)?
-                    .write_all(lines.as_bytes())?;
-            }
+            hand_to_tests(&lines)?;
+        }
+        Command::SandboxHelper => {
+            let helper = builder::build_helper(&paths)?;
+            println!("{}", helper.display());
+            hand_to_tests(&format!("{}={}\n", builder::HELPER_ENV, helper.display()))?;
         }
         Command::UvPath { variant } => {
             let variant = variants(&Manifest::load(&paths.patches())?, &variant)?;
@@ -161,8 +161,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => test_patched(&paths)?,
-        Command::Matrix(args) => matrix::run(&paths, args, &sandbox_helper(&paths)?)?,
-        Command::Bench { runs } => bench::run(&paths, runs, &sandbox_helper(&paths)?)?,
+        Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
+        Command::Bench { runs } => bench::run(&paths, runs, &builder::build_helper(&paths)?)?,
         Command::Upstream { command } => upstream::run(&paths, command)?,
     }
     Ok(())
@@ -221,10 +221,7 @@ fn test_patched(paths: &Paths) -> Result<()> {
     // Upstream's own `find_python_propagates_virtualenv_metadata_errors` makes a directory
     // mode 000 and expects EACCES, which root never gets; it fails as root with or without
     // the series, so it is skipped there (as uid 65534 it runs and passes).
-    if std::fs::metadata("/proc/self").is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid() == 0
-    }) {
+    if uvfix_sandbox::is_root() {
         command.args([
             "--",
             "--skip",
@@ -241,25 +238,15 @@ fn test_patched(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
-/// Build the `uvfix-sandbox` helper binary (root package) and return its path.
-fn sandbox_helper(paths: &Paths) -> Result<std::path::PathBuf> {
-    let status = fetch::cargo()
-        .current_dir(&paths.root)
-        .args([
-            "build",
-            "--quiet",
-            "--package",
-            "uvfix",
-            "--bin",
-            "uvfix-sandbox",
-        ])
-        .status()
-        .context("building the uvfix-sandbox helper")?;
-    if !status.success() {
-        bail!("building the uvfix-sandbox helper failed ({status})");
+/// Under a nextest setup script, hand `NAME=VALUE` lines to every test process.
+fn hand_to_tests(lines: &str) -> Result<()> {
+    if let Some(path) = std::env::var_os("NEXTEST_ENV") {
+        use std::io::Write as _;
+        fs_err::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)?
+            .write_all(lines.as_bytes())?;
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| paths.root.join("target"));
-    Ok(target.join("debug").join("uvfix-sandbox"))
+    Ok(())
 }

@@ -12,50 +12,117 @@ use clap::Args;
 use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_sandbox::Sandbox;
-use uvfix_scenario::cell::{CellResult, UvUnderTest, run_cell};
+use uvfix_scenario::Build;
+use uvfix_scenario::cell::{CellResult, OFFICIAL_UV_ENV, UvUnderTest, run_cell};
 use uvfix_scenario::plan::{self, Filter, Planned};
 use uvfix_scenario::report;
 use uvfix_scenario::{CacheState, ScenarioId};
 
 #[derive(Args)]
 pub struct MatrixArgs {
-    /// A uv to test instead of the built ones, as LABEL=PATH (repeatable; `uvx` must sit
-    /// next to it). The label `patched` gets the patched expectations; any other label
-    /// (`pristine`, `official-0.13.9`, …) gets the unpatched ones.
-    #[arg(long = "uv", value_name = "LABEL=PATH")]
-    uvs: Vec<String>,
+    /// A uv to test instead of the built ones, as BUILD=PATH (repeatable; `uvx` must sit
+    /// next to it). BUILD says what it is, and that decides its expectations: `patched`,
+    /// `upstream` (a checkout with the series) and a whole stack `step-4-of-4` must pass;
+    /// `pristine`, `official-<version>` and a partial `step-<n>-of-<m>` are unfixed.
+    #[arg(long = "uv", value_name = "BUILD=PATH", value_parser = parse_uv)]
+    uvs: Vec<UvUnderTest>,
     /// Also test the official binary at $UVFIX_UV (see ci/fetch-official-uv.sh).
     #[arg(long)]
     official: bool,
-    /// Comma-separated sandbox names (default: all).
-    #[arg(long, value_delimiter = ',')]
-    sandbox: Option<Vec<String>>,
+    /// Comma-separated sandboxes (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    sandbox: Option<Vec<Sandbox>>,
     /// Comma-separated scenarios, S1…S7 (default: all).
-    #[arg(long, value_delimiter = ',')]
-    scenario: Option<Vec<String>>,
+    #[arg(long, value_enum, value_delimiter = ',', ignore_case = true)]
+    scenario: Option<Vec<ScenarioId>>,
     /// Comma-separated cache states (default: all).
-    #[arg(long, value_delimiter = ',')]
-    state: Option<Vec<String>>,
+    #[arg(long, value_enum, value_delimiter = ',')]
+    state: Option<Vec<CacheState>>,
     /// Cells run at once (default: the number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Print the full grid (scenario × state rows, sandbox columns) instead of the summary;
+    /// it is always written to matrix.md and matrix.txt.
+    #[arg(long)]
+    grid: bool,
     /// Where to write the reports (default: target/uvfix/matrix).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Build pristine and every prefix of the stack, run the cells with each, and check what
     /// each step turns green (steps.md, steps/<id>.md, steps.json).
-    #[arg(long, conflicts_with_all = ["uvs", "official"])]
+    #[arg(long, conflicts_with_all = ["uvs", "official", "grid"])]
     steps: bool,
 }
 
-/// Run `cells` on a small thread pool (`jobs` at once, default the number of CPUs), in
-/// their order.
-pub fn run_cells(cells: &[Planned], jobs: Option<usize>, helper: &Path) -> Vec<CellResult> {
-    let jobs = jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
-        .max(1);
-    eprintln!("uvfix: running {} cells, {jobs} at a time", cells.len());
+/// `BUILD=PATH` → a checked uv under test.
+fn parse_uv(spec: &str) -> Result<UvUnderTest, String> {
+    let (build, path) = spec
+        .split_once('=')
+        .ok_or("--uv takes BUILD=PATH, e.g. official-0.13.9=/path/to/uv")?;
+    let build: Build = build.parse().map_err(|e| format!("{e}"))?;
+    let path = fs_err::canonicalize(path).map_err(|e| e.to_string())?;
+    let uv = UvUnderTest::new(build, path);
+    uv.check()?;
+    Ok(uv)
+}
 
+/// Cells run at once: `--jobs`, else the number of CPUs.
+pub fn jobs(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .max(1)
+}
+
+pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+    let filter = Filter {
+        sandboxes: args.sandbox,
+        scenarios: args.scenario,
+        states: args.state,
+    };
+    let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
+    if args.steps {
+        return crate::steps::run(paths, &filter, jobs(args.jobs), &out, helper);
+    }
+    let mut uvs = Vec::new();
+    if args.uvs.is_empty() {
+        for (variant, bins) in Variant::ALL
+            .iter()
+            .zip(builder::ensure(paths, &Variant::ALL)?)
+        {
+            let build: Build = variant.name().parse()?;
+            uvs.push(UvUnderTest::new(build, bins.uv));
+        }
+    }
+    uvs.extend(args.uvs);
+    if args.official {
+        uvs.push(
+            UvUnderTest::official()
+                .map_err(anyhow::Error::msg)?
+                .with_context(|| format!("--official needs ${OFFICIAL_UV_ENV}"))?,
+        );
+    }
+    let cells = plan::cells(&uvs, &filter);
+    let results = run_cells(&cells, jobs(args.jobs), helper);
+
+    let files = report::write_reports(&results, &out)?;
+    if args.grid {
+        print!("{}", report::render_table(&results));
+    } else {
+        print!("{}", report::render_summary(&results));
+    }
+    let summary = report::Summary::of(&results);
+    eprintln!(
+        "uvfix: reports in {} (matrix.md for a job summary, matrix.json, junit.xml)",
+        files.markdown.parent().unwrap_or(&out).display()
+    );
+    if summary.fail > 0 {
+        bail!("{} cell(s) FAIL", summary.fail);
+    }
+    Ok(())
+}
+
+/// Run `cells` on `jobs` threads; the results in the cells' order.
+pub fn run_cells(cells: &[Planned], jobs: usize, helper: &Path) -> Vec<CellResult> {
+    eprintln!("uvfix: running {} cells, {jobs} at a time", cells.len());
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(cells.len()));
     // Claude Code's sandbox runtime starts two socat bridges per run and waits at most
@@ -91,69 +158,4 @@ pub fn run_cells(cells: &[Planned], jobs: Option<usize>, helper: &Path) -> Vec<C
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
     results.into_iter().map(|(_, r)| r).collect()
-}
-
-fn names<T>(
-    list: Option<Vec<String>>,
-    parse: impl Fn(&str) -> Option<T>,
-    what: &str,
-) -> Result<Option<Vec<T>>> {
-    list.map(|names| {
-        names
-            .iter()
-            .map(|n| parse(n).with_context(|| format!("unknown {what} `{n}`")))
-            .collect()
-    })
-    .transpose()
-}
-
-pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
-    if args.steps {
-        let filter = Filter {
-            sandboxes: names(args.sandbox, Sandbox::from_name, "sandbox")?,
-            scenarios: names(args.scenario, ScenarioId::from_name, "scenario")?,
-            states: names(args.state, CacheState::from_name, "cache state")?,
-        };
-        let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
-        crate::steps::run(paths, &filter, args.jobs, &out, helper)?;
-        return Ok(());
-    }
-    let mut uvs = Vec::new();
-    if args.uvs.is_empty() {
-        for (variant, bins) in Variant::ALL
-            .iter()
-            .zip(builder::ensure(paths, &Variant::ALL)?)
-        {
-            uvs.push(UvUnderTest::new(variant.name(), bins.uv));
-        }
-    }
-    for spec in &args.uvs {
-        let (label, path) = spec.split_once('=').context("--uv takes LABEL=PATH")?;
-        let uv = UvUnderTest::new(label, fs_err::canonicalize(path)?);
-        uv.check().map_err(anyhow::Error::msg)?;
-        uvs.push(uv);
-    }
-    if args.official {
-        uvs.push(UvUnderTest::official().map_err(anyhow::Error::msg)?);
-    }
-    let filter = Filter {
-        sandboxes: names(args.sandbox, Sandbox::from_name, "sandbox")?,
-        scenarios: names(args.scenario, ScenarioId::from_name, "scenario")?,
-        states: names(args.state, CacheState::from_name, "cache state")?,
-    };
-    let cells = plan::cells(&uvs, &filter);
-    let results = run_cells(&cells, args.jobs, helper);
-
-    let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
-    let files = report::write_reports(&results, &out)?;
-    print!("{}", report::render_table(&results));
-    let summary = report::Summary::of(&results);
-    eprintln!(
-        "uvfix: reports in {} (matrix.md for a job summary, matrix.json, junit.xml)",
-        files.markdown.parent().unwrap_or(&out).display()
-    );
-    if summary.fail > 0 {
-        bail!("{} cell(s) FAIL", summary.fail);
-    }
-    Ok(())
 }

@@ -19,7 +19,7 @@ use uvfix_sandbox::Sandbox;
 use uvfix_scenario::cell::{CellResult, UvUnderTest};
 use uvfix_scenario::plan::{self, Filter};
 use uvfix_scenario::stack;
-use uvfix_scenario::{CacheState, Outcome, ScenarioId};
+use uvfix_scenario::{Build, CacheState, Outcome, ScenarioId};
 
 /// A cell without its build: `ro-home/S1/warm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,21 +71,18 @@ fn succeeded(result: &CellResult) -> Option<bool> {
 }
 
 /// Per cell, per build (pristine, step 1, …, the whole stack): did uv succeed.
-fn by_cell(results: &[CellResult], labels: &[String]) -> BTreeMap<Key, Vec<Option<bool>>> {
+fn by_cell(results: &[CellResult], builds: &[Build]) -> BTreeMap<Key, Vec<Option<bool>>> {
     let mut table: BTreeMap<Key, Vec<Option<bool>>> = BTreeMap::new();
     for result in results {
-        let Some(build) = labels.iter().position(|l| *l == result.uv_label) else {
-            continue;
-        };
-        let Some(sandbox) = Sandbox::from_name(&result.sandbox) else {
+        let Some(build) = builds.iter().position(|b| *b == result.uv_label) else {
             continue;
         };
         let key = Key {
-            sandbox,
+            sandbox: result.sandbox,
             scenario: result.scenario,
             state: result.state,
         };
-        table.entry(key).or_insert_with(|| vec![None; labels.len()])[build] = succeeded(result);
+        table.entry(key).or_insert_with(|| vec![None; builds.len()])[build] = succeeded(result);
     }
     table
 }
@@ -153,7 +150,7 @@ fn render_step(change: &StepChange, table: &BTreeMap<Key, Vec<Option<bool>>>) ->
         "| sandbox | cells | succeed without | succeed with | turned green |\n\
          |---|---:|---:|---:|---:|\n",
     );
-    for sandbox in Sandbox::ALL {
+    for &sandbox in Sandbox::ALL {
         let runs: Vec<(Option<bool>, Option<bool>)> = table
             .iter()
             .filter(|(key, _)| key.sandbox == sandbox)
@@ -203,32 +200,34 @@ fn render_step(change: &StepChange, table: &BTreeMap<Key, Vec<Option<bool>>>) ->
 pub fn run(
     paths: &Paths,
     filter: &Filter,
-    jobs: Option<usize>,
+    jobs: usize,
     out: &Path,
     helper: &Path,
 ) -> anyhow::Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     let ids: Vec<&str> = manifest.steps.iter().map(|s| s.id.as_str()).collect();
-    let unknown = stack::unknown_steps(&ids);
-    if !unknown.is_empty() {
-        bail!(
-            "the per-step expectations (crates/scenario/src/stack.rs) name steps the stack does \
-             not have: {}; the stack's steps are {}. Update the table",
-            unknown.join(", "),
-            ids.join(", ")
-        );
+    if let Err(err) = stack::check_stack(&ids) {
+        bail!("{err}; update crates/scenario/src/stack.rs");
     }
     let variants = Variant::stack(&manifest);
     let bins = builder::ensure(paths, &variants)?;
-    let labels: Vec<String> = variants.iter().map(|v| v.name()).collect();
-    let uvs: Vec<UvUnderTest> = labels
+    let len = manifest.steps.len();
+    let builds: Vec<Build> = variants
+        .iter()
+        .map(|v| match *v {
+            Variant::Pristine => Build::Pristine,
+            Variant::Patched => Build::Patched,
+            Variant::Step(applied) => Build::Step { applied, of: len },
+        })
+        .collect();
+    let uvs: Vec<UvUnderTest> = builds
         .iter()
         .zip(bins)
-        .map(|(label, bins)| UvUnderTest::new(label.clone(), bins.uv))
+        .map(|(build, bins)| UvUnderTest::new(build.clone(), bins.uv))
         .collect();
     let results = crate::matrix::run_cells(&plan::cells(&uvs, filter), jobs, helper);
 
-    let table = by_cell(&results, &labels);
+    let table = by_cell(&results, &builds);
     let changes = changes(&manifest, &table);
     let dir: PathBuf = out.join("steps");
     fs_err::create_dir_all(&dir)?;

@@ -13,13 +13,13 @@
 //! for the upstream build). Nothing is ever committed to, or pushed from, a checkout given
 //! to `check`: it only gains a detached worktree under our `target/`.
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use uvfix_pipeline::Paths;
+use uvfix_process::shown;
 
 mod check;
 mod export;
@@ -141,20 +141,9 @@ fn null_device() -> &'static str {
 }
 
 /// Run `command`, return its stdout; on failure, an error quoting the command and stderr.
+/// Run `command` through the fixture's process runner; its stdout, or an error with stderr.
 fn output(command: &mut Command) -> Result<String> {
-    let shown = shown(command);
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run `{shown}`; is it installed?"))?;
-    if !out.status.success() {
-        bail!(
-            "`{shown}` failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(uvfix_process::checked(command)?.stdout_text())
 }
 
 /// Run `command` with inherited stdout/stderr (cargo's progress stays visible).
@@ -167,14 +156,6 @@ fn status(command: &mut Command) -> Result<()> {
         bail!("`{shown}` failed ({status})");
     }
     Ok(())
-}
-
-fn shown(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(OsStr::to_string_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Remove `dir` if it exists, then create it empty.

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use uvfix_pipeline::{Manifest, Paths};
+use uvfix_scenario::Build;
 
 use super::{display, export, git, output, status};
 
@@ -24,28 +25,7 @@ pub struct Options {
 
 pub fn run(paths: &Paths, options: &Options) -> Result<()> {
     let source = std::path::absolute(&options.path)?;
-    output(git(&source).args(["rev-parse", "--absolute-git-dir"])).with_context(|| {
-        format!(
-            "{} is neither a git checkout nor a bare git repository",
-            source.display()
-        )
-    })?;
-    let sha = output(
-        git(&source)
-            .args(["rev-parse", "--verify", "--end-of-options"])
-            .arg(format!("{}^{{commit}}", options.rev)),
-    )
-    .with_context(|| {
-        format!(
-            "no revision `{}` in {} (fetch it first, e.g. `git fetch --tags`)",
-            options.rev,
-            source.display()
-        )
-    })?
-    .trim()
-    .to_string();
-    let label = format!("{} ({})", options.rev, &sha[..12.min(sha.len())]);
-
+    let (sha, label) = resolve(&source, &options.rev)?;
     let exported = export::run(paths, &export::default_out(paths))?;
 
     let tree = super::dir(paths).join("check").join("uv");
@@ -54,72 +34,12 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         "uvfix: astral-sh/uv {label} checked out at {}",
         display(paths, &tree)
     );
-
-    for (index, patch) in exported.iter().enumerate() {
-        let name = patch.file.file_name().unwrap_or_default().to_string_lossy();
-        let checked = git(&tree)
-            .args(["apply", "--check"])
-            .arg(&patch.file)
-            .output()
-            .context("cannot run `git apply`")?;
-        if !checked.status.success() {
-            bail!(
-                "{name} (from {}) does not apply to astral-sh/uv {label}:\n{}\n\
-                 {}; the tree is left at {} for a look. Run `cargo xtask upstream forward` to \
-                 see how the crates moved.",
-                patch.entry.display(),
-                String::from_utf8_lossy(&checked.stderr).trim_end(),
-                match index {
-                    0 => "No patch before it was applied".to_string(),
-                    n => format!("The {n} patch(es) before it were applied"),
-                },
-                display(paths, &tree)
-            );
-        }
-        output(git(&tree).arg("apply").arg(&patch.file))?;
-        println!("  applies: {name}");
-    }
-    println!(
-        "uvfix: all {} patch(es) apply to astral-sh/uv {label}",
-        exported.len()
-    );
+    apply(paths, &tree, &exported, &label)?;
     if options.apply_only {
         return Ok(());
     }
 
-    let toolchain = Toolchain::select(paths, options.toolchain.as_deref())?;
-    let required = rust_version(&tree)?;
-    let pinned = pinned_channel(&tree);
-    if let Some(required) = &required
-        && version_tuple(&toolchain.version) < version_tuple(required)
-    {
-        let manifest = Manifest::load(&paths.patches())?;
-        bail!(
-            "astral-sh/uv {label} needs rustc {required} or newer (`rust-version` in its \
-             Cargo.toml), but the toolchain here is rustc {} ({}). The patches apply; to build \
-             and test this revision install a newer Rust (`rustup toolchain install {}`) and \
-             pass `--toolchain {}`, or check the release the series is pinned to: `--rev {}`.",
-            toolchain.version,
-            toolchain.describe(),
-            pinned.as_deref().unwrap_or(required),
-            pinned.as_deref().unwrap_or(required),
-            manifest.uv.version,
-        );
-    }
-    println!(
-        "uvfix: building with rustc {} ({}){}{}",
-        toolchain.version,
-        toolchain.describe(),
-        required
-            .as_ref()
-            .map(|r| format!("; uv declares rust-version {r}"))
-            .unwrap_or_default(),
-        pinned
-            .as_ref()
-            .map(|c| format!("; its rust-toolchain.toml ({c}) is overridden"))
-            .unwrap_or_default(),
-    );
-
+    let toolchain = toolchain_for(paths, &tree, options, &label)?;
     let target = paths.work().join("upstream-target");
     let cargo = |args: &[&str]| {
         let mut command = toolchain.cargo();
@@ -158,35 +78,8 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         Ok(()) => println!("uvfix: unit tests of {} pass", crates.join(", ")),
         Err(err) => failures.push(format!("unit tests of {}: {err}", crates.join(", "))),
     }
-
-    match matrix_supports_uv(paths) {
-        true => {
-            // The label `patched` selects the patched build's expectations. The reports go
-            // next to the checkout, so the fixture's own matrix report stays as it was.
-            let mut label_arg = std::ffi::OsString::from("patched=");
-            label_arg.push(&uv);
-            let out = super::dir(paths).join("check").join("matrix");
-            let mut matrix = xtask(paths);
-            matrix
-                .args(["matrix", "--uv"])
-                .arg(label_arg)
-                .arg("--out")
-                .arg(&out);
-            println!(
-                "uvfix: the matrix against astral-sh/uv {label} (reported as `patched`), \
-                 reports in {}",
-                display(paths, &out)
-            );
-            if let Err(err) = status(&mut matrix) {
-                failures.push(format!("matrix: {err}"));
-            }
-        }
-        false => println!(
-            "uvfix: this checkout's `cargo xtask matrix` has no --uv option; run the \
-             scenarios against this build with:\n  \
-             UVFIX_UV={} cargo nextest run -p uvfix-scenario --test official_uv",
-            uv.display()
-        ),
+    if let Err(err) = matrix(paths, &uv, &label) {
+        failures.push(format!("matrix: {err}"));
     }
     if !failures.is_empty() {
         bail!(
@@ -195,6 +88,134 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The commit `rev` names in `source`, and a label for messages: `0.12.5 (abcdef012345)`.
+fn resolve(source: &Path, rev: &str) -> Result<(String, String)> {
+    output(git(source).args(["rev-parse", "--absolute-git-dir"])).with_context(|| {
+        format!(
+            "{} is neither a git checkout nor a bare git repository",
+            source.display()
+        )
+    })?;
+    let sha = output(
+        git(source)
+            .args(["rev-parse", "--verify", "--end-of-options"])
+            .arg(format!("{rev}^{{commit}}")),
+    )
+    .with_context(|| {
+        format!(
+            "no revision `{rev}` in {} (fetch it first, e.g. `git fetch --tags`)",
+            source.display()
+        )
+    })?
+    .trim()
+    .to_string();
+    let label = format!("{rev} ({})", &sha[..12.min(sha.len())]);
+    Ok((sha, label))
+}
+
+/// Apply the exported patches to `tree` one by one; the first that does not apply stops.
+fn apply(
+    paths: &Paths,
+    tree: &Path,
+    exported: &[export::ExportedPatch],
+    label: &str,
+) -> Result<()> {
+    for (index, patch) in exported.iter().enumerate() {
+        let name = patch.file.file_name().unwrap_or_default().to_string_lossy();
+        let checked =
+            uvfix_process::run(git(tree).args(["apply", "--check"]).arg(&patch.file), None)?;
+        if !checked.success() {
+            bail!(
+                "{name} (from {}) does not apply to astral-sh/uv {label}:\n{}\n\
+                 {}; the tree is left at {} for a look. Run `cargo xtask upstream forward` to \
+                 see how the crates moved.",
+                patch.entry.display(),
+                checked.stderr_text().trim_end(),
+                match index {
+                    0 => "No patch before it was applied".to_string(),
+                    n => format!("The {n} patch(es) before it were applied"),
+                },
+                display(paths, tree)
+            );
+        }
+        output(git(tree).arg("apply").arg(&patch.file))?;
+        println!("  applies: {name}");
+    }
+    println!(
+        "uvfix: all {} patch(es) apply to astral-sh/uv {label}",
+        exported.len()
+    );
+    Ok(())
+}
+
+/// The toolchain to build `tree` with, refusing one older than its `rust-version`.
+fn toolchain_for(paths: &Paths, tree: &Path, options: &Options, label: &str) -> Result<Toolchain> {
+    let toolchain = Toolchain::select(paths, options.toolchain.as_deref())?;
+    let required = rust_version(tree)?;
+    let pinned = pinned_channel(tree);
+    if let Some(required) = &required
+        && too_old(&toolchain.version, required)
+    {
+        let manifest = Manifest::load(&paths.patches())?;
+        bail!(
+            "astral-sh/uv {label} needs rustc {required} or newer (`rust-version` in its \
+             Cargo.toml), but the toolchain here is rustc {} ({}). The patches apply; to build \
+             and test this revision install a newer Rust (`rustup toolchain install {}`) and \
+             pass `--toolchain {}`, or check the release the series is pinned to: `--rev {}`.",
+            toolchain.version,
+            toolchain.describe(),
+            pinned.as_deref().unwrap_or(required),
+            pinned.as_deref().unwrap_or(required),
+            manifest.uv.version,
+        );
+    }
+    println!(
+        "uvfix: building with rustc {} ({}){}{}",
+        toolchain.version,
+        toolchain.describe(),
+        required
+            .as_ref()
+            .map(|r| format!("; uv declares rust-version {r}"))
+            .unwrap_or_default(),
+        pinned
+            .as_ref()
+            .map(|c| format!("; its rust-toolchain.toml ({c}) is overridden"))
+            .unwrap_or_default(),
+    );
+    Ok(toolchain)
+}
+
+/// The matrix against the upstream build, when this checkout's xtask can take it.
+fn matrix(paths: &Paths, uv: &Path, label: &str) -> Result<()> {
+    if !matrix_supports_uv(paths) {
+        println!(
+            "uvfix: this checkout's `cargo xtask matrix` has no --uv option; run the \
+             scenarios against this build with:\n  \
+             UVFIX_UV={} cargo nextest run -p uvfix-scenario --test official_uv",
+            uv.display()
+        );
+        return Ok(());
+    }
+    // An upstream checkout with the series is a fixed build: it gets the patched
+    // expectations because of what it is. The reports go next to the checkout, so the
+    // fixture's own matrix report stays as it was.
+    let mut build_arg = std::ffi::OsString::from(format!("{}=", Build::Upstream));
+    build_arg.push(uv);
+    let out = super::dir(paths).join("check").join("matrix");
+    println!(
+        "uvfix: the matrix against astral-sh/uv {label} (reported as `{}`), reports in {}",
+        Build::Upstream,
+        display(paths, &out)
+    );
+    status(
+        xtask(paths)
+            .args(["matrix", "--uv"])
+            .arg(build_arg)
+            .arg("--out")
+            .arg(&out),
+    )
 }
 
 /// A clean detached worktree of `source` at `sha` in `tree`. A worktree an earlier run left
@@ -257,12 +278,8 @@ fn xtask(paths: &Paths) -> Command {
 
 /// Does `cargo xtask matrix` take `--uv PATH`?
 fn matrix_supports_uv(paths: &Paths) -> bool {
-    xtask(paths)
-        .args(["matrix", "--help"])
-        .output()
-        .is_ok_and(|help| {
-            help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--uv ")
-        })
+    uvfix_process::checked(xtask(paths).args(["matrix", "--help"]))
+        .is_ok_and(|help| help.stdout_text().contains("--uv "))
 }
 
 /// The toolchain to build upstream with.
@@ -328,18 +345,19 @@ impl Toolchain {
 /// `rustc 1.95.0 (59807616e 2026-04-14)` → `1.95.0`.
 fn parse_rustc_version(text: &str) -> Option<String> {
     let version = text.split_whitespace().nth(1)?;
-    version_tuple(version)?;
+    semver::Version::parse(version).ok()?;
     Some(version.to_string())
 }
 
-/// `1.95.0`, `1.96`, `1.97.0-nightly` → (1, 95, 0) …; None if not a version.
-fn version_tuple(version: &str) -> Option<(u64, u64, u64)> {
-    let core = version.split(['-', '+']).next()?;
-    let mut parts = core.split('.').map(str::parse::<u64>);
-    let major = parts.next()?.ok()?;
-    let minor = parts.next().unwrap_or(Ok(0)).ok()?;
-    let patch = parts.next().unwrap_or(Ok(0)).ok()?;
-    Some((major, minor, patch))
+/// Whether rustc `have` (`1.97.0-nightly`) is older than a `rust-version` (`1.96`, `1.96.0`).
+/// A nightly counts as its release: cargo accepts it for that `rust-version`, semver would
+/// order it before. Unreadable versions are not "too old": the build will say what is wrong.
+fn too_old(have: &str, need: &str) -> bool {
+    let Ok(mut have) = semver::Version::parse(have) else {
+        return false;
+    };
+    have.pre = semver::Prerelease::EMPTY;
+    semver::VersionReq::parse(&format!(">={need}")).is_ok_and(|req| !req.matches(&have))
 }
 
 /// `rust-version` of the checkout's workspace (or root package).
@@ -392,8 +410,8 @@ mod tests {
     #[test_case("1.95.0", "1.95.1", true; "older patch")]
     #[test_case("1.97.0-nightly", "1.96.0", false; "newer nightly")]
     #[test_case("1.100.0", "1.99.0", false; "numeric not lexical")]
-    fn too_old(have: &str, need: &str, expected: bool) {
-        assert_eq!(version_tuple(have) < version_tuple(need), expected);
+    fn detects_too_old(have: &str, need: &str, expected: bool) {
+        assert_eq!(too_old(have, need), expected);
     }
 
     #[test_case("[workspace.package]\nrust-version = \"1.96.0\"\n", Some("1.96.0"); "workspace")]

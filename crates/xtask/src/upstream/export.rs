@@ -181,64 +181,7 @@ pub fn export_series(
         .trim()
         .to_string();
 
-    // Inputs for git live next to the repository, never inside it.
-    let scratch = repo.with_extension("input");
-    fresh_dir(&scratch)?;
-    let mut patches = Vec::new();
-    for step in steps {
-        let text = fs_err::read_to_string(&step.path)?;
-        let parsed = PatchText::parse(&step.rel, &text)?;
-        let (rewritten, rewrite) = to_repository_paths(&parsed.diff);
-        let diff = scratch.join("apply.diff");
-        fs_err::write(&diff, &rewritten)?;
-        let applied = git(repo)
-            .args(["apply", "--index", "--directory=crates"])
-            .arg(&diff)
-            .output()
-            .context("cannot run `git apply`; is git installed?")?;
-        if !applied.status.success() {
-            bail!(
-                "{} (step `{}`) does not apply to the pristine crates (as published for uv \
-                 {uv_version}) with the steps below it:\n{}\n\
-                 Rebase it: `cargo xtask vendor`, edit `cargo xtask patch edit {}`, then \
-                 `cargo xtask patch refresh {}`",
-                step.rel.display(),
-                step.id,
-                String::from_utf8_lossy(&applied.stderr).trim_end(),
-                step.id,
-                step.id,
-            );
-        }
-        commit(repo, &parsed.message())?;
-        let stat = output(git(repo).args(["diff", "--numstat", "HEAD~1", "HEAD"]))?;
-        let (files, added, removed) = numstat(&stat);
-        let mut touched: Vec<String> = stat
-            .lines()
-            .filter_map(|line| line.split('\t').nth(2))
-            .filter_map(|path| path.strip_prefix("crates/"))
-            .filter_map(|path| path.split('/').next())
-            .map(str::to_string)
-            .collect();
-        touched.dedup();
-        touched.sort_by_key(|k| crates.iter().position(|c| c == k));
-        touched.dedup();
-        patches.push(ExportedPatch {
-            entry: step.rel.clone(),
-            step: step.id.clone(),
-            number: step.number,
-            status: step.status,
-            claim: step.claim.clone(),
-            crates: touched,
-            subject: parsed.subject.clone(),
-            body: parsed.body.clone(),
-            file: PathBuf::new(),
-            files,
-            added,
-            removed,
-            manifest_changes_lost: rewrite.manifest_changes_lost(),
-        });
-    }
-    fs_err::remove_dir_all(&scratch)?;
+    let mut patches = commit_steps(repo, uv_version, crates, steps)?;
 
     clean_out(out)?;
     let listed = output(
@@ -259,6 +202,82 @@ pub fn export_series(
         patch.file = file;
     }
 
+    let stats = crate_stats(repo, &base, crates, &patches)?;
+    Ok(Export {
+        patches,
+        crates: stats,
+    })
+}
+
+/// Apply each step to `repo` (paths rewritten to `crates/<crate>/…`) and commit it with the
+/// patch's own message.
+fn commit_steps(
+    repo: &Path,
+    uv_version: &str,
+    crates: &[String],
+    steps: &[Step],
+) -> Result<Vec<ExportedPatch>> {
+    // Inputs for git live next to the repository, never inside it.
+    let scratch = repo.with_extension("input");
+    fresh_dir(&scratch)?;
+    let mut patches = Vec::new();
+    for step in steps {
+        let text = fs_err::read_to_string(&step.path)?;
+        let parsed = PatchText::parse(&step.rel, &text)?;
+        let (rewritten, rewrite) = to_repository_paths(&parsed.diff);
+        let diff = scratch.join("apply.diff");
+        fs_err::write(&diff, &rewritten)?;
+        let applied = uvfix_process::run(
+            git(repo)
+                .args(["apply", "--index", "--directory=crates"])
+                .arg(&diff),
+            None,
+        )?;
+        if !applied.success() {
+            bail!(
+                "{} (step `{}`) does not apply to the pristine crates (as published for uv \
+                 {uv_version}) with the steps below it:\n{}\n\
+                 Rebase it: `cargo xtask vendor`, edit `cargo xtask patch edit {}`, then \
+                 `cargo xtask patch refresh {}`",
+                step.rel.display(),
+                step.id,
+                applied.stderr_text().trim_end(),
+                step.id,
+                step.id,
+            );
+        }
+        commit(repo, &parsed.message())?;
+        let stat = output(git(repo).args(["diff", "--numstat", "HEAD~1", "HEAD"]))?;
+        let (files, added, removed) = numstat(&stat);
+        let touched = touched_crates(&stat, crates);
+        patches.push(ExportedPatch {
+            entry: step.rel.clone(),
+            step: step.id.clone(),
+            number: step.number,
+            status: step.status,
+            claim: step.claim.clone(),
+            crates: touched,
+            subject: parsed.subject.clone(),
+            body: parsed.body.clone(),
+            file: PathBuf::new(),
+            files,
+            added,
+            removed,
+            manifest_changes_lost: rewrite.manifest_changes_lost(),
+        });
+    }
+    fs_err::remove_dir_all(&scratch)?;
+
+    Ok(patches)
+}
+
+/// Files and lines changed per crate over the whole series.
+fn crate_stats(
+    repo: &Path,
+    base: &str,
+    crates: &[String],
+    patches: &[ExportedPatch],
+) -> Result<Vec<CrateStat>> {
     let mut stats = Vec::new();
     for name in crates {
         if !patches.iter().any(|p| p.crates.contains(name)) {
@@ -266,7 +285,7 @@ pub fn export_series(
         }
         let text = output(
             git(repo)
-                .args(["diff", "--numstat", &base, "HEAD", "--"])
+                .args(["diff", "--numstat", base, "HEAD", "--"])
                 .arg(format!("crates/{name}")),
         )?;
         let (files, added, removed) = numstat(&text);
@@ -277,10 +296,21 @@ pub fn export_series(
             removed,
         });
     }
-    Ok(Export {
-        patches,
-        crates: stats,
-    })
+    Ok(stats)
+}
+
+/// The crates a `git diff --numstat` touches, in the order of `crates`.
+fn touched_crates(numstat: &str, crates: &[String]) -> Vec<String> {
+    crates
+        .iter()
+        .filter(|krate| {
+            numstat
+                .lines()
+                .filter_map(|line| line.split('\t').nth(2))
+                .any(|path| path.starts_with(&format!("crates/{krate}/")))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Turn a crate as crates.io ships it into the crate as it lives in the repository: the

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, bail};
-use uvfix_pipeline::fetch::{MetaPackage, ShippedLock};
-use uvfix_pipeline::manifest::Step;
+use uvfix_pipeline::fetch::{MetaPackage, PackageSource as _, ShippedLock};
+use uvfix_pipeline::manifest::{PinnedCrate, Step};
 use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
@@ -66,7 +66,7 @@ impl PatchReport {
         counts
     }
 
-    pub fn verdict(&self) -> &'static str {
+    pub fn verdict(&self) -> Verdict {
         let c = self.counts();
         if c.hunks > 0
             && self
@@ -74,15 +74,31 @@ impl PatchReport {
                 .iter()
                 .all(|(_, h)| h.status == Status::Skipped(Skip::AlreadyApplied))
         {
-            "already upstream?"
+            Verdict::AlreadyUpstream
         } else if c.fails > 0 || c.skipped > 0 {
-            "FAILS"
+            Verdict::Fails
         } else if c.offset > 0 || c.fuzz > 0 {
-            "applies (moved)"
+            Verdict::Moved
         } else {
-            "applies"
+            Verdict::Applies
         }
     }
+}
+
+/// What a patch needs before it can go to a newer release; shown as the report's last column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+pub enum Verdict {
+    #[strum(serialize = "applies")]
+    Applies,
+    /// Every hunk applies, some at an offset or with fuzz.
+    #[strum(serialize = "applies (moved)")]
+    Moved,
+    /// A hunk fails or its file is gone: the patch needs a rebase.
+    #[strum(serialize = "FAILS")]
+    Fails,
+    /// Every hunk is already there.
+    #[strum(serialize = "already upstream?")]
+    AlreadyUpstream,
 }
 
 pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
@@ -90,20 +106,55 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
     check_gnu_patch()?;
     let dir = super::dir(paths).join("forward");
     fs_err::create_dir_all(&dir)?;
+    let (resolved, targets, missing) = targets(&dir, &manifest, to)?;
+    println!(
+        "uvfix: trying the series on {}",
+        targets
+            .iter()
+            .map(|(pin, to)| format!("{} {} → {to}", pin.name, pin.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let trees = dir.join("trees");
+    let reports = try_stack(&dir, &manifest, &resolved, &targets, &trees)?;
+    let report = write_report(paths, &dir, &reports, &missing, &trees)?;
+    let failing = reports
+        .iter()
+        .filter(|r| r.verdict() == Verdict::Fails)
+        .count();
+    println!(
+        "\nuvfix: {failing} of {} patch(es) need a rebase for these releases; report: {}; \
+         patched trees: {}",
+        reports.len(),
+        display(paths, &report),
+        display(paths, &trees)
+    );
+    Ok(())
+}
 
+/// A pinned crate and the newer release to try its patches on.
+type Target = (PinnedCrate, String);
+
+/// Which release of each pinned crate to try (the newest of each, or the ones uv `to`
+/// depends on), with cargo's resolve of them; and why a crate could not be tried.
+fn targets(
+    dir: &Path,
+    manifest: &Manifest,
+    to: Option<&str>,
+) -> Result<(Resolved, Vec<Target>, Vec<String>)> {
     // Which release to try, per crate: the newest of each, or the ones uv `to` depends on.
-    write_manifest(&dir, &[])?;
+    write_manifest(dir, &[])?;
     let deps: Vec<(String, String)> = match to {
         Some(release) => vec![("uv".to_string(), release.to_string())],
         None => manifest
             .crates
             .iter()
-            .map(|pin| Ok((pin.name.clone(), newest(&dir, &pin.name)?)))
+            .map(|pin| Ok((pin.name.clone(), newest(dir, &pin.name)?)))
             .collect::<Result<_>>()?,
     };
     // Make cargo download them; the `.crate` files are then extracted and verified.
-    write_manifest(&dir, &deps)?;
-    let resolved = Resolved::new(&dir)?;
+    write_manifest(dir, &deps)?;
+    let resolved = Resolved::new(dir)?;
     let mut targets = Vec::new();
     let mut missing = Vec::new();
     for pin in &manifest.crates {
@@ -132,33 +183,36 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
         };
         targets.push((pin.clone(), version));
     }
-    println!(
-        "uvfix: trying the series on {}",
-        targets
-            .iter()
-            .map(|(pin, to)| format!("{} {} → {to}", pin.name, pin.version))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let sources = targets
-        .iter()
-        .map(|(pin, version)| resolved.source(&pin.name, version))
-        .collect::<Result<Vec<_>>>()?;
-    let trees = dir.join("trees");
-    fresh_dir(&trees)?;
+    Ok((resolved, targets, missing))
+}
+
+/// Apply every step of the stack, in order, to scratch copies of the target releases with
+/// GNU patch (a dry run first, for the report). The crates share one tree, as the patch paths
+/// expect (`uv-cache/src/lib.rs`), and each step sees what the steps below it changed.
+fn try_stack(
+    dir: &Path,
+    manifest: &Manifest,
+    resolved: &Resolved,
+    targets: &[Target],
+    trees: &Path,
+) -> Result<Vec<PatchReport>> {
+    fresh_dir(trees)?;
     let inputs = dir.join("inputs");
     fresh_dir(&inputs)?;
-
-    // One tree of all crates, as the patch paths expect (`uv-cache/src/lib.rs`); each step is
-    // applied on top of what the steps below it left, so it sees their changes.
-    for ((pin, _), source) in targets.iter().zip(&sources) {
-        vendor::extract(source, &trees.join(&pin.name))?;
+    for (pin, version) in targets {
+        vendor::extract(
+            &resolved.source(&pin.name, version)?,
+            &trees.join(&pin.name),
+        )?;
     }
-    let version_of = |krate: &str| {
+    let versions = |krate: &str| {
         targets
             .iter()
             .find(|(pin, _)| pin.name == krate)
-            .map(|(pin, to)| (pin.version.clone(), to.clone()))
+            .map_or_else(
+                || (krate.to_string(), format!("{krate} (gone)")),
+                |(pin, to)| (format!("{krate} {}", pin.version), format!("{krate} {to}")),
+            )
     };
     let mut reports = Vec::new();
     for step in &manifest.steps {
@@ -166,15 +220,10 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
         let parsed = PatchText::parse(&step.rel, &text)?;
         let input = inputs.join(format!("{}.diff", step.id));
         fs_err::write(&input, &parsed.diff)?;
-        let dry = gnu_patch_run(&trees, &input, true)?;
-        gnu_patch_run(&trees, &input, false)?;
-        let (from, to): (Vec<String>, Vec<String>) = touched(step)?
-            .iter()
-            .map(|krate| match version_of(krate) {
-                Some((from, to)) => (format!("{krate} {from}"), format!("{krate} {to}")),
-                None => (krate.clone(), format!("{krate} (gone)")),
-            })
-            .unzip();
+        let dry = gnu_patch_run(trees, &input, true)?;
+        gnu_patch_run(trees, &input, false)?;
+        let (from, to): (Vec<String>, Vec<String>) =
+            touched(step)?.iter().map(|krate| versions(krate)).unzip();
         reports.push(PatchReport {
             entry: step.rel.clone(),
             step: step.id.clone(),
@@ -183,35 +232,7 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
             hunks: label(&parsed.diff, gnu_patch::parse(&dry)),
         });
     }
-
-    let details = render_details(&reports);
-    let table = render_table(&reports);
-    print!("\n{details}\n{table}");
-    for line in &missing {
-        println!("{line}");
-    }
-    let report = dir.join("report.md");
-    fs_err::write(
-        &report,
-        format!(
-            "# Forward report\n\n{table}\n{}## Hunks\n\n```text\n{details}```\n\n\
-             Scratch trees (with every hunk that applied): {}\n",
-            missing
-                .iter()
-                .map(|line| format!("- {line}\n\n"))
-                .collect::<String>(),
-            display(paths, &trees)
-        ),
-    )?;
-    let failing = reports.iter().filter(|r| r.verdict() == "FAILS").count();
-    println!(
-        "\nuvfix: {failing} of {} patch(es) need a rebase for these releases; report: {}; \
-         patched trees: {}",
-        reports.len(),
-        display(paths, &report),
-        display(paths, &trees)
-    );
-    Ok(())
+    Ok(reports)
 }
 
 /// The crates a step's patch touches, in the order its sections name them.
@@ -228,6 +249,36 @@ fn touched(step: &Step) -> Result<Vec<String>> {
         }
     }
     Ok(crates)
+}
+
+/// Print the hunks and the table, and write them to `report.md`; returns its path.
+fn write_report(
+    paths: &Paths,
+    dir: &Path,
+    reports: &[PatchReport],
+    missing: &[String],
+    trees: &Path,
+) -> Result<PathBuf> {
+    let details = render_details(reports);
+    let table = render_table(reports);
+    print!("\n{details}\n{table}");
+    for line in missing {
+        println!("{line}");
+    }
+    let report = dir.join("report.md");
+    fs_err::write(
+        &report,
+        format!(
+            "# Forward report\n\n{table}\n{}## Hunks\n\n```text\n{details}```\n\n\
+             Scratch trees (with every hunk that applied): {}\n",
+            missing
+                .iter()
+                .map(|line| format!("- {line}\n\n"))
+                .collect::<String>(),
+            display(paths, trees)
+        ),
+    )?;
+    Ok(report)
 }
 
 /// GNU patch is required: BSD patch (macOS) reports offsets and fuzz differently.
@@ -262,15 +313,15 @@ fn gnu_patch_run(tree: &Path, input: &Path, dry_run: bool) -> Result<String> {
         command.args(["--no-backup-if-mismatch", "--reject-file=-"]);
     }
     command.arg("-d").arg(tree).arg("-i").arg(input);
-    let out = command.output().context("cannot run `patch`")?;
-    match out.status.code() {
-        Some(0 | 1) => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+    let out = uvfix_process::run(&mut command, None)?;
+    match out.exit_code {
+        Some(0 | 1) => Ok(out.stdout_text()),
         _ => bail!(
             "`patch` failed on {} ({}):\n{}{}",
             input.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            out.status_text(),
+            out.stdout_text(),
+            out.stderr_text()
         ),
     }
 }
@@ -357,16 +408,15 @@ pub fn render_table(reports: &[PatchReport]) -> String {
 /// The throwaway manifest: `<crate> = "=VERSION"` for each dependency (none at first, so
 /// that `cargo info` runs outside the fixture's workspace).
 fn write_manifest(dir: &Path, deps: &[(String, String)]) -> Result<()> {
-    let mut text = String::from(
-        "# Generated by `cargo xtask upstream forward`: only used to make cargo download\n\
-         # newer releases of the pinned crates. It is never built.\n\
-         [package]\nname = \"uvfix-forward\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\n\n\
-         [dependencies]\n",
+    let mut workspace = toml::Table::new();
+    workspace.insert("workspace".into(), toml::Table::new().into());
+    let text = uvfix_pipeline::cargo_toml(
+        "Generated by `cargo xtask upstream forward`: only used to make cargo download\n\
+         newer releases of the pinned crates. It is never built.",
+        "uvfix-forward",
+        uvfix_pipeline::exact_pins(deps.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+        workspace,
     );
-    for (name, version) in deps {
-        let _ = writeln!(text, "{name} = \"={version}\"");
-    }
-    text.push_str("\n[workspace]\n");
     fs_err::create_dir_all(dir.join("src"))?;
     fs_err::write(dir.join("src/lib.rs"), "")?;
     fs_err::write(dir.join("Cargo.toml"), text)?;
@@ -418,25 +468,22 @@ impl Resolved {
     fn registry(&self, name: &str) -> impl Iterator<Item = &MetaPackage> {
         self.packages
             .iter()
-            .filter(move |p| p.name == name && p.is_registry())
+            .filter(move |p| p.name.as_str() == name && p.is_registry())
     }
 
     /// The (highest) version of `name` in the graph.
     fn version_of(&self, name: &str) -> Option<String> {
         self.registry(name)
-            .map(|p| p.version.clone())
-            .max_by_key(|v| {
-                v.split(['.', '-'])
-                    .map(|n| n.parse::<u64>().unwrap_or(0))
-                    .collect::<Vec<_>>()
-            })
+            .map(|p| &p.version)
+            .max()
+            .map(|v| v.to_string())
     }
 
     /// `name` `version`'s downloaded `.crate` and the checksum the lock records for it.
     fn source(&self, name: &str, version: &str) -> Result<CrateSource> {
         let package = self
             .registry(name)
-            .find(|p| p.version == version)
+            .find(|p| p.version.to_string() == version)
             .ok_or_else(|| anyhow!("cargo did not resolve {name} {version}"))?;
         let checksum = self
             .lock
@@ -448,7 +495,7 @@ impl Resolved {
         Ok(CrateSource {
             name: name.to_string(),
             version: version.to_string(),
-            crate_file: fetch::crate_file(&package.manifest_path, name, version)?,
+            crate_file: fetch::crate_file(package.manifest_path.as_std_path(), name, version)?,
             checksum,
             origin: self.lock.path.display().to_string(),
         })
@@ -495,14 +542,15 @@ mod tests {
         }
     }
 
-    #[test_case(&[Status::Applies, Status::Applies], "applies"; "clean")]
-    #[test_case(&[Status::Applies, Status::Offset(3)], "applies (moved)"; "offset")]
-    #[test_case(&[Status::Fuzz { fuzz: 1, offset: 0 }], "applies (moved)"; "fuzz")]
-    #[test_case(&[Status::Applies, Status::Fails], "FAILS"; "one fails")]
-    #[test_case(&[Status::Skipped(Skip::MissingFile)], "FAILS"; "file gone")]
-    #[test_case(&[Status::Skipped(Skip::AlreadyApplied)], "already upstream?"; "merged")]
-    fn verdicts(statuses: &[Status], expected: &str) {
+    #[test_case(&[Status::Applies, Status::Applies], Verdict::Applies, "applies"; "clean")]
+    #[test_case(&[Status::Applies, Status::Offset(3)], Verdict::Moved, "applies (moved)"; "offset")]
+    #[test_case(&[Status::Fuzz { fuzz: 1, offset: 0 }], Verdict::Moved, "applies (moved)"; "fuzz")]
+    #[test_case(&[Status::Applies, Status::Fails], Verdict::Fails, "FAILS"; "one fails")]
+    #[test_case(&[Status::Skipped(Skip::MissingFile)], Verdict::Fails, "FAILS"; "file gone")]
+    #[test_case(&[Status::Skipped(Skip::AlreadyApplied)], Verdict::AlreadyUpstream, "already upstream?"; "merged")]
+    fn verdicts(statuses: &[Status], expected: Verdict, shown: &str) {
         assert_eq!(report(statuses).verdict(), expected);
+        assert_eq!(expected.to_string(), shown);
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Reports of a set of [`CellResult`]s: terminal table, Markdown (GitHub job summary), JSON and
-//! JUnit XML.
+//! Reports of a set of [`CellResult`]s: the terminal summary ([`render_summary`]), the full
+//! grid as a table and as Markdown (GitHub job summary), JSON and JUnit XML.
 //!
 //! The grid has one row per (scenario, cache state) and one column per sandbox, in the order
 //! the results first mention them (the matrix runner's order). A cell lists every uv label,
 //! e.g. `patched pass` / `pristine xfail`. Skip reasons are long, so cells show `skip[n]` and
 //! the reasons are listed once below the grid.
+
+mod summary;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,13 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::{Deserialize, Serialize};
 
+use uvfix_sandbox::Sandbox;
+
+use crate::build::Build;
 use crate::cell::CellResult;
 use crate::expect::Outcome;
+
+pub use summary::render_summary;
 
 /// Counts over a result set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +64,7 @@ fn exit_text(code: Option<i32>) -> String {
 }
 
 /// First-appearance order without duplicates.
-fn ordered<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+pub(crate) fn ordered<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut out = Vec::new();
     for i in items {
         if !out.contains(&i) {
@@ -68,8 +75,8 @@ fn ordered<T: PartialEq + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
 }
 
 struct Grid<'a> {
-    sandboxes: Vec<&'a str>,
-    labels: Vec<&'a str>,
+    sandboxes: Vec<Sandbox>,
+    builds: Vec<&'a Build>,
     rows: Vec<(crate::scenario::ScenarioId, crate::state::CacheState)>,
     cells: BTreeMap<(usize, usize), Vec<&'a CellResult>>,
     skip_reasons: Vec<&'a str>,
@@ -77,8 +84,8 @@ struct Grid<'a> {
 
 impl<'a> Grid<'a> {
     fn new(results: &'a [CellResult]) -> Self {
-        let sandboxes = ordered(results.iter().map(|r| r.sandbox.as_str()));
-        let labels = ordered(results.iter().map(|r| r.uv_label.as_str()));
+        let sandboxes = ordered(results.iter().map(|r| r.sandbox));
+        let builds = ordered(results.iter().map(|r| &r.uv_label));
         let mut rows = ordered(results.iter().map(|r| (r.scenario, r.state)));
         rows.sort();
         let mut skip_reasons = Vec::new();
@@ -97,7 +104,7 @@ impl<'a> Grid<'a> {
         }
         Self {
             sandboxes,
-            labels,
+            builds,
             rows,
             cells,
             skip_reasons,
@@ -118,15 +125,15 @@ impl<'a> Grid<'a> {
         }
     }
 
-    /// Lines `label word` for one grid cell, in label order.
+    /// Lines `build word` for one grid cell, in build order.
     fn cell_lines(&self, row: usize, col: usize) -> Vec<String> {
         let Some(found) = self.cells.get(&(row, col)) else {
             return vec!["-".into()];
         };
         let mut lines = Vec::new();
-        for label in &self.labels {
-            for r in found.iter().filter(|r| r.uv_label == *label) {
-                lines.push(format!("{label} {}", self.word(r)));
+        for build in &self.builds {
+            for r in found.iter().filter(|r| &r.uv_label == *build) {
+                lines.push(format!("{build} {}", self.word(r)));
             }
         }
         lines
@@ -141,7 +148,7 @@ pub fn render_table(results: &[CellResult]) -> String {
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled);
     let mut header = vec!["scenario".to_owned(), "cache state".to_owned()];
-    header.extend(grid.sandboxes.iter().map(|s| (*s).to_owned()));
+    header.extend(grid.sandboxes.iter().map(|s| s.to_string()));
     table.set_header(header);
     for (ri, (scenario, state)) in grid.rows.iter().enumerate() {
         let mut row = vec![scenario.name().to_owned(), state.name().to_owned()];
@@ -191,7 +198,7 @@ pub fn render_markdown(results: &[CellResult]) -> String {
     ));
     md.push_str("| scenario | cache state |");
     for s in &grid.sandboxes {
-        md.push_str(&format!(" {} |", md_escape(s)));
+        md.push_str(&format!(" {} |", md_escape(s.name())));
     }
     md.push_str("\n|---|---|");
     md.push_str(&"---|".repeat(grid.sandboxes.len()));
@@ -230,8 +237,8 @@ pub fn render_markdown(results: &[CellResult]) -> String {
             };
             md.push_str(&format!(
                 "<details><summary><b>{} {} {} {}</b>: {}</summary>\n\n",
-                html_escape(&r.uv_label),
-                html_escape(&r.sandbox),
+                html_escape(&r.uv_label.to_string()),
+                r.sandbox,
                 r.scenario,
                 r.state,
                 html_escape(reason)
@@ -258,18 +265,14 @@ pub fn render_json(results: &[CellResult]) -> serde_json::Result<String> {
     serde_json::to_string_pretty(results)
 }
 
-pub fn parse_json(json: &str) -> serde_json::Result<Vec<CellResult>> {
-    serde_json::from_str(json)
-}
-
 /// (d) JUnit XML: one suite per uv label; test case `sandbox/scenario/state`. An expected
 /// failure is a success (with a note in system-out); a skip is skipped with its reason.
 pub fn render_junit(results: &[CellResult]) -> Result<String, quick_junit::SerializeError> {
     let mut report = Report::new("uvfix");
-    for label in ordered(results.iter().map(|r| r.uv_label.as_str())) {
+    for label in ordered(results.iter().map(|r| &r.uv_label)) {
         let mut suite = TestSuite::new(format!("uvfix.{label}"));
         let mut total = Duration::ZERO;
-        for r in results.iter().filter(|r| r.uv_label == label) {
+        for r in results.iter().filter(|r| &r.uv_label == label) {
             let status = match &r.outcome {
                 Outcome::Pass | Outcome::ExpectedFail => TestCaseStatus::success(),
                 Outcome::Fail(reason) => {
@@ -296,7 +299,7 @@ pub fn render_junit(results: &[CellResult]) -> Result<String, quick_junit::Seria
                 r.expected_why,
                 r.outcome.word(),
                 exit_text(r.exit_code),
-                r.canary.as_deref().unwrap_or("-"),
+                r.canary.map_or("-", |d| d.into()),
             );
             if let Some(diff) = &r.cache_diff {
                 out.push_str(&format!("cache: {}\n", diff.summary()));
@@ -358,7 +361,7 @@ pub fn write_reports(results: &[CellResult], dir: &Path) -> Result<ReportFiles, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::digest::TreeDiff;
     use crate::expect::Expect;
@@ -375,8 +378,8 @@ mod tests {
         outcome: Outcome,
     ) -> CellResult {
         CellResult {
-            uv_label: label.into(),
-            sandbox: sandbox.into(),
+            uv_label: label.parse().unwrap(),
+            sandbox: sandbox.parse().unwrap(),
             scenario: sc,
             state: st,
             expected: Expect::Pass,
@@ -385,7 +388,7 @@ mod tests {
             exit_code: Some(2),
             stdout: String::new(),
             stderr: "error: Read-only file system (os error 30) | <x>".into(),
-            canary: Some("EROFS".into()),
+            canary: Some(uvfix_sandbox::Denial::Erofs),
             cache_diff: Some(TreeDiff::default()),
             duration_ms: 1234,
             command: "uv run python3 -c 'print(1)'".into(),
@@ -393,7 +396,7 @@ mod tests {
         }
     }
 
-    fn sample() -> Vec<CellResult> {
+    pub(super) fn sample() -> Vec<CellResult> {
         vec![
             cell(
                 "patched",
@@ -501,7 +504,8 @@ mod tests {
         let results = sample();
         let json = render_json(&results).unwrap();
         assert!(json.contains("\"outcome\": \"expected-fail\""), "{json}");
-        assert_eq!(parse_json(&json).unwrap(), results);
+        let parsed: Vec<CellResult> = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, results);
     }
 
     #[test]

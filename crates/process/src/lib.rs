@@ -1,0 +1,232 @@
+//! The fixture's one way to run a command and look at what it did: stdin closed, stdout and
+//! stderr captured, the command in its own process group, and an optional time limit after
+//! which the whole group is killed (a hung uv, a `docker info` against a dead daemon).
+//!
+//! Commands whose output a person should see as it happens (cargo's progress) are not run
+//! through here: they inherit stderr and are spawned where they are used.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What one command did.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// `None`: killed by a signal (or by us on timeout).
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("waiting for `{command}`: {source}")]
+    Wait {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}){}", detail(stderr))]
+    Failed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+}
+
+fn detail(stderr: &str) -> String {
+    match stderr.trim_end() {
+        "" => String::new(),
+        text => format!(":\n{text}"),
+    }
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.exit_code == Some(0)
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    pub fn status_text(&self) -> String {
+        match (self.timed_out, self.exit_code, self.signal) {
+            (true, _, _) => "timed out".into(),
+            (_, Some(c), _) => format!("exit {c}"),
+            (_, None, Some(s)) => format!("signal {s}"),
+            _ => "unknown status".into(),
+        }
+    }
+}
+
+/// `program arg arg …`, for messages.
+pub fn shown(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Run `command` to completion (or until `timeout`), capturing its output.
+pub fn run(command: &mut Command, timeout: Option<Duration>) -> Result<Output, Error> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Our own group, so that a timeout kills the command's children (python, bwrap's
+        // child) too.
+        .process_group(0);
+    let shown = shown(command);
+    let wait_error = |source| Error::Wait {
+        command: shown.clone(),
+        source,
+    };
+    let mut child = command.spawn().map_err(|source| Error::Spawn {
+        command: shown.clone(),
+        source,
+    })?;
+    let pipes = collect(&mut child);
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(wait_error)? {
+            break status;
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            timed_out = true;
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::KILL,
+            );
+            let _ = child.kill();
+            break child.wait().map_err(wait_error)?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = Output {
+        exit_code: status.code(),
+        signal: status.signal(),
+        timed_out,
+        ..Output::default()
+    };
+    // A grandchild that escaped the group could hold a pipe open forever: bound the wait.
+    let grace = Instant::now() + Duration::from_secs(5);
+    while let Ok((idx, buf)) = pipes.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+        if idx == 0 {
+            out.stdout = buf;
+        } else {
+            out.stderr = buf;
+        }
+    }
+    Ok(out)
+}
+
+/// Like [`run`] without a time limit, and a non-zero exit is an error carrying stderr.
+pub fn checked(command: &mut Command) -> Result<Output, Error> {
+    let shown = shown(command);
+    let out = run(command, None)?;
+    if out.success() {
+        Ok(out)
+    } else {
+        Err(Error::Failed {
+            command: shown,
+            status: out.status_text(),
+            stderr: out.stderr_text(),
+        })
+    }
+}
+
+/// Read stdout (0) and stderr (1) on threads, so neither pipe can fill up and stall the child.
+fn collect(child: &mut std::process::Child) -> mpsc::Receiver<(usize, Vec<u8>)> {
+    let (tx, rx) = mpsc::channel();
+    let pipes: [Option<Box<dyn Read + Send>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ];
+    for (idx, pipe) in pipes.into_iter().enumerate() {
+        let tx = tx.clone();
+        if let Some(mut pipe) = pipe {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = pipe.read_to_end(&mut buf);
+                let _ = tx.send((idx, buf));
+            });
+        }
+    }
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn collects_output_and_status() {
+        let out = run(
+            &mut sh("echo out; echo err >&2; exit 3"),
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+        assert_eq!(out.exit_code, Some(3));
+        assert_eq!(out.stdout_text(), "out\n");
+        assert_eq!(out.stderr_text(), "err\n");
+        assert!(!out.success());
+    }
+
+    #[test]
+    fn kills_the_group_on_timeout() {
+        // A child that would outlive the timeout, with a grandchild holding the pipes.
+        let start = Instant::now();
+        let out = run(
+            &mut sh("sleep 30 & sleep 30"),
+            Some(Duration::from_millis(300)),
+        )
+        .unwrap();
+        assert!(out.timed_out);
+        assert_eq!(out.status_text(), "timed out");
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn checked_names_the_command_and_its_stderr() {
+        let err = checked(&mut sh("echo boom >&2; exit 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/bin/sh -c"), "{err}");
+        assert!(err.contains("exit 1"), "{err}");
+        assert!(err.contains("boom"), "{err}");
+        assert!(matches!(
+            checked(&mut Command::new("/nonexistent/prog")),
+            Err(Error::Spawn { .. })
+        ));
+    }
+}

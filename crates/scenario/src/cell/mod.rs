@@ -1,0 +1,325 @@
+//! One matrix cell: (uv, sandbox, scenario, cache state) → [`CellResult`].
+//!
+//! Order of work, and why:
+//! 1. availability and state applicability → `Skip(reason)` (never a silent pass);
+//! 2. a fresh world-traversable temp root with `home/`, `workspace/`, `tmp/`, `wheels/`
+//!    ([`layout`]), fixture wheels, the workspace files and the staged binaries;
+//! 3. the steps ([`steps`]): warm unsandboxed with the *same* uv and a writable cache, exactly
+//!    as a user would have; damage the cache as the state says; prove the sandbox denies
+//!    (canary with the sandbox's errno, and `uv --version` runs inside); run the scenario
+//!    sandboxed with the cache digested before and after; judge with [`crate::expect`].
+//!
+//! Cache-absent: in a denying sandbox the cache cannot be created at all, so the rule is the
+//! same as for every other state — the "after" digest must equal the "before" one (absent →
+//! absent). Unsandboxed (a writable cache) uv creates its cache as usual; there, and for
+//! `Sandbox::None` in general, the diff is recorded but does not decide the outcome.
+
+mod layout;
+mod steps;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use uvfix_sandbox::{Availability, Denial, Sandbox};
+
+pub use self::layout::{CellDirs, make_layout, stage_binary};
+use crate::build::Build;
+use crate::digest::TreeDiff;
+use crate::expect::{self, Expect, Outcome};
+use crate::scenario::ScenarioId;
+use crate::state::CacheState;
+
+/// A uv build to test: what it is and its binaries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UvUnderTest {
+    pub build: Build,
+    pub uv: PathBuf,
+    pub uvx: PathBuf,
+}
+
+/// Points at an official uv binary (its `uvx` must sit next to it); `ci/fetch-official-uv.sh`
+/// prints such a path, and `.ci/run` and the nextest setup script export it.
+pub const OFFICIAL_UV_ENV: &str = "UVFIX_UV";
+
+impl UvUnderTest {
+    /// `uvx` is taken from the same directory as `uv`.
+    pub fn new(build: Build, uv: impl Into<PathBuf>) -> Self {
+        let uv = uv.into();
+        let uvx = uv.with_file_name("uvx");
+        Self { build, uv, uvx }
+    }
+
+    /// The official binary named by `$UVFIX_UV`: `Ok(None)` when the variable is unset,
+    /// `Err(reason)` when it names something that is not a runnable uv. Its version (the
+    /// build's identity) is what the binary says it is.
+    pub fn official() -> Result<Option<Self>, String> {
+        let Some(uv) = std::env::var_os(OFFICIAL_UV_ENV).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        let uv = PathBuf::from(uv);
+        let fail = |e: String| {
+            format!(
+                "{OFFICIAL_UV_ENV}={}: {e} (get one with `ci/fetch-official-uv.sh 0.12.5`)",
+                uv.display()
+            )
+        };
+        let probe = Self::new(Build::Pristine, &uv);
+        probe.check().map_err(fail)?;
+        let mut version = Command::new(&uv);
+        version.arg("--version");
+        let out = uvfix_process::run(&mut version, Some(Duration::from_secs(30)))
+            .map_err(|e| fail(e.to_string()))?;
+        // `uv 0.12.5` or `uv 0.12.5 (abc123 2026-01-01)`.
+        let text = out.stdout_text();
+        let version = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| fail(format!("`uv --version` printed {:?}", text.trim())))?;
+        Ok(Some(Self::new(Build::Official(version), uv)))
+    }
+
+    /// Both binaries exist and are executable by everyone (foreign-owner runs them as 65534).
+    pub fn check(&self) -> Result<(), String> {
+        for bin in [&self.uv, &self.uvx] {
+            let meta = fs_err::metadata(bin).map_err(|e| e.to_string())?;
+            if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+                return Err(format!("{} is not an executable file", bin.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Knobs with sensible defaults; [`run_cell`] uses [`CellOptions::default`].
+#[derive(Debug, Clone)]
+pub struct CellOptions {
+    /// Per command (each warm and sandboxed step separately).
+    pub timeout: Duration,
+    /// Parent of the cell's temp root; `std::env::temp_dir()` when `None`.
+    pub temp_parent: Option<PathBuf>,
+    /// Keep the temp root for inspection (also with env `UVFIX_KEEP_CELLS=1`).
+    pub keep_root: bool,
+    /// Interpreter for uv; [`crate::python::find_python`] when `None`.
+    pub python: Option<PathBuf>,
+    /// Bytes of stdout/stderr kept in the result.
+    pub output_limit: usize,
+}
+
+impl Default for CellOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(120),
+            temp_parent: None,
+            keep_root: std::env::var_os("UVFIX_KEEP_CELLS").is_some_and(|v| v != "0"),
+            python: None,
+            output_limit: 16 * 1024,
+        }
+    }
+}
+
+/// Everything a report needs about one cell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellResult {
+    /// The build, under the report's historical key (serialized as its name, `patched`, …).
+    pub uv_label: Build,
+    pub sandbox: Sandbox,
+    pub scenario: ScenarioId,
+    pub state: CacheState,
+    pub expected: Expect,
+    /// Why that expectation (the matching row of [`crate::expect::RULES`]).
+    pub expected_why: String,
+    pub outcome: Outcome,
+    /// Of the first sandboxed step that failed, else of the last one; `None` if not run or killed.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The denial the canary saw (`EROFS`, …); `None` unsandboxed or when not reached.
+    pub canary: Option<Denial>,
+    pub cache_diff: Option<TreeDiff>,
+    pub duration_ms: u64,
+    /// The sandboxed command line(s).
+    pub command: String,
+    /// The temp root, when kept.
+    pub root: Option<PathBuf>,
+}
+
+/// Run one cell with default options.
+pub fn run_cell(
+    uv: &UvUnderTest,
+    sandbox: Sandbox,
+    scenario: ScenarioId,
+    state: CacheState,
+    helper: &Path,
+) -> CellResult {
+    run_cell_with(
+        uv,
+        sandbox,
+        scenario,
+        state,
+        helper,
+        &CellOptions::default(),
+    )
+}
+
+pub fn run_cell_with(
+    uv: &UvUnderTest,
+    sandbox: Sandbox,
+    scenario: ScenarioId,
+    state: CacheState,
+    helper: &Path,
+    opts: &CellOptions,
+) -> CellResult {
+    let start = Instant::now();
+    let rule = expect::rule_for(&uv.build, sandbox, scenario, state);
+    let mut result = CellResult {
+        uv_label: uv.build.clone(),
+        sandbox,
+        scenario,
+        state,
+        expected: rule.expect,
+        expected_why: rule.why.to_owned(),
+        outcome: Outcome::Skip("not run".into()),
+        exit_code: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        canary: None,
+        cache_diff: None,
+        duration_ms: 0,
+        command: scenario.spec().command_display(),
+        root: None,
+    };
+    let skip = match sandbox.availability() {
+        Availability::Unavailable(reason) => Some(reason),
+        Availability::Available => state.skip_reason(sandbox),
+    };
+    result.outcome = match skip {
+        Some(reason) => Outcome::Skip(reason),
+        // Setup trouble is the fixture's failure, reported in words, never a panic.
+        None => in_temp_root(&mut result, uv, helper, opts)
+            .unwrap_or_else(|e| Outcome::Fail(format!("{e:#}"))),
+    };
+    result.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    result
+}
+
+/// Run the cell's steps in a fresh temp root, removed afterwards unless it is kept.
+fn in_temp_root(
+    result: &mut CellResult,
+    uv: &UvUnderTest,
+    helper: &Path,
+    opts: &CellOptions,
+) -> anyhow::Result<Outcome> {
+    uv.check().map_err(anyhow::Error::msg)?;
+    let python = match &opts.python {
+        Some(p) => p.clone(),
+        None => crate::python::find_python()?,
+    };
+    let parent = opts.temp_parent.clone().unwrap_or_else(std::env::temp_dir);
+    // Short on purpose: srt puts unix sockets under the cell's TMPDIR, and a socket path may
+    // not exceed 108 bytes (with the whole cell name in it, `official-0.12.5` cells broke).
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("uvfix-{}-", result.scenario.name()))
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a cell root under {}", parent.display()))?;
+    let root = tmp.path().to_owned();
+    // A kept root is disarmed before the run, so even a cell that dies leaves its files.
+    let tmp = if opts.keep_root {
+        result.root = Some(root.clone());
+        let _kept = tmp.keep();
+        None
+    } else {
+        Some(tmp)
+    };
+    let outcome = in_root(result, uv, helper, opts, python, &root);
+    // Foreign-owner chowns parts of the root; we are root, so removal still works.
+    if let Some(tmp) = tmp
+        && let Err(e) = tmp.close()
+    {
+        eprintln!("uvfix: could not remove {}: {e}", root.display());
+    }
+    outcome
+}
+
+/// Lay out `root`, stage the binaries and the wheels, run the steps, release the sandbox.
+fn in_root(
+    result: &mut CellResult,
+    uv: &UvUnderTest,
+    helper: &Path,
+    opts: &CellOptions,
+    python: PathBuf,
+    root: &Path,
+) -> anyhow::Result<Outcome> {
+    let dirs = make_layout(root).context("creating the cell layout")?;
+    let (staged_uv, staged_uvx) = (dirs.bin.join("uv"), dirs.bin.join("uvx"));
+    stage_binary(&uv.uv, &staged_uv).context("staging uv")?;
+    stage_binary(&uv.uvx, &staged_uvx).context("staging uvx")?;
+    crate::wheel::build_fixture_wheels(&dirs.wheels)?;
+    let sandbox = result.sandbox;
+    let mut cell = steps::Cell {
+        sandbox,
+        state: result.state,
+        spec: result.scenario.spec(),
+        helper,
+        opts,
+        dirs,
+        uv: staged_uv,
+        uvx: staged_uvx,
+        python,
+        result,
+    };
+    let outcome = cell.run();
+    // Foreign-owner as non-root strips write bits; give them back so the root can be removed.
+    if let Err(e) = sandbox.release(&cell.dirs.layout) {
+        eprintln!("uvfix: {e}");
+    }
+    outcome
+}
+
+/// Keep the head and the tail (the error is usually at the end) of long output.
+pub fn truncate(s: &str, limit: usize) -> String {
+    if s.len() <= limit {
+        return s.to_owned();
+    }
+    let head_len = limit / 4;
+    let tail_len = limit - head_len;
+    let head_end = (0..=head_len)
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    let tail_start = (s.len() - tail_len..s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len());
+    format!(
+        "{}\n… [{} bytes cut] …\n{}",
+        &s[..head_end],
+        tail_start - head_end,
+        &s[tail_start..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("short", 10), "short");
+        let long = "é".repeat(100);
+        let t = truncate(&long, 40);
+        assert!(t.contains("bytes cut"));
+        assert!(t.len() < 80);
+        assert!(t.ends_with('é'));
+    }
+
+    #[test]
+    fn official_uv_reason_is_actionable() {
+        let bad = UvUnderTest::new(Build::Pristine, "/nonexistent/uv");
+        assert_eq!(bad.uvx, Path::new("/nonexistent/uvx"));
+        assert!(bad.check().is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! The steps of one cell, in order, over one context: warm → damage → prove denial → run
+//! sandboxed → judge. Each step records what it saw in the cell's [`CellResult`].
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use uvfix_sandbox::{Layout, Sandbox};
+
+use super::layout::CellDirs;
+use super::{CellOptions, CellResult, truncate};
+use crate::digest::TreeDigest;
+use crate::expect::{self, Observed, Outcome};
+use crate::scenario::{Arg, Ctx, Program, Scenario, Step, WarmStep};
+use crate::state::CacheState;
+
+/// Everything one cell works with, laid out in its temp root.
+pub(super) struct Cell<'a> {
+    pub sandbox: Sandbox,
+    pub state: CacheState,
+    pub spec: Scenario,
+    pub helper: &'a Path,
+    pub opts: &'a CellOptions,
+    pub dirs: CellDirs,
+    pub uv: PathBuf,
+    pub uvx: PathBuf,
+    pub python: PathBuf,
+    pub result: &'a mut CellResult,
+}
+
+impl Cell<'_> {
+    fn layout(&self) -> &Layout {
+        &self.dirs.layout
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            layout: &self.dirs.layout,
+            wheels: &self.dirs.wheels,
+            uv: &self.uv,
+            uvx: &self.uvx,
+            python: &self.python,
+        }
+    }
+
+    /// The whole cell: `Ok` with the verdict, `Err` for trouble in the fixture itself.
+    pub fn run(&mut self) -> anyhow::Result<Outcome> {
+        self.spec
+            .setup_workspace(&self.layout().workspace, &self.dirs.wheels, &self.python)
+            .context("writing the workspace")?;
+        self.warm()?;
+        self.damage()?;
+        if let Some(verdict) = self.prove_denial()? {
+            return Ok(verdict);
+        }
+        let observed = self.run_sandboxed()?;
+        Ok(expect::judge(self.result.expected, &observed))
+    }
+
+    /// Warm the cache unsandboxed, with a writable cache and the same uv, as a user would.
+    fn warm(&self) -> anyhow::Result<()> {
+        for warm in &self.spec.warm {
+            match warm {
+                WarmStep::Run(step) => {
+                    let inv = step.invocation(&self.ctx());
+                    let mut cmd = Command::new(&inv.program);
+                    cmd.args(&inv.args)
+                        .env_clear()
+                        .envs(inv.env.iter().map(|(k, v)| (k, v)))
+                        .current_dir(&inv.cwd);
+                    let out = uvfix_process::run(&mut cmd, Some(self.opts.timeout))?;
+                    if !out.success() {
+                        bail!(
+                            "warm step `{}` failed ({}): {}",
+                            step.display(),
+                            out.status_text(),
+                            expect::first_error_line(&out.stderr_text())
+                        );
+                    }
+                }
+                WarmStep::RemoveVenv => {
+                    let venv = self.layout().workspace.join(".venv");
+                    if venv.exists() {
+                        fs_err::remove_dir_all(&venv)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Damage the cache as the state says, then let the sandbox prepare the host.
+    fn damage(&self) -> anyhow::Result<()> {
+        let layout = self.layout();
+        self.state.apply(&layout.cache)?;
+        self.sandbox.prepare(layout)?;
+        if self.state == CacheState::CacheAbsent && layout.cache.exists() {
+            // foreign-owner's prepare creates an empty cache so that its canary has a target;
+            // this state is about no cache at all, so take it away again (only if still empty).
+            fs_err::remove_dir(&layout.cache).context("removing the cache prepare() created")?;
+        }
+        Ok(())
+    }
+
+    /// The canary must be denied with the sandbox's errno, and `uv --version` must run
+    /// inside it: without both, a failing uv would "pass" as an expected failure vacuously.
+    /// `Some(verdict)` stops the cell there.
+    fn prove_denial(&mut self) -> anyhow::Result<Option<Outcome>> {
+        let (sandbox, layout) = (self.sandbox, self.layout());
+        if let Some(expected) = sandbox.denial() {
+            // The canary writes into the cache; with the cache absent it writes into its
+            // nearest existing ancestor (`~/.cache`), which is where uv would have to create it.
+            let target = nearest_existing(&layout.cache);
+            let seen = match sandbox.probe_write(layout, self.helper, &target) {
+                Ok(seen) => seen,
+                Err(e) => return Ok(Some(Outcome::Fail(format!("canary: {e}")))),
+            };
+            self.result.canary = Some(seen);
+            if seen != expected {
+                return Ok(Some(Outcome::Fail(format!(
+                    "canary denied with {seen} but {sandbox} expects {expected}"
+                ))));
+            }
+        }
+        // Prove uv itself starts inside the sandbox (exec permission, libraries, mounts), so
+        // that a pristine failure is uv's and not the fixture's.
+        let version = Step {
+            program: Program::Uv,
+            args: vec![Arg::Lit("--version".into())],
+        };
+        let mut command =
+            sandbox.command(self.layout(), self.helper, &version.invocation(&self.ctx()));
+        let out = uvfix_process::run(&mut command, Some(self.opts.timeout))?;
+        if out.exit_code != Some(0) || !out.stdout_text().starts_with("uv ") {
+            return Ok(Some(Outcome::Fail(format!(
+                "`uv --version` does not run inside {sandbox} ({}): {}",
+                out.status_text(),
+                expect::first_error_line(&out.stderr_text())
+            ))));
+        }
+        Ok(None)
+    }
+
+    /// Run the scenario inside the sandbox with the cache digested before and after; stop at
+    /// the first step that fails.
+    fn run_sandboxed(&mut self) -> anyhow::Result<Observed> {
+        let before = TreeDigest::of(&self.layout().cache)?;
+        let (mut stdout, mut stderr, mut last_stdout) =
+            (String::new(), String::new(), String::new());
+        let mut last = uvfix_process::Output::default();
+        for step in &self.spec.sandboxed {
+            let inv = step.invocation(&self.ctx());
+            let mut command = self.sandbox.command(self.layout(), self.helper, &inv);
+            last = uvfix_process::run(&mut command, Some(self.opts.timeout))?;
+            last_stdout = last.stdout_text();
+            if self.spec.sandboxed.len() > 1 {
+                stderr.push_str(&format!("$ {}\n", step.display()));
+            }
+            stdout.push_str(&last_stdout);
+            stderr.push_str(&last.stderr_text());
+            if let Some(sig) = last.signal {
+                stderr.push_str(&format!("[killed by signal {sig}]\n"));
+            }
+            if !last.success() {
+                break;
+            }
+        }
+        let diff = before.diff(&TreeDigest::of(&self.layout().cache)?);
+        let observed = Observed {
+            exit_code: last.exit_code,
+            timed_out: last.timed_out,
+            stdout_ok: last.exit_code == Some(0) && self.spec.stdout_ok(&last_stdout),
+            stderr: stderr.clone(),
+            // Only a denying sandbox promises an unchanged cache.
+            cache_change: (self.sandbox != Sandbox::None && !diff.is_empty())
+                .then(|| diff.summary()),
+        };
+        self.result.exit_code = last.exit_code;
+        self.result.stdout = truncate(&stdout, self.opts.output_limit);
+        self.result.stderr = truncate(&stderr, self.opts.output_limit);
+        self.result.cache_diff = Some(diff);
+        Ok(observed)
+    }
+}
+
+fn nearest_existing(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_existing_ancestor() {
+        let dir = assert_fs::TempDir::new().unwrap();
+        assert_eq!(nearest_existing(&dir.path().join("a/b/c")), dir.path());
+    }
+}

@@ -1,0 +1,145 @@
+//! What a person reads in a terminal after a matrix run: one line of counts per sandbox ×
+//! build, then every FAIL with its reason and the command that reruns exactly that cell,
+//! then why sandboxes were skipped. Fits 100 columns; the full grid is in `matrix.md`.
+
+use std::fmt::Write as _;
+
+use uvfix_sandbox::Sandbox;
+
+use super::{Summary, ordered};
+use crate::build::Build;
+use crate::cell::CellResult;
+use crate::expect::Outcome;
+
+/// Terminal width the summary keeps to (reasons are cut, commands never).
+pub const WIDTH: usize = 100;
+
+/// The summary of `results`.
+pub fn render_summary(results: &[CellResult]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<17} {:<18} {:>6} {:>6} {:>6} {:>6}",
+        "sandbox", "build", "pass", "xfail", "FAIL", "skip"
+    );
+    let sandboxes = ordered(results.iter().map(|r| r.sandbox));
+    let builds = ordered(results.iter().map(|r| &r.uv_label));
+    for &sandbox in &sandboxes {
+        for &build in &builds {
+            let cells: Vec<CellResult> = results
+                .iter()
+                .filter(|r| r.sandbox == sandbox && &r.uv_label == build)
+                .cloned()
+                .collect();
+            if cells.is_empty() {
+                continue;
+            }
+            let s = Summary::of(&cells);
+            let _ = writeln!(
+                out,
+                "{:<17} {:<18} {:>6} {:>6} {:>6} {:>6}",
+                sandbox.name(),
+                build.to_string(),
+                s.pass,
+                s.xfail,
+                s.fail,
+                s.skip
+            );
+        }
+    }
+    failures(&mut out, results);
+    skips(&mut out, results, &sandboxes);
+    out.push_str(&Summary::of(results).line());
+    out.push('\n');
+    out
+}
+
+fn failures(out: &mut String, results: &[CellResult]) {
+    for r in results {
+        if let Outcome::Fail(reason) = &r.outcome {
+            let name = format!("{}/{}/{}/{}", r.uv_label, r.sandbox, r.scenario, r.state);
+            let _ = writeln!(out, "\n{}", cut(&format!("FAIL {name}: {reason}")));
+            let _ = writeln!(out, "  rerun: {}", rerun(&r.uv_label, &name, r));
+        }
+    }
+}
+
+fn skips(out: &mut String, results: &[CellResult], sandboxes: &[Sandbox]) {
+    let mut first = true;
+    for sandbox in sandboxes {
+        let reason = results.iter().find_map(|r| match &r.outcome {
+            Outcome::Skip(reason) if r.sandbox == *sandbox => Some(reason),
+            _ => None,
+        });
+        // Per-cell skips (lock-mode-000 as root) in a sandbox that otherwise ran are not
+        // the sandbox's: only a sandbox with nothing run is reported as skipped.
+        let ran = results
+            .iter()
+            .any(|r| r.sandbox == *sandbox && !matches!(r.outcome, Outcome::Skip(_)));
+        if let (Some(reason), false) = (reason, ran) {
+            if first {
+                out.push_str("\nskipped:\n");
+                first = false;
+            }
+            let _ = writeln!(out, "{}", cut(&format!("  {sandbox}: {reason}")));
+        }
+    }
+    out.push('\n');
+}
+
+/// The command that reruns exactly this cell.
+fn rerun(build: &Build, name: &str, r: &CellResult) -> String {
+    match build {
+        // The test suite knows these builds: one cell is one test.
+        Build::Patched | Build::Pristine => {
+            format!("cargo nextest run --workspace -E 'test(={name})'")
+        }
+        Build::Official(_) => {
+            format!("UVFIX_UV=<its uv> cargo nextest run --workspace -E 'test(={name})'")
+        }
+        Build::Step { .. } | Build::Upstream => format!(
+            "cargo xtask matrix --uv {build}=<its uv> --sandbox {} --scenario {} --state {}",
+            r.sandbox, r.scenario, r.state
+        ),
+    }
+}
+
+/// One line of at most [`WIDTH`] characters.
+fn cut(line: &str) -> String {
+    if line.chars().count() <= WIDTH {
+        line.to_owned()
+    } else {
+        format!("{}…", line.chars().take(WIDTH - 1).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample;
+    use super::*;
+
+    #[test]
+    fn counts_failures_and_skips_fit_the_terminal() {
+        let s = render_summary(&sample());
+        println!("{s}");
+        assert!(
+            s.lines()
+                .all(|l| l.chars().count() <= WIDTH || l.starts_with("  rerun:")),
+            "{s}"
+        );
+        assert!(
+            s.contains("ro-home           patched                 2      0      0      0"),
+            "{s}"
+        );
+        assert!(
+            s.contains("FAIL patched/landlock/S1/warm: exit 2: boom"),
+            "{s}"
+        );
+        assert!(
+            s.contains("rerun: cargo nextest run --workspace -E 'test(=patched/landlock/S1/warm)'"),
+            "{s}"
+        );
+        assert!(s.contains("  seatbelt: macOS only"), "{s}");
+        assert!(s.contains("4 passed, 1 failed, 1 skipped"), "{s}");
+    }
+}
