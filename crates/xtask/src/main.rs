@@ -3,11 +3,12 @@
 mod bench;
 mod matrix;
 mod steps;
+mod unit_tests;
 mod upstream;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_pipeline::{Manifest, Paths, fetch, refresh};
@@ -160,7 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", builder::uv_path(&paths, variant)?.display());
         }
         Command::Patch { command } => patch(&paths, command)?,
-        Command::TestPatched => test_patched(&paths)?,
+        Command::TestPatched => unit_tests::run(&paths)?,
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         Command::Bench { runs } => bench::run(&paths, runs, &builder::build_helper(&paths)?)?,
         Command::Upstream { command } => upstream::run(&paths, command)?,
@@ -201,39 +202,6 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
             let manifest = Manifest::load(&paths.patches())?;
             builder::prepare(paths, &manifest, &located, variant, true)?;
         }
-    }
-    Ok(())
-}
-
-fn test_patched(paths: &Paths) -> Result<()> {
-    builder::ensure(paths, &[Variant::Patched])?;
-    let manifest = Manifest::load(&paths.patches())?;
-    let mut command = fetch::cargo();
-    command
-        .current_dir(paths.build_dir(Variant::Patched))
-        .env("CARGO_TARGET_DIR", paths.cargo_target())
-        .args(["test", "--lib"]);
-    // The release crate itself is left out: its lib tests are uv's CLI test suite, which
-    // needs a network and far more than this fixture provides. Its patch has no unit tests.
-    for krate in manifest.crates.iter().filter(|c| c.name != "uv") {
-        command.args(["--package", &krate.name]);
-    }
-    // Upstream's own `find_python_propagates_virtualenv_metadata_errors` makes a directory
-    // mode 000 and expects EACCES, which root never gets; it fails as root with or without
-    // the series, so it is skipped there (as uid 65534 it runs and passes).
-    if uvfix_sandbox::is_root() {
-        command.args([
-            "--",
-            "--skip",
-            "find_python_propagates_virtualenv_metadata_errors",
-        ]);
-        eprintln!(
-            "uvfix: running as root: skipping uv-python's mode-000 test, which needs a non-root uid"
-        );
-    }
-    let status = command.status().context("running cargo test")?;
-    if !status.success() {
-        bail!("unit tests of the patched crates failed ({status})");
     }
     Ok(())
 }

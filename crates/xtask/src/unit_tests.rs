@@ -1,0 +1,152 @@
+//! `cargo xtask test-patched`: the unit tests of the patched crates (upstream's and the
+//! stack's), run as an ordinary user.
+//!
+//! The stack's tests make a cache read-only with permission bits and check that uv copes, as
+//! upstream's own tests do (`ReadOnlyDirectoryGuard`); they assume what uv's CI has, a user
+//! that permission bits bind, and fail loudly otherwise. Root is not bound by them, so as
+//! root every test binary runs as uid/gid 65534 through `setpriv` (util-linux), from a
+//! world-readable copy. As any other user the binaries run as they are.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use cargo_metadata::Message;
+use uvfix_pipeline::builder::{self, Variant};
+use uvfix_pipeline::{Manifest, Paths, fetch};
+
+/// The uid and gid the tests run as when we are root.
+const NOBODY: u32 = 65534;
+
+/// One unit-test executable and the crate it tests.
+struct TestBinary {
+    package: String,
+    exe: PathBuf,
+    crate_dir: PathBuf,
+}
+
+pub fn run(paths: &Paths) -> Result<()> {
+    builder::ensure(paths, &[Variant::Patched])?;
+    let manifest = Manifest::load(&paths.patches())?;
+    let binaries = build(paths, &manifest)?;
+    let root = uvfix_sandbox::is_root();
+    let stage = Stage::new(root)?;
+    let mut failed = Vec::new();
+    for binary in &binaries {
+        eprintln!(
+            "uvfix: unit tests of {} ({})",
+            binary.package,
+            if root { "as uid 65534" } else { "as this user" }
+        );
+        let status = stage
+            .command(binary, root)?
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", binary.exe.display()))?;
+        if !status.success() {
+            failed.push(binary.package.clone());
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "unit tests of the patched crates failed: {}",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Build the unit tests of every patched crate but `uv` itself, whose library tests are
+/// uv's CLI suite: it needs a network and far more than this fixture provides.
+fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
+    let crates_dir = paths.crates_dir(Variant::Patched);
+    let mut command = fetch::cargo();
+    command
+        .current_dir(paths.build_dir(Variant::Patched))
+        .env("CARGO_TARGET_DIR", paths.cargo_target())
+        .args(["test", "--lib", "--no-run", "--message-format=json-render-diagnostics"])
+        .stdout(Stdio::piped());
+    for krate in manifest.crates.iter().filter(|c| c.name != "uv") {
+        command.args(["--package", &krate.name]);
+    }
+    let mut child = command.spawn().context("running cargo test --no-run")?;
+    let reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut binaries = Vec::new();
+    for message in Message::parse_stream(reader) {
+        if let Message::CompilerArtifact(artifact) = message?
+            && let Some(exe) = artifact.executable.filter(|_| artifact.profile.test)
+        {
+            let package = artifact.target.name.replace('_', "-");
+            binaries.push(TestBinary {
+                crate_dir: crates_dir.join(&package),
+                package,
+                exe: exe.into_std_path_buf(),
+            });
+        }
+    }
+    if !child.wait()?.success() {
+        bail!("building the unit tests of the patched crates failed");
+    }
+    if binaries.is_empty() {
+        bail!("cargo built no unit-test binary for the patched crates");
+    }
+    Ok(binaries)
+}
+
+/// A world-readable directory holding copies of the test binaries, and a home directory
+/// (also `TMPDIR`) that belongs to the user the tests run as.
+struct Stage {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl Stage {
+    fn new(root: bool) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("uvfix-unit-").tempdir()?;
+        fs_err::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let home = dir.path().join("home");
+        fs_err::create_dir(&home)?;
+        if root {
+            std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY))
+                .with_context(|| format!("handing {} to uid {NOBODY}", home.display()))?;
+        }
+        Ok(Self { dir, home })
+    }
+
+    fn command(&self, binary: &TestBinary, root: bool) -> Result<Command> {
+        let mut command = if root {
+            let staged = self.dir.path().join(binary.exe.file_name().expect("a file"));
+            fs_err::copy(&binary.exe, &staged)?;
+            fs_err::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))?;
+            let mut command = Command::new("setpriv");
+            command
+                .arg(format!("--reuid={NOBODY}"))
+                .arg(format!("--regid={NOBODY}"))
+                .args(["--clear-groups", "--"])
+                .arg(staged);
+            command
+        } else {
+            Command::new(&binary.exe)
+        };
+        // Tests run from their crate, as under `cargo test`, where that user may enter it.
+        let cwd = if !root || reachable_by_others(&binary.crate_dir) {
+            binary.crate_dir.clone()
+        } else {
+            self.dir.path().to_path_buf()
+        };
+        command
+            .current_dir(cwd)
+            .env("CARGO_MANIFEST_DIR", &binary.crate_dir)
+            .env("HOME", &self.home)
+            .env("TMPDIR", &self.home);
+        Ok(command)
+    }
+}
+
+/// Whether every directory from `/` down to `dir` lets others in.
+fn reachable_by_others(dir: &Path) -> bool {
+    dir.ancestors().all(|d| {
+        fs_err::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+    })
+}
