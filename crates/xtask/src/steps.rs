@@ -210,7 +210,23 @@ pub fn run(
         bail!("{err}; update crates/scenario/src/stack.rs");
     }
     let variants = Variant::stack(&manifest);
-    let bins = builder::ensure(paths, &variants)?;
+    // A build already in `UVFIX_UV_<VARIANT>` (`UVFIX_UV_STEP_3`, …) is used as it is, as
+    // `cargo xtask build` does; the rest are built.
+    let given: Vec<Option<PathBuf>> = variants
+        .iter()
+        .map(|v| std::env::var_os(builder::env_var(*v)).map(PathBuf::from))
+        .collect();
+    let missing: Vec<Variant> = variants
+        .iter()
+        .zip(&given)
+        .filter(|(_, g)| g.is_none())
+        .map(|(v, _)| *v)
+        .collect();
+    let mut built = builder::ensure(paths, &missing)?.into_iter().map(|b| b.uv);
+    let bins: Vec<PathBuf> = given
+        .into_iter()
+        .map(|g| g.unwrap_or_else(|| built.next().expect("one build per missing variant")))
+        .collect();
     let len = manifest.steps.len();
     let builds: Vec<Build> = variants
         .iter()
@@ -223,7 +239,7 @@ pub fn run(
     let uvs: Vec<UvUnderTest> = builds
         .iter()
         .zip(bins)
-        .map(|(build, bins)| UvUnderTest::new(build.clone(), bins.uv))
+        .map(|(build, uv)| UvUnderTest::new(build.clone(), uv))
         .collect();
     let results = crate::matrix::run_cells(&plan::cells(&uvs, filter), jobs, helper);
 
