@@ -15,13 +15,8 @@
 //!   root; `$TMPDIR/uvfix-srt-UID/` if that is `/` or the system temp dir).
 //!   srt overrides `TMPDIR` with `/tmp/claude` and adds proxy variables. Found via `$UVFIX_SRT`,
 //!   `PATH`, then the npm dir like codex.
-//! * `docker-ro`: `docker run --rm -i --read-only --network none --user UID:GID`, `$HOME`,
-//!   workspace and tmp mounted at their host paths, the cache mounted again `:ro` on top; the
-//!   helper and the program are mounted read-only at their host paths; the image is
-//!   `$UVFIX_DOCKER_IMAGE` (default `debian:bookworm-slim`) and must already be present. Only
-//!   when `docker info` succeeds.
 //! * `seatbelt`: macOS `sandbox-exec -p` with `(allow default)`, `(deny file-write* (subpath
-//!   CACHE))` and `(deny network*)`; EPERM. Unavailable on every other OS.
+//!   HOME))` and `(deny network*)`; EPERM. Unavailable on every other OS.
 //!
 //! npm scripts are started through the host's `node` (see `probe::script_command`), so the
 //! sandboxed command's `PATH` need not contain node.
@@ -34,7 +29,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::probe::{
-    find_in_path, is_executable, json_string, run_probe, script_command, toml_string, tool,
+    find_in_path, is_executable, json_string, run_probe, script_command, toml_string,
 };
 use crate::{Availability, Invocation, Layout, sandbox_env};
 
@@ -256,79 +251,6 @@ pub(crate) fn srt(layout: &Layout, inv: &Invocation) -> Command {
 }
 
 // ---------------------------------------------------------------------------------------------
-// docker
-
-fn docker_image() -> OsString {
-    std::env::var_os("UVFIX_DOCKER_IMAGE").unwrap_or_else(|| "debian:bookworm-slim".into())
-}
-
-pub(crate) fn docker_availability() -> Availability {
-    if find_in_path("docker").is_none() {
-        return Availability::Unavailable("docker CLI not installed".into());
-    }
-    let mut info = Command::new(tool("docker"));
-    info.arg("info");
-    match run_probe(info, Duration::from_secs(20)) {
-        Ok(out) if out.success => {}
-        Ok(out) => {
-            let last = out.text.lines().last().unwrap_or_default().to_owned();
-            return Availability::Unavailable(format!(
-                "`docker info` failed, no usable engine: {last}"
-            ));
-        }
-        Err(e) => return Availability::Unavailable(e),
-    }
-    let mut inspect = Command::new(tool("docker"));
-    inspect.args(["image", "inspect"]).arg(docker_image());
-    match run_probe(inspect, Duration::from_secs(20)) {
-        Ok(out) if out.success => Availability::Available,
-        _ => Availability::Unavailable(format!(
-            "docker image {:?} is not present (no registry access here); pull it or set UVFIX_DOCKER_IMAGE",
-            docker_image()
-        )),
-    }
-}
-
-pub(crate) fn docker(layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
-    // The docker client keeps the host environment (DOCKER_HOST, its config); the container gets
-    // exactly the sandboxed environment through `-e`.
-    let mut cmd = Command::new(tool("docker"));
-    let uid = rustix::process::getuid().as_raw();
-    let gid = rustix::process::getgid().as_raw();
-    cmd.args(["run", "--rm", "-i", "--read-only", "--network", "none"])
-        .arg(format!("--user={uid}:{gid}"));
-    let volume = |src: &Path, suffix: &str| {
-        let mut v = OsString::from("--volume=");
-        v.push(src);
-        v.push(":");
-        v.push(src);
-        v.push(suffix);
-        v
-    };
-    // Docker sorts mounts by depth, so the `:ro` cache lands on top of the writable home.
-    for dir in [&layout.home, &layout.workspace, &layout.tmp] {
-        cmd.arg(volume(dir, ""));
-    }
-    cmd.arg(volume(&layout.cache, ":ro"));
-    for file in [helper, inv.program.as_path()] {
-        if file.is_absolute() && file.exists() {
-            cmd.arg(volume(file, ":ro"));
-        }
-    }
-    let mut workdir = OsString::from("--workdir=");
-    workdir.push(&inv.cwd);
-    cmd.arg(workdir);
-    for (key, value) in sandbox_env(inv) {
-        let mut kv = key;
-        kv.push("=");
-        kv.push(value);
-        cmd.arg("--env").arg(kv);
-    }
-    cmd.arg(docker_image()).arg(&inv.program).args(&inv.args);
-    cmd
-}
-
-// ---------------------------------------------------------------------------------------------
 // seatbelt
 
 const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
@@ -346,11 +268,16 @@ pub(crate) fn seatbelt_availability() -> Availability {
     Availability::Available
 }
 
-/// The Seatbelt profile: everything allowed except writing below the cache and the network.
-pub fn seatbelt_profile(cache: &Path) -> String {
+/// The Seatbelt profile: everything allowed except writing below the home (the cache and
+/// `~/.cache`, where uv would create a missing cache, with it) and the network.
+///
+/// The home, not only the cache: Codex and Claude Code on macOS let a command write to its
+/// workspace and temp dirs only, and with the cache absent the canary probes `~/.cache`, which
+/// a cache-only rule would leave writable (a "denying" sandbox whose canary succeeds).
+pub fn seatbelt_profile(home: &Path) -> String {
     // Seatbelt matches resolved paths (/var → /private/var on macOS).
-    let cache = fs_err::canonicalize(cache).unwrap_or_else(|_| cache.to_path_buf());
-    let quoted = cache
+    let home = fs_err::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+    let quoted = home
         .to_string_lossy()
         .replace('\\', "\\\\")
         .replace('"', "\\\"");
@@ -362,7 +289,7 @@ pub fn seatbelt_profile(cache: &Path) -> String {
 pub(crate) fn seatbelt(layout: &Layout, inv: &Invocation) -> Command {
     let mut cmd = crate::base_command(SANDBOX_EXEC, inv);
     cmd.arg("-p")
-        .arg(seatbelt_profile(&layout.cache))
+        .arg(seatbelt_profile(&layout.home))
         .arg(&inv.program)
         .args(&inv.args);
     cmd
@@ -401,9 +328,9 @@ mod tests {
     }
 
     #[test]
-    fn seatbelt_profile_denies_cache_writes() {
-        let profile = seatbelt_profile(Path::new("/nonexistent/cache"));
-        assert!(profile.contains("(deny file-write* (subpath \"/nonexistent/cache\"))"));
+    fn seatbelt_profile_denies_writes_below_home() {
+        let profile = seatbelt_profile(Path::new("/nonexistent/home"));
+        assert!(profile.contains("(deny file-write* (subpath \"/nonexistent/home\"))"));
         assert!(profile.contains("(deny network*)"));
     }
 }

@@ -16,8 +16,8 @@
 //! | `foreign-owner` | [`foreign`]   | root: run as uid 65534; else: write bits stripped           | EACCES |
 //! | `codex`         | [`external`]  | `codex sandbox linux --full-auto` (0.63: Landlock+seccomp)  | EACCES |
 //! | `sandbox-runtime` | [`external`] | Anthropic `srt` with a settings JSON (bubblewrap)          | EROFS  |
-//! | `docker-ro`     | [`external`]  | `docker run --read-only`, cache volume `:ro`                | EROFS  |
-//! | `seatbelt`      | [`external`]  | macOS `sandbox-exec`, `(deny file-write* (subpath cache))`  | EPERM  |
+//! | `docker-ro`     | [`docker`]    | `docker run --read-only`, `$HOME` volume `:ro`              | EROFS  |
+//! | `seatbelt`      | [`external`]  | macOS `sandbox-exec`, `(deny file-write* (subpath home))`   | EPERM  |
 //!
 //! # Environment
 //!
@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub mod bwrap;
+pub mod docker;
 pub mod external;
 pub mod foreign;
 mod helper;
@@ -219,7 +220,7 @@ impl Sandbox {
             Sandbox::Immutable => immutable::availability(),
             Sandbox::Codex => external::codex_availability(),
             Sandbox::SandboxRuntime => external::srt_availability(),
-            Sandbox::DockerReadOnly => external::docker_availability(),
+            Sandbox::DockerReadOnly => docker::availability(),
             Sandbox::Seatbelt => external::seatbelt_availability(),
         })
     }
@@ -278,7 +279,7 @@ impl Sandbox {
             Sandbox::ForeignOwner => foreign::command(inv),
             Sandbox::Codex => external::codex(layout, inv),
             Sandbox::SandboxRuntime => external::srt(layout, inv),
-            Sandbox::DockerReadOnly => external::docker(layout, helper, inv),
+            Sandbox::DockerReadOnly => docker::command(layout, helper, inv),
             Sandbox::Seatbelt => external::seatbelt(layout, inv),
         }
     }

@@ -200,6 +200,7 @@ fn workspace_is_writable_and_cache_readable(#[case] sandbox: Sandbox, cell: Cell
 #[case::immutable(Sandbox::Immutable)]
 #[case::codex(Sandbox::Codex)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
+#[case::docker_ro(Sandbox::DockerReadOnly)]
 fn tmpdir_is_writable_exactly_when_the_policy_says(#[case] sandbox: Sandbox, cell: Cell) {
     if !usable(sandbox) {
         return;
@@ -222,6 +223,7 @@ fn tmpdir_is_writable_exactly_when_the_policy_says(#[case] sandbox: Sandbox, cel
 #[case::ro_root(Sandbox::RoRoot)]
 #[case::codex(Sandbox::Codex)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
+#[case::docker_ro(Sandbox::DockerReadOnly)]
 fn home_outside_the_cache_is_denied(#[case] sandbox: Sandbox, cell: Cell) {
     if !usable(sandbox) {
         return;
@@ -295,6 +297,7 @@ fn environment_and_cwd_are_exactly_the_invocations(#[case] sandbox: Sandbox, cel
 #[case::foreign_owner(Sandbox::ForeignOwner)]
 #[case::codex(Sandbox::Codex)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
+#[case::docker_ro(Sandbox::DockerReadOnly)]
 fn network_is_taken_away(#[case] sandbox: Sandbox, cell: Cell) {
     if !usable(sandbox) {
         return;

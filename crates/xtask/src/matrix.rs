@@ -83,6 +83,18 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
         states: names(args.state, CacheState::from_name, "cache state")?,
     };
     let cells = plan::cells(&uvs, &filter);
+    // As in the test suite: a required sandbox that cannot run fails the job, not a column of skips.
+    let required = plan::required_sandboxes();
+    if let Some(c) = cells
+        .iter()
+        .find(|c| c.unavailable.is_some() && required.contains(&c.sandbox))
+    {
+        bail!(
+            "sandbox `{}` is required (UVFIX_REQUIRE_SANDBOXES) but unavailable: {}",
+            c.sandbox,
+            c.unavailable.as_deref().unwrap_or_default()
+        );
+    }
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
