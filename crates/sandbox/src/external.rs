@@ -8,6 +8,12 @@
 //!   generation (EACCES). Found via `$UVFIX_CODEX`, then `PATH`, then
 //!   `target/uvfix/npm/node_modules/.bin/codex` under the workspace root. Codex always makes the
 //!   cwd writable too, so the cwd must not be inside `$HOME` (the canary would catch it).
+//! * `codex-current`: Codex CLI's current release ([`CODEX_CURRENT_VERSION`], npm, installed
+//!   to `target/uvfix/npm-codex-current` or named by `$UVFIX_CODEX_CURRENT`): `codex sandbox -P
+//!   uvfix -c 'permissions.uvfix.filesystem={"/"="read",WS="write",TMP="write"}' -C CWD --`,
+//!   bubblewrap + seccomp, EROFS. Its built-in `:workspace` profile makes all of `/tmp` writable
+//!   (the cells live there) and ignores extra writable roots, hence a profile of our own. Newer
+//!   releases dropped the `linux` subcommand and `--full-auto` that 0.63.0 takes.
 //! * `sandbox-runtime`: Anthropic's `srt` (npm `@anthropic-ai/sandbox-runtime`), bubblewrap
 //!   based (needs `bwrap`, `rg`, `socat`). `srt --settings FILE -- PROG ARGS` with
 //!   `allowWrite = [workspace, tmp]`, `denyWrite = [cache]`, no allowed domains (offline). The
@@ -126,6 +132,94 @@ pub(crate) fn codex(layout: &Layout, inv: &Invocation) -> Command {
         layout.workspace.clone(),
         layout.tmp.clone(),
     ]));
+    cmd.arg("--").arg(&inv.program).args(&inv.args);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------------
+// codex-current: Codex CLI's current release (bubblewrap)
+
+/// The release `ci/install-sandboxes.sh` installs for the `codex-current` column.
+pub const CODEX_CURRENT_VERSION: &str = "0.171.0";
+const CODEX_CURRENT_PREFIX: &str = "target/uvfix/npm-codex-current";
+
+fn codex_current_install() -> String {
+    format!(
+        "npm install --prefix {CODEX_CURRENT_PREFIX} @openai/codex@{CODEX_CURRENT_VERSION} \
+         (ci/install-sandboxes.sh)"
+    )
+}
+
+/// `$UVFIX_CODEX_CURRENT`, else the fixture's own prefix. Not `PATH`: a `codex` found there may
+/// be either generation, and 0.63.0 has a column of its own.
+fn locate_codex_current() -> Result<PathBuf, String> {
+    let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(CODEX_CURRENT_PREFIX)
+        .join("node_modules/.bin/codex");
+    match std::env::var_os("UVFIX_CODEX_CURRENT").filter(|v| !v.is_empty()) {
+        Some(path) if is_executable(Path::new(&path)) => Ok(PathBuf::from(path)),
+        Some(path) => Err(format!(
+            "$UVFIX_CODEX_CURRENT is set to {} but that is not an executable file",
+            Path::new(&path).display()
+        )),
+        None if is_executable(&own) => Ok(own),
+        None => Err(format!(
+            "codex not found in $UVFIX_CODEX_CURRENT or {}",
+            own.display()
+        )),
+    }
+}
+
+pub(crate) fn codex_current_availability() -> Availability {
+    if !cfg!(target_os = "linux") {
+        return Availability::Unavailable(
+            "the codex-current column drives Codex's Linux sandbox (bubblewrap)".into(),
+        );
+    }
+    let codex = match locate_codex_current() {
+        Ok(codex) => codex,
+        Err(e) => return Availability::Unavailable(format!("{e}: {}", codex_current_install())),
+    };
+    let dir = std::env::temp_dir();
+    let mut probe = script_command(&codex);
+    probe.args(codex_current_policy_args(std::slice::from_ref(&dir), &dir));
+    probe.args(["--", "/bin/sh", "-c", ":"]);
+    smoke(probe, "`codex sandbox` (current release)")
+}
+
+/// A permission profile of our own (the built-in `:workspace` makes all of `/tmp` writable,
+/// where the cells live): read everything, write only the given roots. Network stays off
+/// (Codex's seccomp filter). `codex sandbox` requires `-P` once `-c` overrides are given.
+fn codex_current_policy_args(writable: &[PathBuf], cwd: &Path) -> Vec<OsString> {
+    let mut table = vec![format!("{}=\"read\"", toml_string("/".as_ref()))];
+    table.extend(
+        writable
+            .iter()
+            .map(|p| format!("{}=\"write\"", toml_string(p.as_os_str()))),
+    );
+    let mut args: Vec<OsString> = [
+        "sandbox".to_owned(),
+        "-P".to_owned(),
+        "uvfix".to_owned(),
+        "-c".to_owned(),
+        format!("permissions.uvfix.filesystem={{{}}}", table.join(",")),
+        "-C".to_owned(),
+    ]
+    .map(OsString::from)
+    .to_vec();
+    args.push(cwd.as_os_str().to_owned());
+    args
+}
+
+pub(crate) fn codex_current(layout: &Layout, inv: &Invocation) -> Command {
+    let codex = locate_codex_current().unwrap_or_else(|_| PathBuf::from("codex"));
+    let mut cmd = script_command(&codex);
+    cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
+    cmd.args(codex_current_policy_args(
+        &[layout.workspace.clone(), layout.tmp.clone()],
+        &inv.cwd,
+    ));
     cmd.arg("--").arg(&inv.program).args(&inv.args);
     cmd
 }
@@ -325,6 +419,21 @@ mod tests {
         // codex parses the value as TOML: it must come back as the path, quotes and all.
         let parsed: toml::Table = format!("v = {value}").parse().unwrap();
         assert_eq!(parsed["v"][0].as_str(), Some("/w \"x\""));
+    }
+
+    #[test]
+    fn codex_current_profile_is_toml() {
+        let args = codex_current_policy_args(&["/w \"x\"".into()], Path::new("/w"));
+        let value = args[4]
+            .to_str()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned();
+        let parsed: toml::Table = format!("v = {value}").parse().unwrap();
+        assert_eq!(parsed["v"]["/"].as_str(), Some("read"));
+        assert_eq!(parsed["v"]["/w \"x\""].as_str(), Some("write"));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | `ro-root`       | [`bwrap`]     | bubblewrap, `/` read-only, only the workspace writable      | EROFS  |
 //! | `foreign-owner` | [`foreign`]   | root: run as uid 65534; else: write bits stripped           | EACCES |
 //! | `codex`         | [`external`]  | `codex sandbox linux --full-auto` (0.63: Landlock+seccomp)  | EACCES |
+//! | `codex-current` | [`external`]  | `codex sandbox -P uvfix` (current release: bubblewrap)      | EROFS  |
 //! | `sandbox-runtime` | [`external`] | Anthropic `srt` with a settings JSON (bubblewrap)          | EROFS  |
 //! | `docker-ro`     | [`docker`]    | `docker run --read-only`, `$HOME` volume `:ro`              | EROFS  |
 //! | `seatbelt`      | [`external`]  | macOS `sandbox-exec`, `(deny file-write* (subpath home))`   | EPERM  |
@@ -88,6 +89,8 @@ pub enum Sandbox {
     /// The cache carries the immutable attribute: EPERM on Linux, the errno of macOS Seatbelt.
     Immutable,
     Codex,
+    /// Codex CLI's current release: bubblewrap, EROFS.
+    CodexCurrent,
     SandboxRuntime,
     DockerReadOnly,
     Seatbelt,
@@ -156,7 +159,7 @@ pub enum SandboxError {
 }
 
 impl Sandbox {
-    pub const ALL: [Sandbox; 10] = [
+    pub const ALL: [Sandbox; 11] = [
         Sandbox::None,
         Sandbox::Landlock,
         Sandbox::RoHome,
@@ -164,6 +167,7 @@ impl Sandbox {
         Sandbox::ForeignOwner,
         Sandbox::Immutable,
         Sandbox::Codex,
+        Sandbox::CodexCurrent,
         Sandbox::SandboxRuntime,
         Sandbox::DockerReadOnly,
         Sandbox::Seatbelt,
@@ -179,6 +183,7 @@ impl Sandbox {
             Sandbox::ForeignOwner => "foreign-owner",
             Sandbox::Immutable => "immutable",
             Sandbox::Codex => "codex",
+            Sandbox::CodexCurrent => "codex-current",
             Sandbox::SandboxRuntime => "sandbox-runtime",
             Sandbox::DockerReadOnly => "docker-ro",
             Sandbox::Seatbelt => "seatbelt",
@@ -200,6 +205,7 @@ impl Sandbox {
             Sandbox::Landlock | Sandbox::ForeignOwner | Sandbox::Codex => Some(Denial::Eacces),
             Sandbox::RoHome
             | Sandbox::RoRoot
+            | Sandbox::CodexCurrent
             | Sandbox::SandboxRuntime
             | Sandbox::DockerReadOnly => Some(Denial::Erofs),
             Sandbox::Seatbelt | Sandbox::Immutable => Some(Denial::Eperm),
@@ -219,6 +225,7 @@ impl Sandbox {
             Sandbox::ForeignOwner => foreign::availability(),
             Sandbox::Immutable => immutable::availability(),
             Sandbox::Codex => external::codex_availability(),
+            Sandbox::CodexCurrent => external::codex_current_availability(),
             Sandbox::SandboxRuntime => external::srt_availability(),
             Sandbox::DockerReadOnly => docker::availability(),
             Sandbox::Seatbelt => external::seatbelt_availability(),
@@ -278,6 +285,7 @@ impl Sandbox {
             Sandbox::RoRoot => bwrap::ro_root(layout, helper, inv),
             Sandbox::ForeignOwner => foreign::command(inv),
             Sandbox::Codex => external::codex(layout, inv),
+            Sandbox::CodexCurrent => external::codex_current(layout, inv),
             Sandbox::SandboxRuntime => external::srt(layout, inv),
             Sandbox::DockerReadOnly => docker::command(layout, helper, inv),
             Sandbox::Seatbelt => external::seatbelt(layout, inv),

@@ -124,6 +124,7 @@ fn os(s: impl Into<OsString>) -> OsString {
 #[case::foreign_owner(Sandbox::ForeignOwner)]
 #[case::immutable(Sandbox::Immutable)]
 #[case::codex(Sandbox::Codex)]
+#[case::codex_current(Sandbox::CodexCurrent)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
 #[case::docker_ro(Sandbox::DockerReadOnly)]
 #[case::seatbelt(Sandbox::Seatbelt)]
@@ -163,6 +164,7 @@ fn none_canary_is_not_denied(cell: Cell) {
 #[case::foreign_owner(Sandbox::ForeignOwner)]
 #[case::immutable(Sandbox::Immutable)]
 #[case::codex(Sandbox::Codex)]
+#[case::codex_current(Sandbox::CodexCurrent)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
 #[case::docker_ro(Sandbox::DockerReadOnly)]
 #[case::seatbelt(Sandbox::Seatbelt)]
@@ -199,6 +201,7 @@ fn workspace_is_writable_and_cache_readable(#[case] sandbox: Sandbox, cell: Cell
 #[case::foreign_owner(Sandbox::ForeignOwner)]
 #[case::immutable(Sandbox::Immutable)]
 #[case::codex(Sandbox::Codex)]
+#[case::codex_current(Sandbox::CodexCurrent)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
 #[case::docker_ro(Sandbox::DockerReadOnly)]
 fn tmpdir_is_writable_exactly_when_the_policy_says(#[case] sandbox: Sandbox, cell: Cell) {
@@ -222,6 +225,7 @@ fn tmpdir_is_writable_exactly_when_the_policy_says(#[case] sandbox: Sandbox, cel
 #[case::ro_home(Sandbox::RoHome)]
 #[case::ro_root(Sandbox::RoRoot)]
 #[case::codex(Sandbox::Codex)]
+#[case::codex_current(Sandbox::CodexCurrent)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
 #[case::docker_ro(Sandbox::DockerReadOnly)]
 fn home_outside_the_cache_is_denied(#[case] sandbox: Sandbox, cell: Cell) {
@@ -296,6 +300,7 @@ fn environment_and_cwd_are_exactly_the_invocations(#[case] sandbox: Sandbox, cel
 #[case::ro_root(Sandbox::RoRoot)]
 #[case::foreign_owner(Sandbox::ForeignOwner)]
 #[case::codex(Sandbox::Codex)]
+#[case::codex_current(Sandbox::CodexCurrent)]
 #[case::sandbox_runtime(Sandbox::SandboxRuntime)]
 #[case::docker_ro(Sandbox::DockerReadOnly)]
 fn network_is_taken_away(#[case] sandbox: Sandbox, cell: Cell) {
