@@ -7,9 +7,15 @@
 //!              prepare(): chown -R 65534:65534 workspace tmp
 //!                         o+x on every ancestor of home, workspace, tmp and on home → cache
 //!                         the cache tree is not touched: it stays root's, modes as they are
-//! as non-root: run as ourselves; prepare() strips every write bit from the cache tree, or
-//!              with no cache from its nearest existing parent in home (`~/.cache`), so the
-//!              owner is denied too (no CAP_DAC_OVERRIDE); release() gives u+w back
+//! as non-root: run as ourselves; prepare() hands the cache tree, or with no cache its nearest
+//!              existing parent in home (`~/.cache`), to another owner:
+//!   with passwordless sudo (GitHub's `runner`): `sudo -n chown -R 0:0 TARGET`, a cache
+//!              populated by `sudo`, exactly root's case seen from the other side;
+//!              release() chowns it back
+//!   without:   every write bit stripped from TARGET, so the owner is denied too (no
+//!              CAP_DAC_OVERRIDE); release() gives u+w back. Weaker: the owner may still
+//!              hard-link cache files and uv then cannot rewrite a linked RECORD (EACCES), which
+//!              a real foreign owner never meets (protected_hardlinks refuses the link first)
 //! ```
 //!
 //! Denied writes get EACCES (given the usual 755/644 modes; a group/other-writable entry in the
@@ -83,11 +89,44 @@ fn non_root_target(layout: &Layout) -> Option<&Path> {
         .filter(|dir| dir.starts_with(&layout.home))
 }
 
+/// `sudo -n true` succeeds: sudo without a password (asked once per process).
+fn passwordless_sudo() -> bool {
+    static SUDO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUDO.get_or_init(|| {
+        find_in_path("sudo").is_some()
+            && Command::new(tool("sudo"))
+                .args(["-n", "true"])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}
+
+/// `sudo -n chown -R OWNER dir` (symlinks themselves, never their targets: chown -R's default).
+fn sudo_chown(dir: &Path, owner: &str) -> io::Result<()> {
+    let output = Command::new(tool("sudo"))
+        .args(["-n", "chown", "-R", owner])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "`sudo -n chown -R {owner} {}` failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
 pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
     // The cache is left absent when it is: the cell's canary then aims at its nearest existing
     // parent, which is denied below (non-root) or root-owned 0755 (root).
     if !is_root() {
         return match non_root_target(layout) {
+            Some(dir) if passwordless_sudo() => sudo_chown(dir, "0:0"),
             Some(dir) if dir == layout.cache => walk(dir, &mut |path, meta| {
                 set_mode(path, meta, meta.mode() & !0o222)
             }),
@@ -130,6 +169,15 @@ pub(crate) fn release(layout: &Layout) -> io::Result<()> {
         return Ok(());
     }
     match non_root_target(layout) {
+        // Handed to root by prepare(): take it back (only what prepare() can have given away).
+        Some(dir) if fs::symlink_metadata(dir)?.uid() == 0 && passwordless_sudo() => {
+            let me = format!(
+                "{}:{}",
+                rustix::process::getuid().as_raw(),
+                rustix::process::getgid().as_raw()
+            );
+            sudo_chown(dir, &me)
+        }
         Some(dir) if dir == layout.cache => walk(dir, &mut |path, meta| {
             set_mode(path, meta, meta.mode() | 0o200)
         }),
