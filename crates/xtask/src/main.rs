@@ -1,6 +1,8 @@
 //! `cargo xtask`: the fixture's automation, as a plain Rust program (see ARCHITECTURE.md).
 
+#[cfg(unix)]
 mod bench;
+#[cfg(unix)]
 mod matrix;
 mod upstream;
 
@@ -44,8 +46,10 @@ enum Command {
     /// Run the unit tests of the patched crates (the ones the series adds included).
     TestPatched,
     /// The main job: build patched + pristine uv, run the sandbox matrix, print the table.
+    #[cfg(unix)]
     Matrix(matrix::MatrixArgs),
     /// Benchmarks: warm-run time patched vs pristine, and write syscalls on the cache.
+    #[cfg(unix)]
     Bench {
         /// Timed runs per variant.
         #[arg(long, default_value_t = 21)]
@@ -151,7 +155,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => test_patched(&paths)?,
+        #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &sandbox_helper(&paths)?)?,
+        #[cfg(unix)]
         Command::Bench { runs } => bench::run(&paths, runs, &sandbox_helper(&paths)?)?,
         Command::Upstream { command } => upstream::run(&paths, command)?,
     }
@@ -211,10 +217,14 @@ fn test_patched(paths: &Paths) -> Result<()> {
     // Upstream's own `find_python_propagates_virtualenv_metadata_errors` makes a directory
     // mode 000 and expects EACCES, which root never gets; it fails as root with or without
     // the series, so it is skipped there (as uid 65534 it runs and passes).
-    if std::fs::metadata("/proc/self").is_ok_and(|m| {
+    #[cfg(unix)]
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0
-    }) {
+    });
+    #[cfg(not(unix))]
+    let root = false;
+    if root {
         command.args([
             "--",
             "--skip",
@@ -232,6 +242,7 @@ fn test_patched(paths: &Paths) -> Result<()> {
 }
 
 /// Build the `uvfix-sandbox` helper binary (root package) and return its path.
+#[cfg(unix)]
 fn sandbox_helper(paths: &Paths) -> Result<std::path::PathBuf> {
     let status = fetch::cargo()
         .current_dir(&paths.root)
