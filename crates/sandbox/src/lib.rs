@@ -19,6 +19,7 @@
 //! | `sandbox-runtime` | [`external`] | Anthropic `srt` with a settings JSON (bubblewrap)          | EROFS  |
 //! | `docker-ro`     | [`docker`]    | `docker run --read-only`, `$HOME` volume `:ro`              | EROFS  |
 //! | `seatbelt`      | [`external`]  | macOS `sandbox-exec`, `(deny file-write* (subpath home))`   | EPERM  |
+//! | (yours)         | [`custom`]    | `NAME[:ERRNO]=COMMAND PREFIX` with `{workspace}` `{cache}` … | given  |
 //!
 //! # Environment
 //!
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub mod bwrap;
+pub mod custom;
 pub mod docker;
 pub mod external;
 pub mod foreign;
@@ -94,6 +96,9 @@ pub enum Sandbox {
     SandboxRuntime,
     DockerReadOnly,
     Seatbelt,
+    /// A sandbox the user brought (`cargo xtask matrix --custom-sandbox`), see [`custom`].
+    /// Not in [`Sandbox::ALL`]; [`custom::all`] lists the registered ones.
+    Custom(u8),
 }
 
 /// The directories of one cell. All absolute. `cache` lies inside `home`
@@ -187,11 +192,15 @@ impl Sandbox {
             Sandbox::SandboxRuntime => "sandbox-runtime",
             Sandbox::DockerReadOnly => "docker-ro",
             Sandbox::Seatbelt => "seatbelt",
+            Sandbox::Custom(index) => custom::get(index).name,
         }
     }
 
     pub fn from_name(name: &str) -> Option<Sandbox> {
-        Sandbox::ALL.into_iter().find(|s| s.name() == name)
+        Sandbox::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .or_else(|| custom::find(name))
     }
 
     /// The errno a denied cache write gets; `None` for `Sandbox::None`.
@@ -209,6 +218,7 @@ impl Sandbox {
             | Sandbox::SandboxRuntime
             | Sandbox::DockerReadOnly => Some(Denial::Erofs),
             Sandbox::Seatbelt | Sandbox::Immutable => Some(Denial::Eperm),
+            Sandbox::Custom(index) => Some(custom::get(index).denial),
         }
     }
 
@@ -229,6 +239,7 @@ impl Sandbox {
             Sandbox::SandboxRuntime => external::srt_availability(),
             Sandbox::DockerReadOnly => docker::availability(),
             Sandbox::Seatbelt => external::seatbelt_availability(),
+            Sandbox::Custom(index) => custom::availability(custom::get(index)),
         })
     }
 
@@ -289,6 +300,7 @@ impl Sandbox {
             Sandbox::SandboxRuntime => external::srt(layout, inv),
             Sandbox::DockerReadOnly => docker::command(layout, helper, inv),
             Sandbox::Seatbelt => external::seatbelt(layout, inv),
+            Sandbox::Custom(index) => custom::command(custom::get(index), layout, inv),
         }
     }
 

@@ -30,6 +30,10 @@ pub struct MatrixArgs {
     /// Comma-separated sandbox names (default: all).
     #[arg(long, value_delimiter = ',')]
     sandbox: Option<Vec<String>>,
+    /// A sandbox of your own: NAME[:ERRNO]=COMMAND PREFIX, with {workspace} {tmpdir} {home}
+    /// {cache} for the cell's paths (repeatable; canary-proved like the others; see README).
+    #[arg(long = "custom-sandbox", value_name = "NAME=PREFIX")]
+    custom_sandboxes: Vec<String>,
     /// Comma-separated scenarios, S1…S7 (default: all).
     #[arg(long, value_delimiter = ',')]
     scenario: Option<Vec<String>>,
@@ -77,8 +81,14 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if args.official {
         uvs.push(UvUnderTest::official().map_err(anyhow::Error::msg)?);
     }
+    let mut custom = Vec::new();
+    for spec in &args.custom_sandboxes {
+        custom.push(uvfix_sandbox::custom::register(spec)?);
+    }
+    let sandboxes = names(args.sandbox, Sandbox::from_name, "sandbox")?
+        .or_else(|| (!custom.is_empty()).then(|| [&Sandbox::ALL[..], &custom].concat()));
     let filter = Filter {
-        sandboxes: names(args.sandbox, Sandbox::from_name, "sandbox")?,
+        sandboxes,
         scenarios: names(args.scenario, ScenarioId::from_name, "scenario")?,
         states: names(args.state, CacheState::from_name, "cache state")?,
     };
