@@ -34,8 +34,9 @@ pub(crate) fn cached(sandbox: Sandbox, compute: impl FnOnce() -> Availability) -
         Some(verdict) => verdict,
         None => {
             let verdict = compute();
-            if let Some(path) = &shared {
-                // Best effort: a verdict that cannot be shared is only probed again.
+            // Only "available" is shared: a sandbox that comes up (an engine started a moment
+            // ago) is never skipped on an older answer. Best effort: unshared, it is probed again.
+            if let (Some(path), Availability::Available) = (&shared, &verdict) {
                 let _ = write_shared(path, &verdict);
             }
             verdict
@@ -52,9 +53,9 @@ pub(crate) fn cached(sandbox: Sandbox, compute: impl FnOnce() -> Availability) -
 ///
 /// Under nextest every test is its own process, and each one asks about every sandbox (the
 /// test list is the matrix): a real `codex sandbox`, `srt` and `bwrap` run per process added
-/// seconds to each of ~1700 tests. Sharing is safe because availability only decides run or
-/// skip: a sandbox that broke since still has to pass every cell's canary, and one that came
-/// up is skipped for at most this long. `UVFIX_PROBE_SHARE=0` turns sharing off.
+/// seconds to each of ~1700 tests. Only "available" is shared, and that is safe: a sandbox
+/// that broke since still has to pass every cell's canary, so it fails, never passes.
+/// `UVFIX_PROBE_SHARE=0` turns sharing off.
 const SHARED_FOR: Duration = Duration::from_secs(60);
 
 /// `$TMPDIR/uvfix-probes-UID/NAME-HASH`, the hash over everything a verdict depends on.
