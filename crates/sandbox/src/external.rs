@@ -250,10 +250,20 @@ pub(crate) fn srt_availability() -> Availability {
             }
         }
     }
-    let dir = std::env::temp_dir();
+    // A private probe directory: with HOME = the shared temp dir, srt's own mounts (it protects
+    // `$HOME/.claude/…`) tripped over another user's `/tmp/.claude` (seen as a non-root runner
+    // after a root run: "Can't create file at /tmp/.claude/commands: Permission denied").
+    let probe_dir = match tempfile::Builder::new()
+        .prefix("uvfix-srt-probe-")
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(e) => return Availability::Unavailable(format!("creating a probe directory: {e}")),
+    };
+    let dir = probe_dir.path().to_path_buf();
     let probe_layout = Layout {
         home: dir.clone(),
-        cache: dir.join("uvfix-srt-probe-cache"),
+        cache: dir.join("cache"),
         workspace: dir.clone(),
         tmp: dir,
     };
