@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# ci/job.sh <sandbox> <uv-under-test>
+# ci/job.sh <sandbox> <uv-under-test> [cargo xtask matrix options…]
 #
 # One column of the matrix: every scenario × cache state for one sandbox and one uv.
 #   <sandbox>        a name from crates/sandbox (none, landlock, ro-home, ro-root,
 #                    foreign-owner, codex, sandbox-runtime, docker-ro, seatbelt)
 #   <uv-under-test>  patched | pristine | official-<version> | official-latest
+#   options          passed on, e.g. `--scenario S1,S4 --jobs 1`
 #
 # The same script runs in .github/workflows/matrix.yml and on a developer's machine. The
 # sandbox is required (UVFIX_REQUIRE_SANDBOXES): if it cannot run here the job fails
@@ -16,12 +17,19 @@ cd "$(dirname "$0")/.."
 usage="usage: ci/job.sh <sandbox> <patched|pristine|official-VERSION|official-latest>"
 sandbox=${1:?$usage}
 uut=${2:?$usage}
+shift 2
 
 case "$uut" in
   patched | pristine)
-    # The fixture's own build (restored from the build job's cache in CI).
+    # The fixture's own build: a binary handed in (UVFIX_UV_PATCHED / UVFIX_UV_PRISTINE, e.g.
+    # the build job's artifact in CI), else built or found up to date by `cargo xtask`.
     label=$uut
-    uv=$(cargo xtask uv-path "$uut")
+    given=UVFIX_UV_${uut^^}
+    if [ -n "${!given:-}" ]; then
+      uv=${!given}
+    else
+      uv=$(cargo xtask uv-path "$uut")
+    fi
     ;;
   official-*)
     # The release wheel from PyPI, unpatched: it gets the upstream expectations.
@@ -34,15 +42,20 @@ esac
 case "$sandbox" in
   codex | sandbox-runtime) ci/install-sandboxes.sh ;;
   docker-ro)
-    # The sandbox runs with --network none and never pulls: fetch the image first.
-    docker pull --quiet "${UVFIX_DOCKER_IMAGE:-debian:bookworm-slim}"
+    # An engine (started here as root if none runs, and stopped again at the end) and the
+    # image, built from the host's distribution packages; the sandbox never pulls.
+    if [ "$(ci/docker-engine.sh start)" = started ]; then
+      trap 'ci/docker-engine.sh stop' EXIT
+    fi
+    UVFIX_DOCKER_IMAGE=$(ci/docker-image.sh | tail -n 1)
+    export UVFIX_DOCKER_IMAGE
     ;;
 esac
 
 export UVFIX_REQUIRE_SANDBOXES=$sandbox
 status=0
 out=${UVFIX_WORK_DIR:-target/uvfix}/matrix
-cargo xtask matrix --sandbox "$sandbox" --uv "$label=$uv" --out "$out" || status=$?
+cargo xtask matrix --sandbox "$sandbox" --uv "$label=$uv" --out "$out" "$@" || status=$?
 
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
   {

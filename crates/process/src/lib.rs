@@ -7,7 +7,6 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -84,15 +83,27 @@ pub fn shown(command: &Command) -> String {
         .join(" ")
 }
 
+#[cfg(unix)]
+fn signal(status: std::process::ExitStatus) -> Option<i32> {
+    std::os::unix::process::ExitStatusExt::signal(&status)
+}
+
+/// There are no signals on Windows.
+#[cfg(not(unix))]
+fn signal(_status: std::process::ExitStatus) -> Option<i32> {
+    None
+}
+
 /// Run `command` to completion (or until `timeout`), capturing its output.
 pub fn run(command: &mut Command, timeout: Option<Duration>) -> Result<Output, Error> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Our own group, so that a timeout kills the command's children (python, bwrap's
-        // child) too.
-        .process_group(0);
+        .stderr(Stdio::piped());
+    // Our own group, so that a timeout kills the command's children (python, bwrap's child)
+    // too.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(command, 0);
     let shown = shown(command);
     let wait_error = |source| Error::Wait {
         command: shown.clone(),
@@ -111,6 +122,7 @@ pub fn run(command: &mut Command, timeout: Option<Duration>) -> Result<Output, E
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             timed_out = true;
+            #[cfg(unix)]
             let _ = rustix::process::kill_process_group(
                 rustix::process::Pid::from_child(&child),
                 rustix::process::Signal::KILL,
@@ -122,7 +134,7 @@ pub fn run(command: &mut Command, timeout: Option<Duration>) -> Result<Output, E
     };
     let mut out = Output {
         exit_code: status.code(),
-        signal: status.signal(),
+        signal: signal(status),
         timed_out,
         ..Output::default()
     };

@@ -8,6 +8,12 @@
 //!   generation (EACCES). Found via `$UVFIX_CODEX`, then `PATH`, then
 //!   `target/uvfix/npm/node_modules/.bin/codex` under the workspace root. Codex always makes the
 //!   cwd writable too, so the cwd must not be inside `$HOME` (the canary would catch it).
+//! * `codex-current`: Codex CLI's current release ([`CODEX_CURRENT_VERSION`], npm, installed
+//!   to `target/uvfix/npm-codex-current` or named by `$UVFIX_CODEX_CURRENT`): `codex sandbox -P
+//!   uvfix -c 'permissions.uvfix.filesystem={"/"="read",WS="write",TMP="write"}' -C CWD --`,
+//!   bubblewrap + seccomp, EROFS. Its built-in `:workspace` profile makes all of `/tmp` writable
+//!   (the cells live there) and ignores extra writable roots, hence a profile of our own. Newer
+//!   releases dropped the `linux` subcommand and `--full-auto` that 0.63.0 takes.
 //! * `sandbox-runtime`: Anthropic's `srt` (npm `@anthropic-ai/sandbox-runtime`), bubblewrap
 //!   based (needs `bwrap`, `rg`, `socat`). `srt --settings FILE -- PROG ARGS` with
 //!   `allowWrite = [workspace, tmp]`, `denyWrite = [cache]`, no allowed domains (offline). The
@@ -15,13 +21,8 @@
 //!   root; `$TMPDIR/uvfix-srt-UID/` if that is `/` or the system temp dir).
 //!   srt overrides `TMPDIR` with `/tmp/claude` and adds proxy variables. Found via `$UVFIX_SRT`,
 //!   `PATH`, then the npm dir like codex.
-//! * `docker-ro`: `docker run --rm -i --read-only --network none --user UID:GID`, `$HOME`,
-//!   workspace and tmp mounted at their host paths, the cache mounted again `:ro` on top; the
-//!   helper and the program are mounted read-only at their host paths; the image is
-//!   `$UVFIX_DOCKER_IMAGE` (default `debian:bookworm-slim`) and must already be present. Only
-//!   when `docker info` succeeds.
 //! * `seatbelt`: macOS `sandbox-exec -p` with `(allow default)`, `(deny file-write* (subpath
-//!   CACHE))` and `(deny network*)`; EPERM. Unavailable on every other OS.
+//!   HOME))` and `(deny network*)`; EPERM. Unavailable on every other OS.
 //!
 //! npm scripts are started through the host's `node` (see `probe::script_command`), so the
 //! sandboxed command's `PATH` need not contain node.
@@ -34,7 +35,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::probe::{
-    find_in_path, is_executable, json_string, run_probe, script_command, toml_string, tool,
+    find_in_path, is_executable, json_string, run_probe, script_command, toml_string,
 };
 use crate::{Availability, Invocation, Layout, sandbox_env};
 
@@ -136,6 +137,94 @@ pub(crate) fn codex(layout: &Layout, inv: &Invocation) -> Command {
 }
 
 // ---------------------------------------------------------------------------------------------
+// codex-current: Codex CLI's current release (bubblewrap)
+
+/// The release `ci/install-sandboxes.sh` installs for the `codex-current` column.
+pub const CODEX_CURRENT_VERSION: &str = "0.171.0";
+const CODEX_CURRENT_PREFIX: &str = "target/uvfix/npm-codex-current";
+
+fn codex_current_install() -> String {
+    format!(
+        "npm install --prefix {CODEX_CURRENT_PREFIX} @openai/codex@{CODEX_CURRENT_VERSION} \
+         (ci/install-sandboxes.sh)"
+    )
+}
+
+/// `$UVFIX_CODEX_CURRENT`, else the fixture's own prefix. Not `PATH`: a `codex` found there may
+/// be either generation, and 0.63.0 has a column of its own.
+fn locate_codex_current() -> Result<PathBuf, String> {
+    let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(CODEX_CURRENT_PREFIX)
+        .join("node_modules/.bin/codex");
+    match std::env::var_os("UVFIX_CODEX_CURRENT").filter(|v| !v.is_empty()) {
+        Some(path) if is_executable(Path::new(&path)) => Ok(PathBuf::from(path)),
+        Some(path) => Err(format!(
+            "$UVFIX_CODEX_CURRENT is set to {} but that is not an executable file",
+            Path::new(&path).display()
+        )),
+        None if is_executable(&own) => Ok(own),
+        None => Err(format!(
+            "codex not found in $UVFIX_CODEX_CURRENT or {}",
+            own.display()
+        )),
+    }
+}
+
+pub(crate) fn codex_current_availability() -> Availability {
+    if !cfg!(target_os = "linux") {
+        return Availability::Unavailable(
+            "the codex-current column drives Codex's Linux sandbox (bubblewrap)".into(),
+        );
+    }
+    let codex = match locate_codex_current() {
+        Ok(codex) => codex,
+        Err(e) => return Availability::Unavailable(format!("{e}: {}", codex_current_install())),
+    };
+    let dir = std::env::temp_dir();
+    let mut probe = script_command(&codex);
+    probe.args(codex_current_policy_args(std::slice::from_ref(&dir), &dir));
+    probe.args(["--", "/bin/sh", "-c", ":"]);
+    smoke(probe, "`codex sandbox` (current release)")
+}
+
+/// A permission profile of our own (the built-in `:workspace` makes all of `/tmp` writable,
+/// where the cells live): read everything, write only the given roots. Network stays off
+/// (Codex's seccomp filter). `codex sandbox` requires `-P` once `-c` overrides are given.
+fn codex_current_policy_args(writable: &[PathBuf], cwd: &Path) -> Vec<OsString> {
+    let mut table = vec![format!("{}=\"read\"", toml_string("/".as_ref()))];
+    table.extend(
+        writable
+            .iter()
+            .map(|p| format!("{}=\"write\"", toml_string(p.as_os_str()))),
+    );
+    let mut args: Vec<OsString> = [
+        "sandbox".to_owned(),
+        "-P".to_owned(),
+        "uvfix".to_owned(),
+        "-c".to_owned(),
+        format!("permissions.uvfix.filesystem={{{}}}", table.join(",")),
+        "-C".to_owned(),
+    ]
+    .map(OsString::from)
+    .to_vec();
+    args.push(cwd.as_os_str().to_owned());
+    args
+}
+
+pub(crate) fn codex_current(layout: &Layout, inv: &Invocation) -> Command {
+    let codex = locate_codex_current().unwrap_or_else(|_| PathBuf::from("codex"));
+    let mut cmd = script_command(&codex);
+    cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
+    cmd.args(codex_current_policy_args(
+        &[layout.workspace.clone(), layout.tmp.clone()],
+        &inv.cwd,
+    ));
+    cmd.arg("--").arg(&inv.program).args(&inv.args);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------------
 // sandbox-runtime (srt)
 
 const SRT_INSTALL: &str = "npm install --prefix target/uvfix/npm @anthropic-ai/sandbox-runtime";
@@ -161,10 +250,20 @@ pub(crate) fn srt_availability() -> Availability {
             }
         }
     }
-    let dir = std::env::temp_dir();
+    // A private probe directory: with HOME = the shared temp dir, srt's own mounts (it protects
+    // `$HOME/.claude/…`) tripped over another user's `/tmp/.claude` (seen as a non-root runner
+    // after a root run: "Can't create file at /tmp/.claude/commands: Permission denied").
+    let probe_dir = match tempfile::Builder::new()
+        .prefix("uvfix-srt-probe-")
+        .tempdir()
+    {
+        Ok(dir) => dir,
+        Err(e) => return Availability::Unavailable(format!("creating a probe directory: {e}")),
+    };
+    let dir = probe_dir.path().to_path_buf();
     let probe_layout = Layout {
         home: dir.clone(),
-        cache: dir.join("uvfix-srt-probe-cache"),
+        cache: dir.join("cache"),
         workspace: dir.clone(),
         tmp: dir,
     };
@@ -256,79 +355,6 @@ pub(crate) fn srt(layout: &Layout, inv: &Invocation) -> Command {
 }
 
 // ---------------------------------------------------------------------------------------------
-// docker
-
-fn docker_image() -> OsString {
-    std::env::var_os("UVFIX_DOCKER_IMAGE").unwrap_or_else(|| "debian:bookworm-slim".into())
-}
-
-pub(crate) fn docker_availability() -> Availability {
-    if find_in_path("docker").is_none() {
-        return Availability::Unavailable("docker CLI not installed".into());
-    }
-    let mut info = Command::new(tool("docker"));
-    info.arg("info");
-    match run_probe(info, Duration::from_secs(20)) {
-        Ok(out) if out.success => {}
-        Ok(out) => {
-            let last = out.text.lines().last().unwrap_or_default().to_owned();
-            return Availability::Unavailable(format!(
-                "`docker info` failed, no usable engine: {last}"
-            ));
-        }
-        Err(e) => return Availability::Unavailable(e),
-    }
-    let mut inspect = Command::new(tool("docker"));
-    inspect.args(["image", "inspect"]).arg(docker_image());
-    match run_probe(inspect, Duration::from_secs(20)) {
-        Ok(out) if out.success => Availability::Available,
-        _ => Availability::Unavailable(format!(
-            "docker image {:?} is not present (no registry access here); pull it or set UVFIX_DOCKER_IMAGE",
-            docker_image()
-        )),
-    }
-}
-
-pub(crate) fn docker(layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
-    // The docker client keeps the host environment (DOCKER_HOST, its config); the container gets
-    // exactly the sandboxed environment through `-e`.
-    let mut cmd = Command::new(tool("docker"));
-    let uid = rustix::process::getuid().as_raw();
-    let gid = rustix::process::getgid().as_raw();
-    cmd.args(["run", "--rm", "-i", "--read-only", "--network", "none"])
-        .arg(format!("--user={uid}:{gid}"));
-    let volume = |src: &Path, suffix: &str| {
-        let mut v = OsString::from("--volume=");
-        v.push(src);
-        v.push(":");
-        v.push(src);
-        v.push(suffix);
-        v
-    };
-    // Docker sorts mounts by depth, so the `:ro` cache lands on top of the writable home.
-    for dir in [&layout.home, &layout.workspace, &layout.tmp] {
-        cmd.arg(volume(dir, ""));
-    }
-    cmd.arg(volume(&layout.cache, ":ro"));
-    for file in [helper, inv.program.as_path()] {
-        if file.is_absolute() && file.exists() {
-            cmd.arg(volume(file, ":ro"));
-        }
-    }
-    let mut workdir = OsString::from("--workdir=");
-    workdir.push(&inv.cwd);
-    cmd.arg(workdir);
-    for (key, value) in sandbox_env(inv) {
-        let mut kv = key;
-        kv.push("=");
-        kv.push(value);
-        cmd.arg("--env").arg(kv);
-    }
-    cmd.arg(docker_image()).arg(&inv.program).args(&inv.args);
-    cmd
-}
-
-// ---------------------------------------------------------------------------------------------
 // seatbelt
 
 const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
@@ -346,11 +372,16 @@ pub(crate) fn seatbelt_availability() -> Availability {
     Availability::Available
 }
 
-/// The Seatbelt profile: everything allowed except writing below the cache and the network.
-pub fn seatbelt_profile(cache: &Path) -> String {
+/// The Seatbelt profile: everything allowed except writing below the home (the cache and
+/// `~/.cache`, where uv would create a missing cache, with it) and the network.
+///
+/// The home, not only the cache: Codex and Claude Code on macOS let a command write to its
+/// workspace and temp dirs only, and with the cache absent the canary probes `~/.cache`, which
+/// a cache-only rule would leave writable (a "denying" sandbox whose canary succeeds).
+pub fn seatbelt_profile(home: &Path) -> String {
     // Seatbelt matches resolved paths (/var → /private/var on macOS).
-    let cache = fs_err::canonicalize(cache).unwrap_or_else(|_| cache.to_path_buf());
-    let quoted = cache
+    let home = fs_err::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+    let quoted = home
         .to_string_lossy()
         .replace('\\', "\\\\")
         .replace('"', "\\\"");
@@ -362,7 +393,7 @@ pub fn seatbelt_profile(cache: &Path) -> String {
 pub(crate) fn seatbelt(layout: &Layout, inv: &Invocation) -> Command {
     let mut cmd = crate::base_command(SANDBOX_EXEC, inv);
     cmd.arg("-p")
-        .arg(seatbelt_profile(&layout.cache))
+        .arg(seatbelt_profile(&layout.home))
         .arg(&inv.program)
         .args(&inv.args);
     cmd
@@ -401,9 +432,24 @@ mod tests {
     }
 
     #[test]
-    fn seatbelt_profile_denies_cache_writes() {
-        let profile = seatbelt_profile(Path::new("/nonexistent/cache"));
-        assert!(profile.contains("(deny file-write* (subpath \"/nonexistent/cache\"))"));
+    fn codex_current_profile_is_toml() {
+        let args = codex_current_policy_args(&["/w \"x\"".into()], Path::new("/w"));
+        let value = args[4]
+            .to_str()
+            .unwrap()
+            .split_once('=')
+            .unwrap()
+            .1
+            .to_owned();
+        let parsed: toml::Table = format!("v = {value}").parse().unwrap();
+        assert_eq!(parsed["v"]["/"].as_str(), Some("read"));
+        assert_eq!(parsed["v"]["/w \"x\""].as_str(), Some("write"));
+    }
+
+    #[test]
+    fn seatbelt_profile_denies_writes_below_home() {
+        let profile = seatbelt_profile(Path::new("/nonexistent/home"));
+        assert!(profile.contains("(deny file-write* (subpath \"/nonexistent/home\"))"));
         assert!(profile.contains("(deny network*)"));
     }
 }

@@ -7,8 +7,15 @@
 //!              prepare(): chown -R 65534:65534 workspace tmp
 //!                         o+x on every ancestor of home, workspace, tmp and on home → cache
 //!                         the cache tree is not touched: it stays root's, modes as they are
-//! as non-root: run as ourselves; prepare() strips every write bit from the cache tree
-//!              (the owner is then denied too: no CAP_DAC_OVERRIDE); release() gives u+w back
+//! as non-root: run as ourselves; prepare() hands the cache tree, or with no cache its nearest
+//!              existing parent in home (`~/.cache`), to another owner:
+//!   with passwordless sudo (GitHub's `runner`): `sudo -n chown -R 0:0 TARGET`, a cache
+//!              populated by `sudo`, exactly root's case seen from the other side;
+//!              release() chowns it back
+//!   without:   every write bit stripped from TARGET, so the owner is denied too (no
+//!              CAP_DAC_OVERRIDE); release() gives u+w back. Weaker: the owner may still
+//!              hard-link cache files and uv then cannot rewrite a linked RECORD (EACCES), which
+//!              a real foreign owner never meets (protected_hardlinks refuses the link first)
 //! ```
 //!
 //! Denied writes get EACCES (given the usual 755/644 modes; a group/other-writable entry in the
@@ -70,13 +77,65 @@ pub(crate) fn command(inv: &Invocation) -> Command {
     cmd
 }
 
+/// What a non-root run strips the write bits from: the cache tree, or when there is no cache
+/// the directory uv would create it in (`~/.cache`), so that creating it is denied as well,
+/// as it is for a real foreign owner's `~/.cache`. Without this, a non-root runner (GitHub's
+/// `runner` user) would leave `~/.cache` writable and the cache-absent canary would succeed.
+fn non_root_target(layout: &Layout) -> Option<&Path> {
+    layout
+        .cache
+        .ancestors()
+        .find(|dir| dir.is_dir())
+        .filter(|dir| dir.starts_with(&layout.home))
+}
+
+/// `sudo -n true` succeeds: sudo without a password (asked once per process).
+fn passwordless_sudo() -> bool {
+    static SUDO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUDO.get_or_init(|| {
+        find_in_path("sudo").is_some()
+            && Command::new(tool("sudo"))
+                .args(["-n", "true"])
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}
+
+/// `sudo -n chown -R OWNER dir` (symlinks themselves, never their targets: chown -R's default).
+fn sudo_chown(dir: &Path, owner: &str) -> io::Result<()> {
+    let output = Command::new(tool("sudo"))
+        .args(["-n", "chown", "-R", owner])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "`sudo -n chown -R {owner} {}` failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
 pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
-    // A missing cache would make the canary fail with ENOENT; an empty one is a valid cell.
-    fs::create_dir_all(&layout.cache)?;
+    // The cache is left absent when it is: the cell's canary then aims at its nearest existing
+    // parent, which is denied below (non-root) or root-owned 0755 (root).
     if !is_root() {
-        return walk(&layout.cache, &mut |path, meta| {
-            set_mode(path, meta, meta.mode() & !0o222)
-        });
+        return match non_root_target(layout) {
+            Some(dir) if passwordless_sudo() => sudo_chown(dir, "0:0"),
+            Some(dir) if dir == layout.cache => walk(dir, &mut |path, meta| {
+                set_mode(path, meta, meta.mode() & !0o222)
+            }),
+            Some(dir) => {
+                let meta = fs::metadata(dir)?;
+                set_mode(dir, &meta, meta.mode() & !0o222)
+            }
+            None => Ok(()),
+        };
     }
     for dir in [&layout.workspace, &layout.tmp] {
         walk(dir, &mut |path, _| {
@@ -93,7 +152,8 @@ pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
             .cache
             .ancestors()
             .skip(1)
-            .take_while(|p| p.starts_with(&layout.home)),
+            .take_while(|p| p.starts_with(&layout.home))
+            .filter(|p| p.is_dir()),
     );
     for dir in traversed {
         let meta = fs::metadata(dir)?;
@@ -105,12 +165,28 @@ pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
 }
 
 pub(crate) fn release(layout: &Layout) -> io::Result<()> {
-    if is_root() || !layout.cache.exists() {
+    if is_root() {
         return Ok(());
     }
-    walk(&layout.cache, &mut |path, meta| {
-        set_mode(path, meta, meta.mode() | 0o200)
-    })
+    match non_root_target(layout) {
+        // Handed to root by prepare(): take it back (only what prepare() can have given away).
+        Some(dir) if fs::symlink_metadata(dir)?.uid() == 0 && passwordless_sudo() => {
+            let me = format!(
+                "{}:{}",
+                rustix::process::getuid().as_raw(),
+                rustix::process::getgid().as_raw()
+            );
+            sudo_chown(dir, &me)
+        }
+        Some(dir) if dir == layout.cache => walk(dir, &mut |path, meta| {
+            set_mode(path, meta, meta.mode() | 0o200)
+        }),
+        Some(dir) => {
+            let meta = fs::metadata(dir)?;
+            set_mode(dir, &meta, meta.mode() | 0o200)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `path`, or a world-readable copy of it when uid 65534 could not execute it in place. Only

@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[cfg(target_os = "linux")]
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
     PathFdError, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus,
@@ -27,24 +28,27 @@ use crate::{Availability, Invocation, Layout};
 
 /// The ABI whose rights are handled: Codex's choice. Best effort above V1: older kernels enforce
 /// what they know, and [`restrict_self`] refuses only when nothing is enforced at all.
+#[cfg(target_os = "linux")]
 const ABI_USED: ABI = ABI::V5;
 
 /// Landlock is there if a ruleset for the first ABI can be created (no restriction is applied:
 /// the ruleset fd is dropped unused).
 pub(crate) fn availability() -> Availability {
-    if !cfg!(target_os = "linux") {
-        return Availability::Unavailable("Landlock is a Linux security module".into());
-    }
-    let probe = Ruleset::default()
-        .set_compatibility(CompatLevel::HardRequirement)
-        .handle_access(AccessFs::from_all(ABI::V1))
-        .and_then(|ruleset| ruleset.create());
-    match probe {
-        Ok(_) => Availability::Available,
-        Err(e) => Availability::Unavailable(format!(
-            "Landlock is not supported or not enabled by this kernel ({e}); it needs Linux >= 5.13 \
-             with `landlock` in the `lsm=` boot parameter"
-        )),
+    #[cfg(not(target_os = "linux"))]
+    return Availability::Unavailable("Landlock is a Linux security module".into());
+    #[cfg(target_os = "linux")]
+    {
+        let probe = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(ABI::V1))
+            .and_then(|ruleset| ruleset.create());
+        match probe {
+            Ok(_) => Availability::Available,
+            Err(e) => Availability::Unavailable(format!(
+                "Landlock is not supported or not enabled by this kernel ({e}); it needs Linux >= 5.13 \
+                 with `landlock` in the `lsm=` boot parameter"
+            )),
+        }
     }
 }
 
@@ -73,8 +77,10 @@ pub(crate) fn command(layout: &Layout, helper: &Path, inv: &Invocation) -> Comma
 /// Why the helper refuses to go on.
 #[derive(Debug, thiserror::Error)]
 pub enum LandlockError {
+    #[cfg(target_os = "linux")]
     #[error("building the ruleset: {0}")]
     Ruleset(#[from] RulesetError),
+    #[cfg(target_os = "linux")]
     #[error("opening {path}: {source}")]
     Path {
         path: PathBuf,
@@ -85,9 +91,20 @@ pub enum LandlockError {
         "the kernel enforced nothing (Landlock unsupported or disabled); refusing to run unsandboxed"
     )]
     NotEnforced,
+    /// The `landlock` crate is only built on Linux (it uses Linux-only items from libc).
+    #[cfg(not(target_os = "linux"))]
+    #[error("Landlock is a Linux security module; refusing to run unsandboxed")]
+    Unsupported,
+}
+
+/// Not Linux: there is nothing to restrict with, and running unsandboxed is never an option.
+#[cfg(not(target_os = "linux"))]
+pub fn restrict_self(_rw: &[PathBuf], _deny_tcp: bool) -> Result<(), LandlockError> {
+    Err(LandlockError::Unsupported)
 }
 
 /// Restrict the calling process (and whatever it execs) to the policy above.
+#[cfg(target_os = "linux")]
 pub fn restrict_self(rw: &[PathBuf], deny_tcp: bool) -> Result<(), LandlockError> {
     let mut ruleset = Ruleset::default().handle_access(AccessFs::from_all(ABI_USED))?;
     if deny_tcp {
@@ -108,6 +125,7 @@ pub fn restrict_self(rw: &[PathBuf], deny_tcp: bool) -> Result<(), LandlockError
     }
 }
 
+#[cfg(target_os = "linux")]
 /// One rule; unlike `landlock::path_beneath_rules`, which silently skips paths it cannot open, a
 /// missing writable root is an error here: it means the caller's layout is not what it thinks.
 fn rule(path: &Path, access: BitFlags<AccessFs>) -> Result<PathBeneath<PathFd>, LandlockError> {

@@ -16,9 +16,11 @@
 //! | `foreign-owner` | [`foreign`]   | root: run as uid 65534; else: write bits stripped           | EACCES |
 //! | `immutable`     | `immutable`   | `chattr +i` on the cache (root; Seatbelt's errno on Linux) | EPERM  |
 //! | `codex`         | [`external`]  | `codex sandbox linux --full-auto` (0.63: Landlock+seccomp)  | EACCES |
+//! | `codex-current` | [`external`]  | `codex sandbox -P uvfix` (current release: bubblewrap)      | EROFS  |
 //! | `sandbox-runtime` | [`external`] | Anthropic `srt` with a settings JSON (bubblewrap)          | EROFS  |
-//! | `docker-ro`     | [`external`]  | `docker run --read-only`, cache volume `:ro`                | EROFS  |
-//! | `seatbelt`      | [`external`]  | macOS `sandbox-exec`, `(deny file-write* (subpath cache))`  | EPERM  |
+//! | `docker-ro`     | [`docker`]    | `docker run --read-only`, `$HOME` volume `:ro`              | EROFS  |
+//! | `seatbelt`      | [`external`]  | macOS `sandbox-exec`, `(deny file-write* (subpath home))`   | EPERM  |
+//! | (yours)         | [`custom`]    | `NAME[:ERRNO]=COMMAND PREFIX` with `{workspace}` `{cache}` … | given  |
 //!
 //! # Environment
 //!
@@ -42,6 +44,8 @@ use serde::{Deserialize, Serialize};
 use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 pub mod bwrap;
+pub mod custom;
+pub mod docker;
 pub mod external;
 pub mod foreign;
 mod helper;
@@ -91,12 +95,9 @@ impl Denial {
 
 /// Every sandbox the matrix knows. `None` is the unsandboxed baseline. The kebab-case names
 /// ("ro-home", "docker-ro") are test names, table columns, CLI values and JSON values alike.
+///
+/// The names are written out rather than derived: a custom sandbox carries its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(Serialize, Deserialize)]
-#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Sandbox {
     None,
     Landlock,
@@ -106,12 +107,43 @@ pub enum Sandbox {
     /// The cache carries the immutable attribute: EPERM on Linux, the errno of macOS Seatbelt.
     Immutable,
     Codex,
+    /// Codex CLI's current release: bubblewrap, EROFS.
+    CodexCurrent,
     SandboxRuntime,
-    #[serde(rename = "docker-ro")]
-    #[strum(serialize = "docker-ro")]
-    #[cfg_attr(feature = "clap", value(name = "docker-ro"))]
     DockerReadOnly,
     Seatbelt,
+    /// A sandbox the user brought (`cargo xtask matrix --custom-sandbox`), see [`custom`].
+    /// Not in [`Sandbox::ALL`]; [`custom::all`] lists the registered ones.
+    Custom(u8),
+}
+
+impl std::fmt::Display for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Reports and JSON name a sandbox by [`Sandbox::name`].
+impl Serialize for Sandbox {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sandbox {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Sandbox::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown sandbox `{name}`")))
+    }
+}
+
+impl std::str::FromStr for Sandbox {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Sandbox::from_name(name).ok_or_else(|| format!("unknown sandbox `{name}`"))
+    }
 }
 
 /// The directories of one cell. All absolute. `cache` lies inside `home`
@@ -195,12 +227,45 @@ impl Sandbox {
         )
     }
 
-    /// Every sandbox, in table order.
-    pub const ALL: &'static [Sandbox] = <Sandbox as strum::VariantArray>::VARIANTS;
+    /// Every sandbox, in table order (the custom ones are not listed: see [`custom::all`]).
+    pub const ALL: &'static [Sandbox] = &[
+        Sandbox::None,
+        Sandbox::Landlock,
+        Sandbox::RoHome,
+        Sandbox::RoRoot,
+        Sandbox::ForeignOwner,
+        Sandbox::Immutable,
+        Sandbox::Codex,
+        Sandbox::CodexCurrent,
+        Sandbox::SandboxRuntime,
+        Sandbox::DockerReadOnly,
+        Sandbox::Seatbelt,
+    ];
 
     /// Short stable name used in test names, table columns and CLI flags ("landlock", "ro-home", …).
     pub fn name(self) -> &'static str {
-        self.into()
+        match self {
+            Sandbox::None => "none",
+            Sandbox::Landlock => "landlock",
+            Sandbox::RoHome => "ro-home",
+            Sandbox::RoRoot => "ro-root",
+            Sandbox::ForeignOwner => "foreign-owner",
+            Sandbox::Immutable => "immutable",
+            Sandbox::Codex => "codex",
+            Sandbox::CodexCurrent => "codex-current",
+            Sandbox::SandboxRuntime => "sandbox-runtime",
+            Sandbox::DockerReadOnly => "docker-ro",
+            Sandbox::Seatbelt => "seatbelt",
+            Sandbox::Custom(index) => custom::get(index).name,
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Sandbox> {
+        Sandbox::ALL
+            .iter()
+            .copied()
+            .find(|s| s.name() == name)
+            .or_else(|| custom::find(name))
     }
 
     /// The errno a denied cache write gets; `None` for `Sandbox::None`.
@@ -214,9 +279,11 @@ impl Sandbox {
             Sandbox::Landlock | Sandbox::ForeignOwner | Sandbox::Codex => Some(Denial::Eacces),
             Sandbox::RoHome
             | Sandbox::RoRoot
+            | Sandbox::CodexCurrent
             | Sandbox::SandboxRuntime
             | Sandbox::DockerReadOnly => Some(Denial::Erofs),
             Sandbox::Seatbelt | Sandbox::Immutable => Some(Denial::Eperm),
+            Sandbox::Custom(index) => Some(custom::get(index).denial),
         }
     }
 
@@ -233,9 +300,11 @@ impl Sandbox {
             Sandbox::ForeignOwner => foreign::availability(),
             Sandbox::Immutable => immutable::availability(),
             Sandbox::Codex => external::codex_availability(),
+            Sandbox::CodexCurrent => external::codex_current_availability(),
             Sandbox::SandboxRuntime => external::srt_availability(),
-            Sandbox::DockerReadOnly => external::docker_availability(),
+            Sandbox::DockerReadOnly => docker::availability(),
             Sandbox::Seatbelt => external::seatbelt_availability(),
+            Sandbox::Custom(index) => custom::availability(custom::get(index)),
         })
     }
 
@@ -329,9 +398,11 @@ impl Sandbox {
             Sandbox::RoRoot => bwrap::ro_root(layout, helper, inv),
             Sandbox::ForeignOwner => foreign::command(inv),
             Sandbox::Codex => external::codex(layout, inv),
+            Sandbox::CodexCurrent => external::codex_current(layout, inv),
             Sandbox::SandboxRuntime => external::srt(layout, inv),
-            Sandbox::DockerReadOnly => external::docker(layout, helper, inv),
+            Sandbox::DockerReadOnly => docker::command(layout, helper, inv),
             Sandbox::Seatbelt => external::seatbelt(layout, inv),
+            Sandbox::Custom(index) => custom::command(custom::get(index), layout, inv),
         }
     }
 

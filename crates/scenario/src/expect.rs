@@ -129,6 +129,17 @@ pub const RULES: &[Rule] = &[
         Expect::Fail,
         "0.12.5 dies with EISDIR on a `.git` directory marker even on a writable cache",
     ),
+    // Measured as a non-root user (ci/as-runner.sh; root opens a mode-000 file regardless):
+    // 0.12.5 opens `.lock` read-write even in a writable cache and stops at "Could not acquire
+    // lock … failed to open file `…/.lock`: Permission denied (os error 13)", every scenario.
+    rule(
+        U::Unfixed,
+        SandboxSel::Unsandboxed,
+        Sc::Any,
+        Ss::In(&[St::LockMode000]),
+        Expect::Fail,
+        "0.12.5 cannot open a mode-000 `.lock` for writing, even in a writable cache",
+    ),
     // A writable cache and a marker that cannot be written: tolerating it is a bonus.
     rule(
         U::Fixed,
@@ -439,6 +450,7 @@ mod tests {
 
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S3, CacheState::CacheAbsent => Expect::Pass ; "writable")]
     #[test_case(Build::Pristine, Sandbox::None, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "pristine writable")]
+    #[test_case(Build::Pristine, Sandbox::None, ScenarioId::S4, CacheState::LockMode000 => Expect::Fail ; "pristine lock 000 writable")]
     #[test_case(Build::Patched, Sandbox::RoHome, ScenarioId::S2, CacheState::CacheAbsent => Expect::Pass ; "absent but synced")]
     #[test_case(Build::Patched, Sandbox::Landlock, ScenarioId::S4, CacheState::CacheAbsent => Expect::Pass ; "absent tool")]
     #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S1, CacheState::CacheAbsent => Expect::PlainError ; "absent ro tmp")]

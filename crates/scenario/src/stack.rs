@@ -103,6 +103,15 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("markers"),
         "upstream opens `sdists-v9/.git` for writing even when it is a directory",
     ),
+    // Measured as a non-root user: upstream cannot open a mode-000 `.lock` even in a writable
+    // cache; with the stack the shared lock fails the same way and uv goes on without it.
+    row(
+        Sb::Unsandboxed,
+        &[],
+        &[St::LockMode000],
+        Some("missing-lock"),
+        "a `.lock` nobody may open: used without it",
+    ),
     row(
         Sb::Unsandboxed,
         &[],

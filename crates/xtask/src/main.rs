@@ -1,7 +1,10 @@
 //! `cargo xtask`: the fixture's automation, as a plain Rust program (see ARCHITECTURE.md).
 
+#[cfg(unix)]
 mod bench;
+#[cfg(unix)]
 mod matrix;
+#[cfg(unix)]
 mod steps;
 mod unit_tests;
 mod upstream;
@@ -48,8 +51,10 @@ enum Command {
     /// non-root user: permission bits do not bind root.
     TestPatched,
     /// The main job: build patched + pristine uv, run the sandbox matrix, print the table.
+    #[cfg(unix)]
     Matrix(matrix::MatrixArgs),
     /// Benchmarks: warm-run time patched vs pristine, and write syscalls on the cache.
+    #[cfg(unix)]
     Bench {
         /// Timed runs per variant.
         #[arg(long, default_value_t = 21)]
@@ -162,7 +167,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => unit_tests::run(&paths)?,
+        #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
+        #[cfg(unix)]
         Command::Bench { runs } => bench::run(&paths, runs, &builder::build_helper(&paths)?)?,
         Command::Upstream { command } => upstream::run(&paths, command)?,
     }

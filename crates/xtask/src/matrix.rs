@@ -29,9 +29,13 @@ pub struct MatrixArgs {
     /// Also test the official binary at $UVFIX_UV (see ci/fetch-official-uv.sh).
     #[arg(long)]
     official: bool,
-    /// Comma-separated sandboxes (default: all).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    sandbox: Option<Vec<Sandbox>>,
+    /// Comma-separated sandbox names (default: all); the names of `--custom-sandbox`es too.
+    #[arg(long, value_delimiter = ',')]
+    sandbox: Option<Vec<String>>,
+    /// A sandbox of your own: NAME[:ERRNO]=COMMAND PREFIX, with {workspace} {tmpdir} {home}
+    /// {cache} for the cell's paths (repeatable; canary-proved like the others; see README).
+    #[arg(long = "custom-sandbox", value_name = "NAME=PREFIX")]
+    custom_sandboxes: Vec<String>,
     /// Comma-separated scenarios, S1…S7 (default: all).
     #[arg(long, value_enum, value_delimiter = ',', ignore_case = true)]
     scenario: Option<Vec<ScenarioId>>,
@@ -73,8 +77,23 @@ pub fn jobs(jobs: Option<usize>) -> usize {
 }
 
 pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+    let mut custom = Vec::new();
+    for spec in &args.custom_sandboxes {
+        custom.push(uvfix_sandbox::custom::register(spec)?);
+    }
+    let sandboxes = match args.sandbox {
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|name| {
+                    Sandbox::from_name(name).with_context(|| format!("unknown sandbox `{name}`"))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        None => (!custom.is_empty()).then(|| [Sandbox::ALL, &custom].concat()),
+    };
     let filter = Filter {
-        sandboxes: args.sandbox,
+        sandboxes,
         scenarios: args.scenario,
         states: args.state,
     };
@@ -101,6 +120,18 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
         );
     }
     let cells = plan::cells(&uvs, &filter);
+    // As in the test suite: a required sandbox that cannot run fails the job, not a column of skips.
+    let required = Sandbox::required();
+    if let Some(c) = cells
+        .iter()
+        .find(|c| c.unavailable.is_some() && required.contains(&c.sandbox))
+    {
+        bail!(
+            "sandbox `{}` is required (UVFIX_REQUIRE_SANDBOXES) but unavailable: {}",
+            c.sandbox,
+            c.unavailable.as_deref().unwrap_or_default()
+        );
+    }
     let results = run_cells(&cells, jobs(args.jobs), helper);
 
     let files = report::write_reports(&results, &out)?;

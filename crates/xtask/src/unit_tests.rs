@@ -7,7 +7,6 @@
 //! root every test binary runs as uid/gid 65534 through `setpriv` (util-linux), from a
 //! world-readable copy. As any other user the binaries run as they are.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -30,7 +29,7 @@ pub fn run(paths: &Paths) -> Result<()> {
     builder::ensure(paths, &[Variant::Patched])?;
     let manifest = Manifest::load(&paths.patches())?;
     let binaries = build(paths, &manifest)?;
-    let root = uvfix_sandbox::is_root();
+    let root = is_root();
     let stage = Stage::new(root)?;
     let mut failed = Vec::new();
     for binary in &binaries {
@@ -65,7 +64,12 @@ fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
     command
         .current_dir(paths.build_dir(Variant::Patched))
         .env("CARGO_TARGET_DIR", paths.cargo_target())
-        .args(["test", "--lib", "--no-run", "--message-format=json-render-diagnostics"])
+        .args([
+            "test",
+            "--lib",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
         .stdout(Stdio::piped());
     for krate in manifest.crates.iter().filter(|c| c.name != "uv") {
         command.args(["--package", &krate.name]);
@@ -94,6 +98,24 @@ fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
     Ok(binaries)
 }
 
+#[cfg(unix)]
+fn is_root() -> bool {
+    uvfix_sandbox::is_root()
+}
+
+/// Elsewhere (Windows) there is no root to step down from.
+#[cfg(not(unix))]
+fn is_root() -> bool {
+    false
+}
+
+/// Make `path` readable (and enterable) by everyone.
+#[cfg(unix)]
+fn open_up(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
 /// A world-readable directory holding copies of the test binaries, and a home directory
 /// (also `TMPDIR`) that belongs to the user the tests run as.
 struct Stage {
@@ -102,12 +124,13 @@ struct Stage {
 }
 
 impl Stage {
-    fn new(root: bool) -> Result<Self> {
+    fn new(#[cfg_attr(not(unix), allow(unused_variables))] root: bool) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("uvfix-unit-").tempdir()?;
-        fs_err::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let home = dir.path().join("home");
         fs_err::create_dir(&home)?;
+        #[cfg(unix)]
         if root {
+            open_up(dir.path())?;
             std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY))
                 .with_context(|| format!("handing {} to uid {NOBODY}", home.display()))?;
         }
@@ -116,9 +139,13 @@ impl Stage {
 
     fn command(&self, binary: &TestBinary, root: bool) -> Result<Command> {
         let mut command = if root {
-            let staged = self.dir.path().join(binary.exe.file_name().expect("a file"));
+            let staged = self
+                .dir
+                .path()
+                .join(binary.exe.file_name().expect("a file"));
             fs_err::copy(&binary.exe, &staged)?;
-            fs_err::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))?;
+            #[cfg(unix)]
+            open_up(&staged)?;
             let mut command = Command::new("setpriv");
             command
                 .arg(format!("--reuid={NOBODY}"))
@@ -145,8 +172,14 @@ impl Stage {
 }
 
 /// Whether every directory from `/` down to `dir` lets others in.
+#[cfg(unix)]
 fn reachable_by_others(dir: &Path) -> bool {
-    dir.ancestors().all(|d| {
-        fs_err::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
-    })
+    use std::os::unix::fs::PermissionsExt;
+    dir.ancestors()
+        .all(|d| fs_err::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+}
+
+#[cfg(not(unix))]
+fn reachable_by_others(_dir: &Path) -> bool {
+    true
 }

@@ -11,7 +11,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use uvfix_pipeline::{Manifest, Paths};
-use uvfix_scenario::Build;
 
 use super::{display, export, git, output, status};
 
@@ -201,12 +200,13 @@ fn matrix(paths: &Paths, uv: &Path, label: &str) -> Result<()> {
     // An upstream checkout with the series is a fixed build: it gets the patched
     // expectations because of what it is. The reports go next to the checkout, so the
     // fixture's own matrix report stays as it was.
-    let mut build_arg = std::ffi::OsString::from(format!("{}=", Build::Upstream));
+    // `upstream` is `uvfix_scenario::Build::Upstream`'s name (this runs `cargo xtask matrix`,
+    // which exists on Unix only, so the scenario crate is not linked here).
+    let mut build_arg = std::ffi::OsString::from("upstream=");
     build_arg.push(uv);
     let out = super::dir(paths).join("check").join("matrix");
     println!(
-        "uvfix: the matrix against astral-sh/uv {label} (reported as `{}`), reports in {}",
-        Build::Upstream,
+        "uvfix: the matrix against astral-sh/uv {label} (reported as `upstream`), reports in {}",
         display(paths, &out)
     );
     status(
