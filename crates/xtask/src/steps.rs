@@ -197,6 +197,78 @@ fn render_step(change: &StepChange, table: &BTreeMap<Key, Vec<Option<bool>>>) ->
 }
 
 /// Build every prefix, run the cells with each, report and check the steps.
+/// Pristine, every prefix of the stack and the whole stack, as builds under test. A build
+/// already in `UVFIX_UV_<VARIANT>` (`UVFIX_UV_STEP_3`, …) is used as it is, as `cargo xtask
+/// build` does; the rest are built.
+fn builds_under_test(paths: &Paths, manifest: &Manifest) -> anyhow::Result<Vec<UvUnderTest>> {
+    let variants = Variant::stack(manifest);
+    let given: Vec<Option<PathBuf>> = variants
+        .iter()
+        .map(|v| std::env::var_os(builder::env_var(*v)).map(PathBuf::from))
+        .collect();
+    let missing: Vec<Variant> = variants
+        .iter()
+        .zip(&given)
+        .filter(|(_, g)| g.is_none())
+        .map(|(v, _)| *v)
+        .collect();
+    let mut built = builder::ensure(paths, &missing)?.into_iter().map(|b| b.uv);
+    let of = manifest.steps.len();
+    Ok(variants
+        .iter()
+        .zip(given)
+        .map(|(variant, given)| {
+            let build = match *variant {
+                Variant::Pristine => Build::Pristine,
+                Variant::Patched => Build::Patched,
+                Variant::Step(applied) => Build::Step { applied, of },
+            };
+            let uv = given.unwrap_or_else(|| built.next().expect("one build per missing one"));
+            UvUnderTest::new(build, uv)
+        })
+        .collect())
+}
+
+/// Write steps.md, steps.json and steps/<id>.md; returns the summary.
+fn write_reports(
+    manifest: &Manifest,
+    changes: &[StepChange],
+    table: &BTreeMap<Key, Vec<Option<bool>>>,
+    out: &Path,
+) -> anyhow::Result<String> {
+    let dir: PathBuf = out.join("steps");
+    fs_err::create_dir_all(&dir)?;
+    let summary = render_summary(manifest, changes);
+    fs_err::write(out.join("steps.md"), &summary)?;
+    fs_err::write(
+        out.join("steps.json"),
+        serde_json::to_string_pretty(changes)?,
+    )?;
+    for change in changes {
+        fs_err::write(
+            dir.join(format!("{}.md", change.id)),
+            render_step(change, table),
+        )?;
+    }
+    Ok(summary)
+}
+
+/// Every cell change the per-step data did not predict, in words.
+fn disagreements(changes: &[StepChange]) -> Vec<String> {
+    changes
+        .iter()
+        .flat_map(|c| {
+            let name = |what: &'static str| move |key: &Key| format!("step {} {what}: {key}", c.id);
+            c.red
+                .iter()
+                .map(name("turned red"))
+                .chain(c.missing.iter().map(name("did not turn green")))
+                .chain(c.unexpected.iter().map(name("turned green unexpectedly")))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 pub fn run(
     paths: &Paths,
     filter: &Filter,
@@ -209,73 +281,19 @@ pub fn run(
     if let Err(err) = stack::check_stack(&ids) {
         bail!("{err}; update crates/scenario/src/stack.rs");
     }
-    let variants = Variant::stack(&manifest);
-    // A build already in `UVFIX_UV_<VARIANT>` (`UVFIX_UV_STEP_3`, …) is used as it is, as
-    // `cargo xtask build` does; the rest are built.
-    let given: Vec<Option<PathBuf>> = variants
-        .iter()
-        .map(|v| std::env::var_os(builder::env_var(*v)).map(PathBuf::from))
-        .collect();
-    let missing: Vec<Variant> = variants
-        .iter()
-        .zip(&given)
-        .filter(|(_, g)| g.is_none())
-        .map(|(v, _)| *v)
-        .collect();
-    let mut built = builder::ensure(paths, &missing)?.into_iter().map(|b| b.uv);
-    let bins: Vec<PathBuf> = given
-        .into_iter()
-        .map(|g| g.unwrap_or_else(|| built.next().expect("one build per missing variant")))
-        .collect();
-    let len = manifest.steps.len();
-    let builds: Vec<Build> = variants
-        .iter()
-        .map(|v| match *v {
-            Variant::Pristine => Build::Pristine,
-            Variant::Patched => Build::Patched,
-            Variant::Step(applied) => Build::Step { applied, of: len },
-        })
-        .collect();
-    let uvs: Vec<UvUnderTest> = builds
-        .iter()
-        .zip(bins)
-        .map(|(build, uv)| UvUnderTest::new(build.clone(), uv))
-        .collect();
+    let uvs = builds_under_test(paths, &manifest)?;
+    let builds: Vec<Build> = uvs.iter().map(|uv| uv.build.clone()).collect();
     let results = crate::matrix::run_cells(&plan::cells(&uvs, filter), jobs, helper);
 
     let table = by_cell(&results, &builds);
     let changes = changes(&manifest, &table);
-    let dir: PathBuf = out.join("steps");
-    fs_err::create_dir_all(&dir)?;
-    let summary = render_summary(&manifest, &changes);
-    fs_err::write(out.join("steps.md"), &summary)?;
-    fs_err::write(
-        out.join("steps.json"),
-        serde_json::to_string_pretty(&changes)?,
-    )?;
-    for change in &changes {
-        fs_err::write(
-            dir.join(format!("{}.md", change.id)),
-            render_step(change, &table),
-        )?;
-    }
+    let summary = write_reports(&manifest, &changes, &table, out)?;
     print!("{summary}");
     eprintln!(
         "uvfix: per-step reports in {} (steps.md, steps/<id>.md, steps.json)",
         out.display()
     );
-    let wrong: Vec<String> = changes
-        .iter()
-        .flat_map(|c| {
-            let name = |what: &'static str| move |key: &Key| format!("step {} {what}: {key}", c.id);
-            c.red
-                .iter()
-                .map(name("turned red"))
-                .chain(c.missing.iter().map(name("did not turn green")))
-                .chain(c.unexpected.iter().map(name("turned green unexpectedly")))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let wrong = disagreements(&changes);
     if !wrong.is_empty() {
         bail!(
             "{} cell change(s) against the per-step data:\n  {}",

@@ -94,26 +94,7 @@ pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
         },
     )?;
 
-    let reports = paths.work().join("matrix");
-    let matrix = fs_err::read_to_string(reports.join("matrix.md")).ok();
-    let steps_report = fs_err::read_to_string(reports.join("steps.md")).ok();
-    fs_err::write(
-        out.join(DESCRIPTION),
-        describe(
-            &manifest.uv.version,
-            &export,
-            matrix.as_deref(),
-            steps_report.as_deref(),
-        ),
-    )?;
-    for patch in &export.patches {
-        let table =
-            fs_err::read_to_string(reports.join("steps").join(format!("{}.md", patch.step))).ok();
-        fs_err::write(
-            out.join(step_description_name(patch)),
-            describe_step(&manifest.uv.version, &export, patch, table.as_deref()),
-        )?;
-    }
+    let has_steps_report = write_descriptions(paths, &out, &manifest.uv.version, &export)?;
 
     println!(
         "uvfix: exported {} patch(es) against uv {} to {}/",
@@ -140,7 +121,7 @@ pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
         }
     }
     println!("  {DESCRIPTION}");
-    if steps_report.is_none() {
+    if !has_steps_report {
         println!(
             "uvfix: no per-step report yet, so the descriptions say to run `cargo xtask matrix --steps` first"
         );
@@ -150,6 +131,37 @@ pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
         display(paths, &repo)
     );
     Ok(export.patches)
+}
+
+/// Write `PR-DESCRIPTION.md` and each step's `PR-<n>-<id>.md` to `out`, with the last
+/// reports of `cargo xtask matrix` and `--steps`; returns whether there was a per-step one.
+fn write_descriptions(
+    paths: &Paths,
+    out: &Path,
+    uv_version: &str,
+    export: &Export,
+) -> Result<bool> {
+    let reports = paths.work().join("matrix");
+    let matrix = fs_err::read_to_string(reports.join("matrix.md")).ok();
+    let steps_report = fs_err::read_to_string(reports.join("steps.md")).ok();
+    fs_err::write(
+        out.join(DESCRIPTION),
+        describe(
+            uv_version,
+            export,
+            matrix.as_deref(),
+            steps_report.as_deref(),
+        ),
+    )?;
+    for patch in &export.patches {
+        let table =
+            fs_err::read_to_string(reports.join("steps").join(format!("{}.md", patch.step))).ok();
+        fs_err::write(
+            out.join(step_description_name(patch)),
+            describe_step(uv_version, export, patch, table.as_deref()),
+        )?;
+    }
+    Ok(steps_report.is_some())
 }
 
 /// Build the scratch repository at `repo` and write `git format-patch` files to `out`.

@@ -563,13 +563,13 @@ mod tests {
         ]);
         let table = render_table(std::slice::from_ref(&r));
         assert!(
-            table.contains("| uv-cache/0001-x.patch | uv-cache | 0.0.72 → 0.0.98 | 4 | 1 | 1 | 1 | 1 | 0 | FAILS |"),
+            table.contains("| stack/0001-x.patch | markers | 0.0.72 → 0.0.98 | 4 | 1 | 1 | 1 | 1 | 0 | FAILS |"),
             "{table}"
         );
         let details = render_details(&[r]);
         assert_eq!(
             details,
-            "uv-cache/0001-x.patch  (uv-cache 0.0.72 → 0.0.98)\n  src/lib.rs\n\
+            "stack/0001-x.patch  (markers: 0.0.72 → 0.0.98)\n  src/lib.rs\n\
              \x20   hunk #1 @@ -0 +0 @@  applies (at line 10)\n\
              \x20   hunk #2 @@ -1 +1 @@  applies with offset -2 (at line 20)\n\
              \x20   hunk #3 @@ -2 +2 @@  applies with fuzz 2 and offset 5 (at line 30)\n\
