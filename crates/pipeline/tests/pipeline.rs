@@ -101,6 +101,21 @@ fn series(root: &TempDir, patches: &[(&str, &str)]) -> Manifest {
     Manifest::load(dir.path()).unwrap()
 }
 
+/// Vendor `source` with the whole stack of `manifest` into `crates`.
+fn prepare(
+    crates: &assert_fs::fixture::ChildPath,
+    source: &CrateSource,
+    manifest: &Manifest,
+) -> Outcome {
+    vendor::prepare(
+        crates.path(),
+        std::slice::from_ref(source),
+        &manifest.steps,
+        false,
+    )
+    .unwrap()
+}
+
 fn lib_rs(crates: &Path) -> String {
     fs_err::read_to_string(crates.join("demo/src/lib.rs")).unwrap()
 }
@@ -145,13 +160,7 @@ fn the_stack_is_applied_to_the_patched_tree_only() {
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let (patched, pristine) = (tmp.child("crates-patched"), tmp.child("crates-pristine"));
 
-    vendor::prepare(
-        patched.path(),
-        std::slice::from_ref(&source),
-        &manifest.steps,
-        false,
-    )
-    .unwrap();
+    prepare(&patched, &source, &manifest);
     vendor::prepare(pristine.path(), &[source], &[], false).unwrap();
 
     assert!(lib_rs(patched.path()).contains("open without write access"));
@@ -186,13 +195,7 @@ fn a_failing_new_patch_leaves_the_previous_tree_in_place() {
     let source = demo_crate(tmp.path());
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let crates = tmp.child("crates-patched");
-    vendor::prepare(
-        crates.path(),
-        std::slice::from_ref(&source),
-        &manifest.steps,
-        false,
-    )
-    .unwrap();
+    prepare(&crates, &source, &manifest);
 
     let broken = "Subject: demo: x\n---\ndiff --git a/demo/src/lib.rs b/demo/src/lib.rs\n--- a/demo/src/lib.rs\n+++ b/demo/src/lib.rs\n@@ -6,1 +6,1 @@\n-fn missing() {}\n+fn other() {}\n";
     let manifest = series(
@@ -215,13 +218,7 @@ fn a_rerun_with_nothing_changed_does_nothing() {
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let crates = tmp.child("crates-patched");
 
-    let first = vendor::prepare(
-        crates.path(),
-        std::slice::from_ref(&source),
-        &manifest.steps,
-        false,
-    )
-    .unwrap();
+    let first = prepare(&crates, &source, &manifest);
     let lib = crates.path().join("demo/src/lib.rs");
     let before = fs_err::metadata(&lib).unwrap().modified().unwrap();
     let second = vendor::prepare(crates.path(), &[source], &manifest.steps, false).unwrap();
@@ -237,24 +234,12 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
     let source = demo_crate(tmp.path());
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let crates = tmp.child("crates-patched");
-    vendor::prepare(
-        crates.path(),
-        std::slice::from_ref(&source),
-        &manifest.steps,
-        false,
-    )
-    .unwrap();
+    prepare(&crates, &source, &manifest);
     let lib = crates.path().join("demo/src/lib.rs");
     fs_err::write(&lib, lib_rs(crates.path()) + "// my edit\n").unwrap();
 
     // Same inputs: the edit is reported and kept.
-    let outcome = vendor::prepare(
-        crates.path(),
-        std::slice::from_ref(&source),
-        &manifest.steps,
-        false,
-    )
-    .unwrap();
+    let outcome = prepare(&crates, &source, &manifest);
     assert_eq!(outcome, Outcome::LocalEdits(vec!["demo".into()]));
 
     // Changed inputs would re-extract: refused unless forced.
@@ -268,13 +253,7 @@ fn refresh_fixture(tmp: &TempDir) -> (CrateSource, Manifest, PathBuf) {
     let source = demo_crate(tmp.path());
     let manifest = series(tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let crates = tmp.child("crates-patched");
-    vendor::prepare(
-        crates.path(),
-        std::slice::from_ref(&source),
-        &manifest.steps,
-        false,
-    )
-    .unwrap();
+    prepare(&crates, &source, &manifest);
     (source, manifest, crates.path().to_path_buf())
 }
 

@@ -563,7 +563,9 @@ mod tests {
         ]);
         let table = render_table(std::slice::from_ref(&r));
         assert!(
-            table.contains("| stack/0001-x.patch | markers | 0.0.72 → 0.0.98 | 4 | 1 | 1 | 1 | 1 | 0 | FAILS |"),
+            table.contains(
+                "| stack/0001-x.patch | markers | 0.0.72 → 0.0.98 | 4 | 1 | 1 | 1 | 1 | 0 | FAILS |"
+            ),
             "{table}"
         );
         let details = render_details(&[r]);
