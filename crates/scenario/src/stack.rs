@@ -93,9 +93,21 @@ use CacheState as St;
 use Sandboxes as Sb;
 use ScenarioId as S;
 
-/// The first matching row wins.
+/// Sandboxes whose home is read-only as well as the cache: `uvx` cannot take the tools
+/// directory's exclusive lock there.
+const HOME_READ_ONLY: &[Sandbox] = &[
+    Sandbox::Landlock,
+    Sandbox::RoHome,
+    Sandbox::RoRoot,
+    Sandbox::Codex,
+    Sandbox::CodexCurrent,
+    Sandbox::DockerReadOnly,
+];
+
+/// The first matching row wins. Measured with `cargo xtask matrix --steps` for none, landlock,
+/// ro-home, ro-root and foreign-owner (README, "The stack, step by step"); the other sandboxes
+/// follow the row of the one they resemble.
 pub const STEP_RULES: &[StepRule] = &[
-    // A writable cache: only the `.git` directory marker fails upstream (EISDIR).
     row(
         Sb::Unsandboxed,
         &[],
@@ -103,8 +115,8 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("markers"),
         "upstream opens `sdists-v9/.git` for writing even when it is a directory",
     ),
-    // Measured as a non-root user: upstream cannot open a mode-000 `.lock` even in a writable
-    // cache; with the stack the shared lock fails the same way and uv goes on without it.
+    // As a non-root user, upstream cannot open a mode-000 `.lock` even in a writable cache;
+    // with the stack the shared lock fails the same way and uv goes on without it.
     row(
         Sb::Unsandboxed,
         &[],
@@ -119,8 +131,6 @@ pub const STEP_RULES: &[StepRule] = &[
         None,
         "a writable cache works without the stack",
     ),
-    // Nothing to read and nothing can be created: the default location falls back to a
-    // temporary cache, unless TMPDIR is read-only too.
     row(
         Sb::TmpReadOnly,
         &[],
@@ -135,7 +145,6 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("temporary-cache"),
         "no cache, and none can be created: a temporary one",
     ),
-    // A new environment with the cache and TMPDIR both read-only: impossible.
     row(
         Sb::TmpReadOnly,
         &[S::S5, S::S8, S::S9],
@@ -143,7 +152,6 @@ pub const STEP_RULES: &[StepRule] = &[
         None,
         "a new environment, and no writable directory",
     ),
-    // Environments the cache does not hold are built outside it.
     row(
         Sb::Denying,
         &[S::S8, S::S9],
@@ -152,18 +160,25 @@ pub const STEP_RULES: &[StepRule] = &[
         "another interpreter needs environments the cache does not hold",
     ),
     row(
-        Sb::Denying,
+        Sb::In(HOME_READ_ONLY),
         &[S::S4],
         &[],
         Some("environments"),
-        "uvx locks the tools directory",
+        "uvx locks the read-only tools directory",
+    ),
+    row(
+        Sb::TmpReadOnly,
+        &[S::S2, S::S6],
+        &[],
+        Some("stdin-query"),
+        "the interpreter query needs a writable directory",
     ),
     row(
         Sb::TmpWritable,
-        &[S::S5],
+        &[S::S2, S::S5, S::S6],
         &[],
         Some("scratch"),
-        "`--with` builds its overlay in a temporary directory",
+        "an interpreter query or a `--with` overlay needs a temporary directory",
     ),
     row(
         Sb::Denying,
@@ -172,17 +187,13 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("missing-lock"),
         "the lock file is missing and cannot be created",
     ),
+    // uv creates `.lock` with mode 0666: another user may still open it for writing.
     row(
-        Sb::Denying,
+        Sb::In(&[Sandbox::ForeignOwner]),
         &[],
-        &[
-            St::MarkerMissing,
-            St::GitMarkerIsDir,
-            St::CachedirTagMissing,
-            St::DanglingSymlinkMarker,
-        ],
+        &[],
         Some("markers"),
-        "a marker is missing or not a file",
+        "only the markers are opened for writing",
     ),
     row(
         Sb::Denying,

@@ -62,7 +62,9 @@ fn succeeded(result: &CellResult) -> Option<bool> {
     if let Outcome::Skip(_) = result.outcome {
         return None;
     }
-    let cache_untouched = result.cache_diff.as_ref().is_none_or(|d| d.is_empty());
+    // Unsandboxed, uv may write its cache; inside a sandbox nothing may change.
+    let cache_untouched =
+        result.sandbox == Sandbox::None || result.cache_diff.as_ref().is_none_or(|d| d.is_empty());
     Some(
         result.exit_code == Some(0)
             && result.scenario.spec().stdout_ok(&result.stdout)
