@@ -133,10 +133,13 @@ fn render_summary(manifest: &Manifest, changes: &[StepChange]) -> String {
     for (step, change) in manifest.steps.iter().zip(changes) {
         let _ = writeln!(
             out,
-            "| {} | {} | {:?} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             step.number,
             step.id,
-            step.status,
+            match step.status {
+                uvfix_pipeline::manifest::Status::Proposed => "proposed",
+                uvfix_pipeline::manifest::Status::Optional => "optional",
+            },
             change.green.len(),
             change.red.len(),
             change.missing.len() + change.unexpected.len()
