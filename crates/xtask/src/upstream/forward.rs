@@ -49,6 +49,11 @@ pub struct Counts {
 }
 
 impl PatchReport {
+    /// `uv-cache 0.0.72 → uv-cache 0.0.98`: the versions the step moves between.
+    pub fn versions(&self) -> String {
+        format!("{} → {}", self.from, self.to)
+    }
+
     pub fn counts(&self) -> Counts {
         let mut counts = Counts {
             hunks: self.hunks.len(),
@@ -347,11 +352,10 @@ pub fn render_details(reports: &[PatchReport]) -> String {
     for report in reports {
         let _ = writeln!(
             out,
-            "{}  ({}: {} → {})",
+            "{}  ({}: {})",
             report.entry.display(),
             report.step,
-            report.from,
-            report.to
+            report.versions()
         );
         let mut file = None;
         for (header, hunk) in &report.hunks {
@@ -388,11 +392,10 @@ pub fn render_table(reports: &[PatchReport]) -> String {
         let c = report.counts();
         let _ = writeln!(
             out,
-            "| {} | {} | {} → {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             report.entry.display(),
             report.step,
-            report.from,
-            report.to,
+            report.versions(),
             c.hunks,
             c.clean,
             c.offset,

@@ -172,9 +172,11 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    /// Real output of GNU patch 2.7.6 (`LC_ALL=C patch --dry-run -p1 --verbose --forward
-    /// --batch`), trimmed only of the dashed rules.
-    const MIXED: &str = "\
+    /// How GNU patch 2.7.6 (`LC_ALL=C patch --dry-run -p1 --verbose --forward --batch`)
+    /// starts on `src/lib.rs`; the outputs below are real, trimmed only of the dashed rules.
+    macro_rules! lib_rs_start {
+        () => {
+            "\
 Hmm...  Looks like a unified diff to me...
 The text leading up to this was:
 --------------------------
@@ -184,6 +186,13 @@ The text leading up to this was:
 --------------------------
 checking file src/lib.rs
 Using Plan A...
+"
+        };
+    }
+
+    const MIXED: &str = concat!(
+        lib_rs_start!(),
+        "\
 Hunk #1 FAILED at 7.
 Hunk #2 succeeded at 50 with fuzz 2 (offset 3 lines).
 Hunk #3 succeeded at 90 with fuzz 1.
@@ -203,7 +212,8 @@ checking file src/new.rs
 Using Plan A...
 Hunk #1 succeeded at 1.
 done
-";
+"
+    );
 
     #[test]
     fn reads_every_kind_of_success_and_failure() {
@@ -226,16 +236,9 @@ done
         );
     }
 
-    const REVERSED_AND_EXISTING: &str = "\
-Hmm...  Looks like a unified diff to me...
-The text leading up to this was:
---------------------------
-|diff --git a/src/lib.rs b/src/lib.rs
-|--- a/src/lib.rs
-|+++ b/src/lib.rs
---------------------------
-checking file src/lib.rs
-Using Plan A...
+    const REVERSED_AND_EXISTING: &str = concat!(
+        lib_rs_start!(),
+        "\
 Reversed (or previously applied) patch detected!  Skipping patch.
 Hunk #1 ignored at 7.
 Hunk #2 ignored at 47.
@@ -245,7 +248,8 @@ which already exists!  Skipping patch.
 Hunk #1 ignored at 1.
 1 out of 1 hunk ignored
 done
-";
+"
+    );
 
     const MISSING: &str = "\
 Hmm...  Looks like a unified diff to me...
