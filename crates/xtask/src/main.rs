@@ -8,6 +8,7 @@ mod matrix;
 mod steps;
 mod unit_tests;
 mod upstream;
+mod user;
 
 use std::process::ExitCode;
 

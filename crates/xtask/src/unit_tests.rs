@@ -7,7 +7,7 @@
 //! root every test binary runs as uid/gid 65534 through `setpriv` (util-linux), from a
 //! world-readable copy. As any other user the binaries run as they are.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -15,8 +15,7 @@ use cargo_metadata::Message;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
-/// The uid and gid the tests run as when we are root.
-const NOBODY: u32 = 65534;
+use crate::user::{as_nobody, give_to_nobody, is_root, open_up, reachable_by_others};
 
 /// One unit-test executable and the crate it tests.
 struct TestBinary {
@@ -57,12 +56,14 @@ pub fn run(paths: &Paths) -> Result<()> {
 }
 
 /// Build the unit tests of every patched crate but `uv` itself, whose library tests are
-/// uv's CLI suite: it needs a network and far more than this fixture provides.
+/// uv's CLI suite: it needs a network and far more than this fixture provides. They build in
+/// their own workspace, so the build's lock stays as uv shipped it.
 fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
     let crates_dir = paths.crates_dir(Variant::Patched);
+    let workspace = builder::prepare_unit_tests(paths, Variant::Patched)?;
     let mut command = fetch::cargo();
     command
-        .current_dir(paths.build_dir(Variant::Patched))
+        .current_dir(workspace)
         .env("CARGO_TARGET_DIR", paths.cargo_target())
         .args([
             "test",
@@ -98,24 +99,6 @@ fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
     Ok(binaries)
 }
 
-#[cfg(unix)]
-fn is_root() -> bool {
-    uvfix_sandbox::is_root()
-}
-
-/// Elsewhere (Windows) there is no root to step down from.
-#[cfg(not(unix))]
-fn is_root() -> bool {
-    false
-}
-
-/// Make `path` readable (and enterable) by everyone.
-#[cfg(unix)]
-fn open_up(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-}
-
 /// A world-readable directory holding copies of the test binaries, and a home directory
 /// (also `TMPDIR`) that belongs to the user the tests run as.
 struct Stage {
@@ -124,15 +107,13 @@ struct Stage {
 }
 
 impl Stage {
-    fn new(#[cfg_attr(not(unix), allow(unused_variables))] root: bool) -> Result<Self> {
+    fn new(root: bool) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("uvfix-unit-").tempdir()?;
         let home = dir.path().join("home");
         fs_err::create_dir(&home)?;
-        #[cfg(unix)]
         if root {
             open_up(dir.path())?;
-            std::os::unix::fs::chown(&home, Some(NOBODY), Some(NOBODY))
-                .with_context(|| format!("handing {} to uid {NOBODY}", home.display()))?;
+            give_to_nobody(&home)?;
         }
         Ok(Self { dir, home })
     }
@@ -144,15 +125,8 @@ impl Stage {
                 .path()
                 .join(binary.exe.file_name().expect("a file"));
             fs_err::copy(&binary.exe, &staged)?;
-            #[cfg(unix)]
             open_up(&staged)?;
-            let mut command = Command::new("setpriv");
-            command
-                .arg(format!("--reuid={NOBODY}"))
-                .arg(format!("--regid={NOBODY}"))
-                .args(["--clear-groups", "--"])
-                .arg(staged);
-            command
+            as_nobody(staged)
         } else {
             Command::new(&binary.exe)
         };
@@ -169,17 +143,4 @@ impl Stage {
             .env("TMPDIR", &self.home);
         Ok(command)
     }
-}
-
-/// Whether every directory from `/` down to `dir` lets others in.
-#[cfg(unix)]
-fn reachable_by_others(dir: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    dir.ancestors()
-        .all(|d| fs_err::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
-}
-
-#[cfg(not(unix))]
-fn reachable_by_others(_dir: &Path) -> bool {
-    true
 }

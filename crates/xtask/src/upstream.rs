@@ -5,7 +5,8 @@
 //!   scratch git repository holding the pristine crates, one `git apply` + `git commit` per
 //!   patch, then `git format-patch`.
 //! * [`check`]: apply that export to an astral-sh/uv checkout (or bare clone) in a
-//!   throwaway worktree, build uv there, run the touched crates' unit tests, then the matrix.
+//!   throwaway worktree, build uv there, run the touched crates' unit tests, then the matrix;
+//!   with `--tests`, upstream's own integration tests instead, step by step ([`integration`]).
 //! * [`forward`]: try every patch against newer crates.io releases of the pinned crates with
 //!   GNU `patch --dry-run --verbose`, and report each hunk.
 //!
@@ -25,7 +26,9 @@ mod check;
 mod export;
 mod forward;
 mod gnu_patch;
+mod integration;
 mod message;
+mod suite;
 
 #[derive(Subcommand)]
 pub enum UpstreamCommand {
@@ -37,27 +40,9 @@ pub enum UpstreamCommand {
         out: Option<PathBuf>,
     },
     /// Apply the exported series to an astral-sh/uv checkout or bare clone, build uv there,
-    /// run the touched crates' unit tests and the matrix against that build.
-    Check {
-        /// An astral-sh/uv checkout, or a bare git directory holding its history.
-        path: PathBuf,
-        /// The revision to check: a commit, branch or tag (`0.12.5`).
-        #[arg(long, default_value = "HEAD")]
-        rev: String,
-        /// The rustup toolchain to build with [default: the one running this command]. The
-        /// checkout's `rust-toolchain.toml` is deliberately not used: it names an exact
-        /// release that is usually not installed, while the workspace's `rust-version` is
-        /// what actually has to be met.
-        #[arg(long)]
-        toolchain: Option<String>,
-        /// Stop after the patches applied (no build, no tests, no matrix).
-        #[arg(long)]
-        apply_only: bool,
-        /// Skip unit tests whose name contains NAME (repeatable), e.g. ones that cannot
-        /// pass as root.
-        #[arg(long, value_name = "NAME")]
-        test_skip: Vec<String>,
-    },
+    /// run the touched crates' unit tests and the matrix against that build (or, with
+    /// --tests, upstream's own integration tests).
+    Check(check::Options),
     /// Try every patch against newer crates.io releases of the pinned crates and report
     /// each hunk (applies, offset, fuzz, FAILS). Failing hunks are a finding, not an error.
     Forward {
@@ -74,22 +59,7 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
             let out = out.unwrap_or_else(|| export::default_out(paths));
             export::run(paths, &out).map(drop)
         }
-        UpstreamCommand::Check {
-            path,
-            rev,
-            toolchain,
-            apply_only,
-            test_skip,
-        } => check::run(
-            paths,
-            &check::Options {
-                path,
-                rev,
-                toolchain,
-                apply_only,
-                test_skip,
-            },
-        ),
+        UpstreamCommand::Check(options) => check::run(paths, &options),
         UpstreamCommand::Forward { to } => forward::run(paths, to.as_deref()),
     }
 }

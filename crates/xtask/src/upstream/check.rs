@@ -14,40 +14,104 @@ use uvfix_pipeline::{Manifest, Paths};
 
 use super::{display, export, git, output, status};
 
+#[derive(clap::Args)]
 pub struct Options {
+    /// An astral-sh/uv checkout, or a bare git directory holding its history.
     pub path: PathBuf,
+    /// The revision to check: a commit, branch or tag (`0.12.5`).
+    #[arg(long, default_value = "HEAD")]
     pub rev: String,
+    /// The rustup toolchain to build with [default: the one running this command]. The
+    /// checkout's `rust-toolchain.toml` is deliberately not used: it names an exact
+    /// release that is usually not installed, while the workspace's `rust-version` is
+    /// what actually has to be met.
+    #[arg(long)]
     pub toolchain: Option<String>,
+    /// Stop after the patches applied (no build, no tests, no matrix).
+    #[arg(long)]
     pub apply_only: bool,
+    /// Skip unit tests whose name contains NAME (repeatable), e.g. ones that cannot
+    /// pass as root.
+    #[arg(long, value_name = "NAME")]
     pub test_skip: Vec<String>,
+    /// Instead of the unit tests and the matrix, run upstream's own integration tests
+    /// (`crates/uv/tests`: build/cache*, sync, run, tool, pip-install) as an ordinary user,
+    /// on the release and on the whole stack; a test that passes on the release and fails
+    /// with the stack fails the check.
+    #[arg(long)]
+    pub tests: bool,
+    /// With --tests: on the release and after every step of the stack.
+    #[arg(long, requires = "tests")]
+    pub steps: bool,
+    /// With --tests: a directory of interpreters to put first on the tests' PATH
+    /// (repeatable) [default: the copies ci/upstream-pythons.sh made].
+    #[arg(long = "python", value_name = "DIR", requires = "tests")]
+    pub pythons: Vec<PathBuf>,
+}
+
+/// A checkout of astral-sh/uv at one revision, and the series exported for it.
+pub(super) struct Checkout {
+    pub source: PathBuf,
+    pub sha: String,
+    pub label: String,
+    pub tree: PathBuf,
+    pub exported: Vec<export::ExportedPatch>,
+}
+
+impl Checkout {
+    /// Reset the worktree to the revision and apply the first `count` patches.
+    pub fn at_step(&self, paths: &Paths, count: usize) -> Result<()> {
+        prepare_worktree(&self.source, &self.tree, &self.sha)?;
+        apply(paths, &self.tree, &self.exported[..count], &self.label)
+    }
+
+    /// `cargo` in the worktree, with `toolchain` and the upstream target dir.
+    pub fn cargo(&self, paths: &Paths, toolchain: &Toolchain, args: &[&str]) -> Command {
+        let mut command = toolchain.cargo();
+        command
+            .current_dir(&self.tree)
+            .env("CARGO_TARGET_DIR", paths.work().join("upstream-target"))
+            .args(args);
+        command
+    }
 }
 
 pub fn run(paths: &Paths, options: &Options) -> Result<()> {
     let source = std::path::absolute(&options.path)?;
     let (sha, label) = resolve(&source, &options.rev)?;
-    let exported = export::run(paths, &export::default_out(paths))?;
-
-    let tree = super::dir(paths).join("check").join("uv");
-    prepare_worktree(&source, &tree, &sha)?;
+    let checkout = Checkout {
+        exported: export::run(paths, &export::default_out(paths))?,
+        tree: super::dir(paths).join("check").join("uv"),
+        source,
+        sha,
+        label,
+    };
+    let (tree, label) = (&checkout.tree, &checkout.label);
+    checkout.at_step(paths, checkout.exported.len())?;
     println!(
         "uvfix: astral-sh/uv {label} checked out at {}",
-        display(paths, &tree)
+        display(paths, tree)
     );
-    apply(paths, &tree, &exported, &label)?;
     if options.apply_only {
         return Ok(());
     }
+    let toolchain = toolchain_for(paths, tree, options, label)?;
+    if options.tests {
+        return super::integration::run(paths, &checkout, &toolchain, options);
+    }
+    unit_tests_and_matrix(paths, &checkout, &toolchain, options)
+}
 
-    let toolchain = toolchain_for(paths, &tree, options, &label)?;
+/// The touched crates' unit tests and the matrix, against the whole stack.
+fn unit_tests_and_matrix(
+    paths: &Paths,
+    checkout: &Checkout,
+    toolchain: &Toolchain,
+    options: &Options,
+) -> Result<()> {
+    let (exported, label) = (&checkout.exported, &checkout.label);
     let target = paths.work().join("upstream-target");
-    let cargo = |args: &[&str]| {
-        let mut command = toolchain.cargo();
-        command
-            .current_dir(&tree)
-            .env("CARGO_TARGET_DIR", &target)
-            .args(args);
-        command
-    };
+    let cargo = |args: &[&str]| checkout.cargo(paths, toolchain, args);
     status(&mut cargo(&[
         "build", "-p", "uv", "--bin", "uv", "--bin", "uvx",
     ]))?;
@@ -77,7 +141,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         Ok(()) => println!("uvfix: unit tests of {} pass", crates.join(", ")),
         Err(err) => failures.push(format!("unit tests of {}: {err}", crates.join(", "))),
     }
-    if let Err(err) = matrix(paths, &uv, &label) {
+    if let Err(err) = matrix(paths, &uv, label) {
         failures.push(format!("matrix: {err}"));
     }
     if !failures.is_empty() {
@@ -283,7 +347,7 @@ fn matrix_supports_uv(paths: &Paths) -> bool {
 }
 
 /// The toolchain to build upstream with.
-struct Toolchain {
+pub(super) struct Toolchain {
     /// rustup toolchain name, when rustup manages Rust here.
     name: Option<String>,
     /// `1.95.0`

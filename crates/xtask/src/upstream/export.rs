@@ -153,12 +153,16 @@ fn write_descriptions(
             steps_report.as_deref(),
         ),
     )?;
+    let upstream_tests = super::dir(paths).join("check").join("tests");
     for patch in &export.patches {
-        let table =
-            fs_err::read_to_string(reports.join("steps").join(format!("{}.md", patch.step))).ok();
+        let read = |dir: &Path| fs_err::read_to_string(dir.join(format!("{}.md", patch.step))).ok();
+        let reports = StepReports {
+            cells: read(&reports.join("steps")),
+            upstream_tests: read(&upstream_tests),
+        };
         fs_err::write(
             out.join(step_description_name(patch)),
-            describe_step(uv_version, export, patch, table.as_deref()),
+            describe_step(uv_version, export, patch, &reports),
         )?;
     }
     Ok(steps_report.is_some())
@@ -481,13 +485,22 @@ pub fn describe(
     out
 }
 
+/// What was measured of one step, as Markdown.
+#[derive(Default)]
+pub struct StepReports {
+    /// Its before/after table from `cargo xtask matrix --steps`.
+    pub cells: Option<String>,
+    /// How upstream's own tests fared with it (`cargo xtask upstream check --tests --steps`).
+    pub upstream_tests: Option<String>,
+}
+
 /// `PR-<number>-<id>.md`: one step's pull request: its message, where it sits in the stack,
-/// its size, and its own before/after table.
+/// its size, its own before/after table and upstream's tests at this step.
 pub fn describe_step(
     uv_version: &str,
     export: &Export,
     patch: &ExportedPatch,
-    table: Option<&str>,
+    reports: &StepReports,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {}\n", patch.subject);
@@ -524,10 +537,18 @@ pub fn describe_step(
     let _ = writeln!(out, "## Before and after\n");
     push_report(
         &mut out,
-        table,
+        reports.cells.as_deref(),
         "Cells of `cargo xtask matrix --steps`, without this step (the steps below it only) \
          and with it:",
         "No per-step report yet: run `cargo xtask matrix --steps`, then export again.",
+    );
+    let _ = writeln!(out, "## uv's own tests\n");
+    push_report(
+        &mut out,
+        reports.upstream_tests.as_deref(),
+        "`cargo xtask upstream check --tests --steps`, at this step:",
+        "Not run yet: `cargo xtask upstream check <astral-sh/uv> --rev <release> --tests \
+         --steps`, then export again.",
     );
     out
 }
@@ -802,13 +823,24 @@ mod tests {
             assert!(text.contains(needle), "{needle} not in {text}");
         }
 
-        let text = describe_step("0.12.5", &export, &patch, report);
+        let reports = StepReports {
+            cells: report.map(str::to_string),
+            upstream_tests: report
+                .map(|_| "| step | passed |\n|---|---:|\n| locks | 41 |\n".into()),
+        };
+        let text = describe_step("0.12.5", &export, &patch, &reports);
+        let tests = match report {
+            Some(_) => "| locks | 41 |",
+            None => "`cargo xtask upstream check <astral-sh/uv> --rev <release> --tests --steps`",
+        };
         for needle in [
             "# Open the cache read-only\n\nBecause sandboxes.\n",
             "Step 2 of 2 (optional), against uv 0.12.5: shared locks work read-only.",
             "It applies on top of: 1 (Leave markers alone).",
             "Size: +30 −4 in 2 files (uv-fs, uv-cache).",
             expected,
+            "## uv's own tests",
+            tests,
         ] {
             assert!(text.contains(needle), "{needle} not in {text}");
         }

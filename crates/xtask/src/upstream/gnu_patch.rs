@@ -173,25 +173,38 @@ mod tests {
     use rstest::rstest;
 
     /// How GNU patch 2.7.6 (`LC_ALL=C patch --dry-run -p1 --verbose --forward --batch`)
-    /// starts on `src/lib.rs`; the outputs below are real, trimmed only of the dashed rules.
-    macro_rules! lib_rs_start {
-        () => {
-            "\
-Hmm...  Looks like a unified diff to me...
-The text leading up to this was:
---------------------------
-|diff --git a/src/lib.rs b/src/lib.rs
-|--- a/src/lib.rs
-|+++ b/src/lib.rs
---------------------------
-checking file src/lib.rs
-Using Plan A...
-"
+    /// starts on a file it finds (`$lead`: `Looks like` for the first file, `The next patch
+    /// looks like` after it); the outputs below are real, trimmed only of the dashed rules.
+    macro_rules! file_start {
+        ($lead:literal, $file:literal) => {
+            concat!(
+                "Hmm...  ",
+                $lead,
+                " a unified diff to me...\n",
+                "The text leading up to this was:\n",
+                "--------------------------\n",
+                "|diff --git a/",
+                $file,
+                " b/",
+                $file,
+                "\n",
+                "|--- a/",
+                $file,
+                "\n",
+                "|+++ b/",
+                $file,
+                "\n",
+                "--------------------------\n",
+                "checking file ",
+                $file,
+                "\n",
+                "Using Plan A...\n",
+            )
         };
     }
 
     const MIXED: &str = concat!(
-        lib_rs_start!(),
+        file_start!("Looks like", "src/lib.rs"),
         "\
 Hunk #1 FAILED at 7.
 Hunk #2 succeeded at 50 with fuzz 2 (offset 3 lines).
@@ -237,7 +250,7 @@ done
     }
 
     const REVERSED_AND_EXISTING: &str = concat!(
-        lib_rs_start!(),
+        file_start!("Looks like", "src/lib.rs"),
         "\
 Reversed (or previously applied) patch detected!  Skipping patch.
 Hunk #1 ignored at 7.
@@ -251,7 +264,8 @@ done
 "
     );
 
-    const MISSING: &str = "\
+    const MISSING: &str = concat!(
+        "\
 Hmm...  Looks like a unified diff to me...
 can't find file to patch at input line 4
 Perhaps you used the wrong -p or --strip option?
@@ -264,18 +278,13 @@ The text leading up to this was:
 No file to patch.  Skipping patch.
 Hunk #1 ignored at 7.
 1 out of 1 hunk ignored
-Hmm...  The next patch looks like a unified diff to me...
-The text leading up to this was:
---------------------------
-|diff --git a/src/lib.rs b/src/lib.rs
-|--- a/src/lib.rs
-|+++ b/src/lib.rs
---------------------------
-checking file src/lib.rs
-Using Plan A...
+",
+        file_start!("The next patch looks like", "src/lib.rs"),
+        "\
 Hunk #1 succeeded at 3.
 done
-";
+"
+    );
 
     #[rstest]
     #[case::reversed_then_existing(REVERSED_AND_EXISTING, &[

@@ -1,0 +1,305 @@
+//! `cargo xtask upstream check --tests`: upstream's own integration tests ([`suite::AREAS`])
+//! against the release and each step of the stack, in an astral-sh/uv checkout.
+//!
+//! The release comes first: it is the baseline. A test that fails at a step and passed on the
+//! release is a regression of that step, as is a test the stack adds that fails; a test that
+//! fails on the release as well could not run here and is listed with its reason. The report
+//! goes to `target/uvfix/upstream/check/tests.{md,json}`, and `upstream export` quotes each
+//! step's line in that step's PR description.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+use uvfix_pipeline::Paths;
+
+use super::check::{Checkout, Options, Toolchain};
+use super::display;
+use super::suite::{self, AREAS, Outcome, Runner};
+
+/// One column of the report: the release (`count` 0) or a step of the stack.
+#[derive(Serialize)]
+pub struct StepRun {
+    /// `0.12.5` or the step's id.
+    pub name: String,
+    /// How many patches are applied.
+    pub count: usize,
+    /// Area (test target) → what its tests did.
+    pub areas: BTreeMap<String, Outcome>,
+}
+
+/// A step's verdict against the release.
+#[derive(Default, Serialize)]
+pub struct Verdict {
+    pub passed: usize,
+    pub ignored: usize,
+    /// Failed here, passed on the release (or added by the stack).
+    pub regressions: Vec<String>,
+    /// Failed on the release and here: could not run on this machine.
+    pub unrunnable: usize,
+    /// Failed on the release, pass here.
+    pub fixed: Vec<String>,
+}
+
+pub fn run(
+    paths: &Paths,
+    checkout: &Checkout,
+    toolchain: &Toolchain,
+    options: &Options,
+) -> Result<()> {
+    let out = super::dir(paths).join("check");
+    let logs = out.join("logs");
+    super::fresh_dir(&logs)?;
+    let pythons = interpreters(paths, &options.pythons)?;
+    let runner = Runner::new(&checkout.tree, &pythons)?;
+    let last = checkout.exported.len();
+    let counts: Vec<usize> = if options.steps {
+        (0..=last).collect()
+    } else {
+        vec![0, last]
+    };
+    let mut runs = Vec::new();
+    for count in counts {
+        let name = match count {
+            0 => checkout.label.clone(),
+            n => checkout.exported[n - 1].step.clone(),
+        };
+        println!("uvfix: upstream's integration tests at {name} ({count} patch(es))");
+        checkout.at_step(paths, count)?;
+        // uv's own profile without debug info, when the checkout has it: linking the five
+        // test binaries is most of a step's build, and debug info most of what they link.
+        let profile = defines_profile(&checkout.tree, "no-debug").then_some("no-debug");
+        let binaries = suite::build(checkout.cargo(paths, toolchain, &[]), profile)?;
+        let mut areas = BTreeMap::new();
+        for area in AREAS {
+            let Some(exe) = binaries.get(area.target) else {
+                bail!("cargo built no `{}` test binary", area.target);
+            };
+            let log = logs.join(format!("{count:02}-{}.log", area.target));
+            let outcome = runner.run(exe, area, &log)?;
+            println!(
+                "  {:<12} {:>5} passed {:>4} failed {:>4} ignored  ({} s, log {})",
+                area.target,
+                outcome.passed.len(),
+                outcome.failed.len(),
+                outcome.ignored,
+                outcome.seconds,
+                display(paths, &log)
+            );
+            areas.insert(area.target.to_string(), outcome);
+        }
+        runs.push(StepRun { name, count, areas });
+    }
+    report(paths, &out, &runs, &pythons)
+}
+
+fn defines_profile(tree: &Path, name: &str) -> bool {
+    fs_err::read_to_string(tree.join("Cargo.toml"))
+        .ok()
+        .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
+        .is_some_and(|value| value.get("profile").and_then(|p| p.get(name)).is_some())
+}
+
+/// The interpreter directories for the tests' `PATH`: the ones given, else the copies
+/// `ci/upstream-pythons.sh` made under `target/uvfix/upstream/pythons/`.
+fn interpreters(paths: &Paths, given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given
+            .iter()
+            .map(std::path::absolute)
+            .collect::<Result<_, _>>()?);
+    }
+    let dir = super::dir(paths).join("pythons");
+    let mut found: Vec<PathBuf> = match fs_err::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("bin"))
+            .filter(|bin| bin.is_dir())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    // Newest first: a bare `python3` on `PATH` is then the newest copy.
+    found.sort_by_key(|bin| std::cmp::Reverse(version_of(bin)));
+    if found.is_empty() {
+        println!(
+            "uvfix: no interpreters in {} (ci/upstream-pythons.sh copies them there); tests \
+             that pin a version not on PATH will fail on the release too and be listed as \
+             not runnable here",
+            display(paths, &dir)
+        );
+    }
+    Ok(found)
+}
+
+/// `…/3.12.1/bin` → `[3, 12, 1]`.
+fn version_of(bin: &Path) -> Vec<u64> {
+    bin.parent()
+        .and_then(Path::file_name)
+        .map(|name| {
+            name.to_string_lossy()
+                .split('.')
+                .map_while(|part| part.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Each step against the release.
+pub fn verdicts(runs: &[StepRun]) -> Vec<Verdict> {
+    let Some(base) = runs.first() else {
+        return Vec::new();
+    };
+    runs.iter()
+        .map(|run| {
+            let mut verdict = Verdict::default();
+            for (area, outcome) in &run.areas {
+                let before = base.areas.get(area);
+                verdict.passed += outcome.passed.len();
+                verdict.ignored += outcome.ignored;
+                for name in outcome.failed.keys() {
+                    if before.is_some_and(|b| b.failed.contains_key(name)) {
+                        verdict.unrunnable += 1;
+                    } else {
+                        verdict.regressions.push(format!("{area}: {name}"));
+                    }
+                }
+                for name in &outcome.passed {
+                    if before.is_some_and(|b| b.failed.contains_key(name)) {
+                        verdict.fixed.push(format!("{area}: {name}"));
+                    }
+                }
+            }
+            verdict
+        })
+        .collect()
+}
+
+/// Write `tests.md` and `tests.json`, print the table; fail on any regression.
+fn report(paths: &Paths, out: &Path, runs: &[StepRun], pythons: &[PathBuf]) -> Result<()> {
+    let verdicts = verdicts(runs);
+    let markdown = markdown(runs, &verdicts, pythons);
+    fs_err::write(out.join("tests.md"), &markdown)?;
+    let json = serde_json::json!({ "runs": runs, "verdicts": verdicts });
+    fs_err::write(out.join("tests.json"), serde_json::to_string_pretty(&json)?)?;
+    let per_step = out.join("tests");
+    super::fresh_dir(&per_step)?;
+    for (run, verdict) in runs.iter().zip(&verdicts).skip(1) {
+        fs_err::write(
+            per_step.join(format!("{}.md", run.name)),
+            step_markdown(&runs[0], run, verdict),
+        )?;
+    }
+    println!("{markdown}");
+    println!("uvfix: report in {}", display(paths, &out.join("tests.md")));
+    let regressions: Vec<String> = runs
+        .iter()
+        .zip(&verdicts)
+        .flat_map(|(run, v)| {
+            v.regressions
+                .iter()
+                .map(move |r| format!("{}: {r}", run.name))
+        })
+        .collect();
+    if !regressions.is_empty() {
+        bail!(
+            "{} upstream test(s) fail at a step but pass on the release:\n  {}",
+            regressions.len(),
+            regressions.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// One step's part, for its PR description.
+fn step_markdown(base: &StepRun, run: &StepRun, verdict: &Verdict) -> String {
+    let mut text = format!(
+        "{} passed, {} ignored; {} failed here and on {} too (not runnable on the machine \
+         that ran them).\n\n",
+        verdict.passed, verdict.ignored, verdict.unrunnable, base.name
+    );
+    let areas: Vec<&str> = run.areas.keys().map(String::as_str).collect();
+    let _ = writeln!(text, "Test targets: {}.\n", areas.join(", "));
+    match verdict.regressions.as_slice() {
+        [] => text.push_str(
+            "No test that passes on the release fails with this step, and no snapshot changed.\n",
+        ),
+        names => {
+            text.push_str("Fail with this step, pass on the release:\n\n");
+            for name in names {
+                let _ = writeln!(text, "- `{name}`");
+            }
+        }
+    }
+    if !verdict.fixed.is_empty() {
+        text.push_str("\nFail on the release, pass with this step:\n\n");
+        for name in &verdict.fixed {
+            let _ = writeln!(text, "- `{name}`");
+        }
+    }
+    text
+}
+
+fn markdown(runs: &[StepRun], verdicts: &[Verdict], pythons: &[PathBuf]) -> String {
+    let mut text = String::from(
+        "| step | passed | ignored | failed, not runnable here | regressions | fixed |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for (run, v) in runs.iter().zip(verdicts) {
+        let _ = writeln!(
+            text,
+            "| {} | {} | {} | {} | {} | {} |",
+            run.name,
+            v.passed,
+            v.ignored,
+            v.unrunnable,
+            v.regressions.len(),
+            v.fixed.len()
+        );
+    }
+    let areas: Vec<String> = AREAS
+        .iter()
+        .map(|a| match a.filters {
+            [] => format!("`{}`", a.target),
+            filters => format!("`{}` ({})", a.target, filters.join(", ")),
+        })
+        .collect();
+    let _ = writeln!(
+        text,
+        "\nTest targets: {}; features `{}`; interpreters: {}.",
+        areas.join(", "),
+        suite::FEATURES,
+        match pythons {
+            [] => "PATH".to_string(),
+            p => p
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    );
+    if let Some(base) = runs.first() {
+        let _ = writeln!(
+            text,
+            "\nNot runnable here (fail on {} without the stack too):\n",
+            base.name
+        );
+        for (area, outcome) in &base.areas {
+            for (name, reason) in &outcome.failed {
+                let _ = writeln!(text, "- `{area}: {name}`: {reason}");
+            }
+        }
+    }
+    for (run, v) in runs
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| !v.regressions.is_empty())
+    {
+        let _ = writeln!(text, "\nRegressions at {}:\n", run.name);
+        for name in &v.regressions {
+            let _ = writeln!(text, "- `{name}`");
+        }
+    }
+    text
+}
