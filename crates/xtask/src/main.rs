@@ -3,6 +3,8 @@
 #[cfg(unix)]
 mod bench;
 #[cfg(unix)]
+mod bench_matrix;
+#[cfg(unix)]
 mod matrix;
 #[cfg(unix)]
 mod steps;
@@ -60,11 +62,7 @@ enum Command {
     Matrix(matrix::MatrixArgs),
     /// Benchmarks: warm-run time patched vs pristine, and write syscalls on the cache.
     #[cfg(unix)]
-    Bench {
-        /// Timed runs per variant.
-        #[arg(long, default_value_t = 21)]
-        runs: usize,
-    },
+    Bench(bench::BenchArgs),
     /// Take the stack upstream: export it, check it against astral-sh/uv, forward-port it.
     Upstream {
         #[command(subcommand)]
@@ -187,7 +185,7 @@ fn run(cli: Cli) -> Result<()> {
         #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
-        Command::Bench { runs } => bench::run(&paths, runs, &builder::build_helper(&paths)?)?,
+        Command::Bench(args) => bench::run(&paths, &args, &builder::build_helper(&paths)?)?,
         Command::Upstream { command } => upstream::run(&paths, command)?,
     }
     Ok(())
