@@ -3,7 +3,9 @@
 //! Order of work, and why:
 //! 1. availability and state applicability → `Skip(reason)` (never a silent pass);
 //! 2. a fresh world-traversable temp root with `home/`, `workspace/`, `tmp/`, `wheels/`
-//!    ([`layout`]), fixture wheels, the workspace files and the staged binaries;
+//!    ([`layout`]), fixture wheels, the workspace files and the staged binaries; with a
+//!    [`CellOptions::store`], the slot of (uv, scenario, state) instead ([`slot`]): warmed
+//!    there by the first cell of that key, a checked copy of that warm tree for the others;
 //! 3. the steps ([`steps`]): warm unsandboxed with the *same* uv and a writable cache, exactly
 //!    as a user would have; damage the cache as the state says; prove the sandbox denies
 //!    (canary with the sandbox's errno, and `uv --version` runs inside); run the scenario
