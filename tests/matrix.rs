@@ -1,6 +1,8 @@
 //! The sandbox matrix as tests: one test per cell, named `uv/sandbox/scenario/state`.
 //!
-//! Each cell warms a fresh cache with the uv under test, damages it as the state says,
+//! Each cell warms a fresh cache with the uv under test (once per uv, scenario and state when
+//! the nextest setup script hands over `$UVFIX_CELL_STORE`; the other cells get a checked copy
+//! of that warm tree), damages it as the state says,
 //! proves the sandbox denies a write into it (canary), runs the scenario inside the sandbox
 //! and compares the outcome with the expectation table in `uvfix_scenario::expect`. A cell
 //! fails if patched uv does not pass where it must, if pristine uv unexpectedly passes, if

@@ -44,7 +44,7 @@ pub mod state;
 pub mod wheel;
 
 pub use build::{Build, UvSel};
-pub use cell::{CellOptions, CellResult, UvUnderTest, run_cell, run_cell_with};
+pub use cell::{CellOptions, CellResult, Timing, UvUnderTest, run_cell, run_cell_with};
 pub use digest::{TreeDiff, TreeDigest};
 pub use expect::{Expect, Outcome, expected};
 pub use scenario::{Scenario, ScenarioId};

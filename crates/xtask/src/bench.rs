@@ -5,6 +5,10 @@
 //! 2. Write-intent syscalls on the cache during one warm run (strace: opens with write,
 //!    create or truncate flags, mkdir, rename, unlink, link, symlink under the cache root),
 //!    with a writable cache and a read-only one (the ro-home sandbox: EROFS).
+//! 3. The matrix ([`crate::bench_matrix`]): cells per second, cost per cell and the fixture's
+//!    overhead against uv's own time, with a warm per cell and with warm-once copies.
+//!
+//! The uv builds are `$UVFIX_UV_PATCHED` / `$UVFIX_UV_PRISTINE` when set, else built.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -12,10 +16,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_sandbox::{Invocation, Sandbox};
-use uvfix_scenario::cell::{CellDirs, make_layout};
+use uvfix_scenario::ScenarioId;
+use uvfix_scenario::cell::{CellDirs, UvUnderTest, make_layout};
+use uvfix_scenario::plan::Filter;
 use uvfix_scenario::python::find_python;
 use uvfix_scenario::scenario::{Ctx, uv_env};
 
@@ -52,16 +59,51 @@ impl Bench {
     }
 }
 
-pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
-    if Command::new("strace").arg("-V").output().is_err() {
-        bail!(
-            "strace is needed for the syscall count: apt-get install strace (ci/install-deps.sh)"
-        );
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Timed runs per variant.
+    #[arg(long, default_value_t = 21)]
+    runs: usize,
+    /// Only the matrix section.
+    #[arg(long)]
+    matrix_only: bool,
+    /// Sandboxes of the matrix section (default: all).
+    #[arg(long, value_delimiter = ',')]
+    matrix_sandbox: Option<Vec<String>>,
+    /// Scenarios of the matrix section; `all` for every one.
+    #[arg(long, value_delimiter = ',', default_value = "S1,S4,S7")]
+    matrix_scenario: Vec<String>,
+    /// Cells run at once in the matrix section (default: the number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+pub fn run(paths: &Paths, args: &BenchArgs, helper: &Path) -> Result<()> {
+    let bins = binaries(paths)?;
+    let mut report = String::new();
+    if !args.matrix_only {
+        if Command::new("strace").arg("-V").output().is_err() {
+            bail!(
+                "strace is needed for the syscall count: apt-get install strace (ci/install-deps.sh)"
+            );
+        }
+        let scratch = tempfile::Builder::new().prefix("uvfix-bench-").tempdir()?;
+        let benches = warm(&bins, helper, scratch.path())?;
+        report.push_str(&timings(&benches, args.runs, helper)?);
+        report.push_str(&syscalls(&benches, helper, scratch.path())?);
+        report.push('\n');
     }
-    let scratch = tempfile::Builder::new().prefix("uvfix-bench-").tempdir()?;
-    let benches = warm(paths, helper, scratch.path())?;
-    let mut report = timings(&benches, runs, helper)?;
-    report.push_str(&syscalls(&benches, helper, scratch.path())?);
+    let uvs: Vec<UvUnderTest> = bins
+        .iter()
+        .map(|(variant, uv)| Ok(UvUnderTest::new(variant.name().parse()?, uv)))
+        .collect::<Result<_>>()?;
+    let filter = matrix_filter(args)?;
+    report.push_str(&crate::bench_matrix::section(
+        &uvs,
+        &filter,
+        crate::matrix::jobs(args.jobs),
+        helper,
+    )?);
     print!("{report}");
     let out = paths.work().join("bench");
     fs_err::create_dir_all(&out)?;
@@ -70,17 +112,55 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Build both variants and warm a cache for each under `scratch`.
-fn warm(paths: &Paths, helper: &Path, scratch: &Path) -> Result<Vec<Bench>> {
+/// Each variant's uv: the one handed in (`UVFIX_UV_PATCHED`, …), else built.
+fn binaries(paths: &Paths) -> Result<Vec<(Variant, PathBuf)>> {
+    let mut out = Vec::new();
+    for variant in Variant::ALL {
+        let uv = match std::env::var_os(builder::env_var(variant)).filter(|v| !v.is_empty()) {
+            Some(path) => PathBuf::from(path),
+            None => builder::uv_path(paths, variant)?,
+        };
+        out.push((variant, uv));
+    }
+    Ok(out)
+}
+
+/// The matrix section's cells: every sandbox unless chosen, the chosen scenarios.
+fn matrix_filter(args: &BenchArgs) -> Result<Filter> {
+    let sandboxes = match &args.matrix_sandbox {
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|n| Sandbox::from_name(n).with_context(|| format!("unknown sandbox `{n}`")))
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        None => None,
+    };
+    let scenarios = if args.matrix_scenario.iter().any(|s| s == "all") {
+        None
+    } else {
+        Some(
+            args.matrix_scenario
+                .iter()
+                .map(|s| s.parse().with_context(|| format!("unknown scenario `{s}`")))
+                .collect::<Result<Vec<ScenarioId>>>()?,
+        )
+    };
+    Ok(Filter {
+        sandboxes,
+        scenarios,
+        states: None,
+    })
+}
+
+/// Warm a cache for each variant under `scratch`.
+fn warm(bins: &[(Variant, PathBuf)], helper: &Path, scratch: &Path) -> Result<Vec<Bench>> {
     let python = find_python()?;
     let mut benches = Vec::new();
-    for (variant, bins) in Variant::ALL
-        .iter()
-        .zip(builder::ensure(paths, &Variant::ALL)?)
-    {
+    for (variant, uv) in bins {
         let bench = Bench {
             variant: *variant,
-            uv: bins.uv,
+            uv: uv.clone(),
             dirs: make_layout(&scratch.join(variant.name()))?,
             python: python.clone(),
         };

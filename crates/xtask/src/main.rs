@@ -3,6 +3,8 @@
 #[cfg(unix)]
 mod bench;
 #[cfg(unix)]
+mod bench_matrix;
+#[cfg(unix)]
 mod matrix;
 #[cfg(unix)]
 mod steps;
@@ -51,16 +53,17 @@ enum Command {
     /// Run the unit tests of the patched crates (the ones the stack adds included), as a
     /// non-root user: permission bits do not bind root.
     TestPatched,
+    /// Create a store of warm caches for one test run and print its path; under a nextest
+    /// setup script, hand it to the tests as $UVFIX_CELL_STORE. Removes stores of earlier
+    /// runs older than six hours (a nextest run cannot remove its own).
+    #[cfg(unix)]
+    CellStore,
     /// The main job: build patched + pristine uv, run the sandbox matrix, print the table.
     #[cfg(unix)]
     Matrix(matrix::MatrixArgs),
     /// Benchmarks: warm-run time patched vs pristine, and write syscalls on the cache.
     #[cfg(unix)]
-    Bench {
-        /// Timed runs per variant.
-        #[arg(long, default_value_t = 21)]
-        runs: usize,
-    },
+    Bench(bench::BenchArgs),
     /// Take the stack upstream: export it, check it against astral-sh/uv, forward-port it.
     Upstream {
         #[command(subcommand)]
@@ -169,9 +172,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => unit_tests::run(&paths)?,
         #[cfg(unix)]
+        Command::CellStore => {
+            use uvfix_scenario::cell::{CELL_STORE_ENV, new_store, prune_stores};
+            let temp = std::env::temp_dir();
+            let pruned = prune_stores(&temp, std::time::Duration::from_secs(6 * 3600))?;
+            if pruned > 0 {
+                eprintln!("uvfix: removed {pruned} store(s) of earlier runs");
+            }
+            let store = new_store(&temp)?.keep();
+            println!("{}", store.display());
+            hand_to_tests(&format!("{CELL_STORE_ENV}={}\n", store.display()))?;
+        }
+        #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
-        Command::Bench { runs } => bench::run(&paths, runs, &builder::build_helper(&paths)?)?,
+        Command::Bench(args) => bench::run(&paths, &args, &builder::build_helper(&paths)?)?,
         Command::Upstream { command } => upstream::run(&paths, command)?,
     }
     Ok(())

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -13,9 +14,11 @@ use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::Build;
-use uvfix_scenario::cell::{CellResult, OFFICIAL_UV_ENV, UvUnderTest, run_cell};
+use uvfix_scenario::cell::{
+    CellOptions, CellResult, OFFICIAL_UV_ENV, UvUnderTest, new_store, run_cell_with,
+};
 use uvfix_scenario::plan::{self, Filter, Planned};
-use uvfix_scenario::report;
+use uvfix_scenario::report::{self, Cost};
 use uvfix_scenario::{CacheState, ScenarioId};
 
 #[derive(Args)]
@@ -45,6 +48,10 @@ pub struct MatrixArgs {
     /// Cells run at once (default: the number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Warm a cache in every cell, as before warm snapshots (slower; for comparison, or to
+    /// rule the copies out when a cell looks wrong).
+    #[arg(long)]
+    warm_per_cell: bool,
     /// Print the full grid (scenario × state rows, sandbox columns) instead of the summary;
     /// it is always written to matrix.md and matrix.txt.
     #[arg(long)]
@@ -132,7 +139,7 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
             c.unavailable.as_deref().unwrap_or_default()
         );
     }
-    let results = run_cells(&cells, jobs(args.jobs), helper);
+    let (results, cost) = run_cells(&cells, jobs(args.jobs), helper, args.warm_per_cell)?;
 
     let files = report::write_reports(&results, &out)?;
     if args.grid {
@@ -140,6 +147,7 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     } else {
         print!("{}", report::render_summary(&results));
     }
+    println!("{}", cost.line());
     let summary = report::Summary::of(&results);
     eprintln!(
         "uvfix: reports in {} (matrix.md for a job summary, matrix.json, junit.xml)",
@@ -151,28 +159,62 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Run `cells` on `jobs` threads; the results in the cells' order.
-pub fn run_cells(cells: &[Planned], jobs: usize, helper: &Path) -> Vec<CellResult> {
-    eprintln!("uvfix: running {} cells, {jobs} at a time", cells.len());
+/// Run `cells` on `jobs` threads; the results in the cells' order, and what they cost.
+///
+/// Unless `warm_per_cell`, the cells share a store of warm snapshots for this run (see
+/// `uvfix_scenario::cell::CellOptions::store`), removed afterwards.
+pub fn run_cells(
+    cells: &[Planned],
+    jobs: usize,
+    helper: &Path,
+    warm_per_cell: bool,
+) -> Result<(Vec<CellResult>, Cost)> {
+    let store = if warm_per_cell {
+        None
+    } else {
+        Some(new_store(&std::env::temp_dir()).context("creating the store of warm caches")?)
+    };
+    let opts = CellOptions {
+        store: store.as_ref().map(|s| s.path().to_owned()),
+        ..CellOptions::default()
+    };
+    eprintln!(
+        "uvfix: running {} cells, {jobs} at a time, {}",
+        cells.len(),
+        if warm_per_cell {
+            "each warming its own cache"
+        } else {
+            "each (uv, scenario, state) warmed once and copied per cell"
+        }
+    );
+    let order = execution_order(cells);
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(cells.len()));
     // Claude Code's sandbox runtime starts two socat bridges per run and waits at most
     // ~0.6 s for them; its cells take turns to keep that margin on a small machine.
     let one_at_a_time = Mutex::new(());
+    let start = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(cell) = cells.get(index) else { break };
+                    let done = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&index) = order.get(done) else { break };
+                    let cell = &cells[index];
                     let _turn = (cell.sandbox == Sandbox::SandboxRuntime
                         && cell.unavailable.is_none())
                     .then(|| one_at_a_time.lock().unwrap_or_else(|e| e.into_inner()));
-                    let result =
-                        run_cell(&cell.uv, cell.sandbox, cell.scenario, cell.state, helper);
+                    let result = run_cell_with(
+                        &cell.uv,
+                        cell.sandbox,
+                        cell.scenario,
+                        cell.state,
+                        helper,
+                        &opts,
+                    );
                     eprintln!(
                         "[{}/{}] {} {} {:.1}s",
-                        index + 1,
+                        done + 1,
                         cells.len(),
                         cell.name(),
                         result.outcome.word(),
@@ -186,7 +228,68 @@ pub fn run_cells(cells: &[Planned], jobs: usize, helper: &Path) -> Vec<CellResul
             });
         }
     });
+    let wall = start.elapsed();
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
-    results.into_iter().map(|(_, r)| r).collect()
+    let results: Vec<CellResult> = results.into_iter().map(|(_, r)| r).collect();
+    let cost = Cost::of(&results, wall);
+    Ok((results, cost))
+}
+
+/// The order to run `cells` in: cells of one (uv, scenario, state) share a slot and take
+/// turns, so they are spread out. Round `r` runs the `r`-th cell of every key, each key's
+/// cells rotated by its position, so that a round mixes sandboxes (srt's cells, which run one
+/// at a time, do not bunch up) and the first round warms every key.
+pub fn execution_order(cells: &[Planned]) -> Vec<usize> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (index, cell) in cells.iter().enumerate() {
+        let key = format!("{}/{}/{}", cell.uv.build, cell.scenario, cell.state);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(index),
+            None => groups.push((key, vec![index])),
+        }
+    }
+    let rounds = groups.iter().map(|(_, m)| m.len()).max().unwrap_or(0);
+    let mut order = Vec::with_capacity(cells.len());
+    for round in 0..rounds {
+        for (position, (_, members)) in groups.iter().enumerate() {
+            if round < members.len() {
+                order.push(members[(round + position) % members.len()]);
+            }
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_of_one_key_are_spread_and_every_key_warms_in_the_first_round() {
+        let uvs = [UvUnderTest::new(Build::Patched, "/nonexistent/uv")];
+        let filter = Filter {
+            sandboxes: Some(vec![Sandbox::None, Sandbox::RoHome, Sandbox::Landlock]),
+            scenarios: Some(vec![ScenarioId::S1, ScenarioId::S2]),
+            states: Some(vec![CacheState::Warm, CacheState::LockMissing]),
+        };
+        let cells = plan::cells(&uvs, &filter);
+        let order = execution_order(&cells);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            (0..cells.len()).collect::<Vec<_>>(),
+            "each cell once"
+        );
+        let key = |i: usize| (cells[i].scenario, cells[i].state);
+        for pair in order.windows(2) {
+            assert_ne!(key(pair[0]), key(pair[1]), "neighbours share a slot");
+        }
+        let first_round: Vec<_> = order[..4].iter().map(|&i| key(i)).collect();
+        assert_eq!(first_round.len(), 4);
+        let sandboxes: std::collections::BTreeSet<_> =
+            order[..4].iter().map(|&i| cells[i].sandbox).collect();
+        assert!(sandboxes.len() > 1, "a round mixes sandboxes");
+    }
 }

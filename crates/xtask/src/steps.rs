@@ -288,7 +288,9 @@ pub fn run(
     }
     let uvs = builds_under_test(paths, &manifest)?;
     let builds: Vec<Build> = uvs.iter().map(|uv| uv.build.clone()).collect();
-    let results = crate::matrix::run_cells(&plan::cells(&uvs, filter), jobs, helper);
+    let (results, cost) =
+        crate::matrix::run_cells(&plan::cells(&uvs, filter), jobs, helper, false)?;
+    println!("{}", cost.line());
 
     let table = by_cell(&results, &builds);
     let changes = changes(&manifest, &table);

@@ -3,7 +3,9 @@
 //! Order of work, and why:
 //! 1. availability and state applicability → `Skip(reason)` (never a silent pass);
 //! 2. a fresh world-traversable temp root with `home/`, `workspace/`, `tmp/`, `wheels/`
-//!    ([`layout`]), fixture wheels, the workspace files and the staged binaries;
+//!    ([`layout`]), fixture wheels, the workspace files and the staged binaries; with a
+//!    [`CellOptions::store`], the slot of (uv, scenario, state) instead ([`slot`]): warmed
+//!    there by the first cell of that key, a checked copy of that warm tree for the others;
 //! 3. the steps ([`steps`]): warm unsandboxed with the *same* uv and a writable cache, exactly
 //!    as a user would have; damage the cache as the state says; prove the sandbox denies
 //!    (canary with the sandbox's errno, and `uv --version` runs inside); run the scenario
@@ -15,6 +17,7 @@
 //! `Sandbox::None` in general, the diff is recorded but does not decide the outcome.
 
 mod layout;
+mod slot;
 mod steps;
 
 use std::os::unix::fs::PermissionsExt;
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use uvfix_sandbox::{Availability, Denial, Sandbox};
 
 pub use self::layout::{CellDirs, make_layout, stage_binary};
+pub use self::slot::{STORE_PREFIX, new_store, prune_stores};
 use crate::build::Build;
 use crate::digest::TreeDiff;
 use crate::expect::{self, Expect, Outcome};
@@ -108,7 +112,14 @@ pub struct CellOptions {
     pub python: Option<PathBuf>,
     /// Bytes of stdout/stderr kept in the result.
     pub output_limit: usize,
+    /// Warm once, copy per cell (see [`slot`]): the directory that holds every key's slot
+    /// and warm snapshot, for one run. `None`: every cell warms its own cache in a fresh
+    /// temp root. Default: `$UVFIX_CELL_STORE` (set by the nextest setup script).
+    pub store: Option<PathBuf>,
 }
+
+/// Names the directory of warm snapshots shared by a run's cells ([`CellOptions::store`]).
+pub const CELL_STORE_ENV: &str = "UVFIX_CELL_STORE";
 
 impl Default for CellOptions {
     fn default() -> Self {
@@ -118,6 +129,9 @@ impl Default for CellOptions {
             keep_root: std::env::var_os("UVFIX_KEEP_CELLS").is_some_and(|v| v != "0"),
             python: None,
             output_limit: 16 * 1024,
+            store: std::env::var_os(CELL_STORE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -142,10 +156,27 @@ pub struct CellResult {
     pub canary: Option<Denial>,
     pub cache_diff: Option<TreeDiff>,
     pub duration_ms: u64,
+    /// Where the time went, for the cost per cell.
+    #[serde(default)]
+    pub timing: Timing,
     /// The sandboxed command line(s).
     pub command: String,
     /// The temp root, when kept.
     pub root: Option<PathBuf>,
+}
+
+/// Parts of [`CellResult::duration_ms`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// The warm steps; `None` when the cell got a copy of an earlier cell's warm tree.
+    pub warm_ms: Option<u64>,
+    /// uv's own run: the sandboxed scenario steps (not the canary, not `uv --version`).
+    pub uv_ms: u64,
+}
+
+/// Milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Run one cell with default options.
@@ -190,6 +221,7 @@ pub fn run_cell_with(
         canary: None,
         cache_diff: None,
         duration_ms: 0,
+        timing: Timing::default(),
         command: scenario.spec().command_display(),
         root: None,
     };
@@ -203,7 +235,7 @@ pub fn run_cell_with(
         None => in_temp_root(&mut result, uv, helper, opts)
             .unwrap_or_else(|e| Outcome::Fail(format!("{e:#}"))),
     };
-    result.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    result.duration_ms = millis(start.elapsed());
     result
 }
 
@@ -219,6 +251,9 @@ fn in_temp_root(
         Some(p) => p.clone(),
         None => crate::python::find_python()?,
     };
+    if let Some(store) = &opts.store {
+        return in_slot(result, uv, helper, opts, python, store);
+    }
     let parent = opts.temp_parent.clone().unwrap_or_else(std::env::temp_dir);
     // Short on purpose: srt puts unix sockets under the cell's TMPDIR, and a socket path may
     // not exceed 108 bytes (with the whole cell name in it, `official-0.12.5` cells broke).
@@ -245,7 +280,38 @@ fn in_temp_root(
     outcome
 }
 
-/// Lay out `root`, stage the binaries and the wheels, run the steps, release the sandbox.
+/// Lay out `root`, stage the binaries and the wheels: everything before the warm.
+fn lay_out(uv: &UvUnderTest, root: &Path) -> anyhow::Result<CellDirs> {
+    let dirs = make_layout(root).context("creating the cell layout")?;
+    stage_binary(&uv.uv, &dirs.bin.join("uv")).context("staging uv")?;
+    stage_binary(&uv.uvx, &dirs.bin.join("uvx")).context("staging uvx")?;
+    crate::wheel::build_fixture_wheels(&dirs.wheels)?;
+    Ok(dirs)
+}
+
+/// The cell's context over laid-out `dirs`.
+fn cell<'a>(
+    result: &'a mut CellResult,
+    helper: &'a Path,
+    opts: &'a CellOptions,
+    python: PathBuf,
+    dirs: CellDirs,
+) -> steps::Cell<'a> {
+    steps::Cell {
+        sandbox: result.sandbox,
+        state: result.state,
+        spec: result.scenario.spec(),
+        helper,
+        opts,
+        uv: dirs.bin.join("uv"),
+        uvx: dirs.bin.join("uvx"),
+        dirs,
+        python,
+        result,
+    }
+}
+
+/// Lay out `root`, warm, run the steps, release the sandbox.
 fn in_root(
     result: &mut CellResult,
     uv: &UvUnderTest,
@@ -254,30 +320,81 @@ fn in_root(
     python: PathBuf,
     root: &Path,
 ) -> anyhow::Result<Outcome> {
-    let dirs = make_layout(root).context("creating the cell layout")?;
-    let (staged_uv, staged_uvx) = (dirs.bin.join("uv"), dirs.bin.join("uvx"));
-    stage_binary(&uv.uv, &staged_uv).context("staging uv")?;
-    stage_binary(&uv.uvx, &staged_uvx).context("staging uvx")?;
-    crate::wheel::build_fixture_wheels(&dirs.wheels)?;
+    let dirs = lay_out(uv, root)?;
     let sandbox = result.sandbox;
-    let mut cell = steps::Cell {
-        sandbox,
-        state: result.state,
-        spec: result.scenario.spec(),
-        helper,
-        opts,
-        dirs,
-        uv: staged_uv,
-        uvx: staged_uvx,
-        python,
-        result,
-    };
-    let outcome = cell.run();
+    let mut cell = cell(result, helper, opts, python, dirs);
+    let outcome = cell.warm_up().and_then(|()| cell.run());
     // Foreign-owner as non-root strips write bits; give them back so the root can be removed.
     if let Err(e) = sandbox.release(&cell.dirs.layout) {
         eprintln!("uvfix: {e}");
     }
     outcome
+}
+
+/// The same steps in the slot of (uv, scenario, state) in `store`: warmed there by the first
+/// cell of that key, a fresh copy of that warm tree for every other (see [`slot`]).
+fn in_slot(
+    result: &mut CellResult,
+    uv: &UvUnderTest,
+    helper: &Path,
+    opts: &CellOptions,
+    python: PathBuf,
+    store: &Path,
+) -> anyhow::Result<Outcome> {
+    let slot = slot::Slot::claim(store, &slot_key(uv, result, &python)?)?;
+    let warm = !slot.is_warm();
+    let dirs = if warm {
+        slot.reset()?;
+        lay_out(uv, &slot.root)?
+    } else {
+        let dirs = make_layout(&slot.root).context("creating the cell layout")?;
+        slot.restore(&dirs.layout.cache)?;
+        dirs
+    };
+    let (sandbox, name) = (result.sandbox, result.scenario.name());
+    let keep = opts.keep_root;
+    let mut cell = cell(result, helper, opts, python, dirs);
+    let outcome = if warm {
+        cell.warm_up()
+            .and_then(|()| slot.save(&cell.dirs.layout.cache))
+            .and_then(|()| cell.run())
+    } else {
+        cell.run()
+    };
+    if let Err(e) = sandbox.release(&cell.dirs.layout) {
+        eprintln!("uvfix: {e}");
+    }
+    if keep {
+        cell.result.root = Some(slot::keep_copy(&slot.root, name)?);
+    }
+    // A slot that cannot be cleared is warmed afresh by the next cell of its key.
+    if let Err(e) = slot.clear() {
+        eprintln!("uvfix: clearing {}: {e:#}", slot.root.display());
+        let _ = slot.reset();
+    }
+    outcome
+}
+
+/// What a warm tree depends on: the binary (path, size, mtime), the build, the scenario, the
+/// state (cells of one key share a slot and take turns, so the state keeps keys apart that
+/// would otherwise contend) and the interpreter.
+fn slot_key(uv: &UvUnderTest, result: &CellResult, python: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs_err::metadata(&uv.uv)?;
+    let binary = format!(
+        "{}:{}:{}.{}",
+        uv.uv.display(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    Ok(slot::key(&[
+        binary.as_bytes(),
+        uv.build.to_string().as_bytes(),
+        result.scenario.name().as_bytes(),
+        result.state.name().as_bytes(),
+        python.as_os_str().as_encoded_bytes(),
+    ]))
 }
 
 /// Keep the head and the tail (the error is usually at the end) of long output.

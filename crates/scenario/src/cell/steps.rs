@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use uvfix_sandbox::{Layout, Sandbox};
 
 use super::layout::CellDirs;
-use super::{CellOptions, CellResult, truncate};
+use super::{CellOptions, CellResult, millis, truncate};
 use crate::digest::TreeDigest;
 use crate::expect::{self, Observed, Outcome};
 use crate::scenario::{Arg, Ctx, Program, Scenario, Step, WarmStep};
@@ -43,12 +44,21 @@ impl Cell<'_> {
         }
     }
 
-    /// The whole cell: `Ok` with the verdict, `Err` for trouble in the fixture itself.
-    pub fn run(&mut self) -> anyhow::Result<Outcome> {
+    /// Write the workspace and warm the cache: what every cell of a (uv, scenario, state)
+    /// shares, done once per key when the cell has a slot (see `super::slot`).
+    pub fn warm_up(&mut self) -> anyhow::Result<()> {
+        let start = Instant::now();
         self.spec
             .setup_workspace(&self.layout().workspace, &self.dirs.wheels, &self.python)
             .context("writing the workspace")?;
         self.warm()?;
+        self.result.timing.warm_ms = Some(millis(start.elapsed()));
+        Ok(())
+    }
+
+    /// The rest of the cell on a warm tree: `Ok` with the verdict, `Err` for trouble in the
+    /// fixture itself.
+    pub fn run(&mut self) -> anyhow::Result<Outcome> {
         self.damage()?;
         if let Some(verdict) = self.prove_denial()? {
             return Ok(verdict);
@@ -148,6 +158,7 @@ impl Cell<'_> {
         let (mut stdout, mut stderr, mut last_stdout) =
             (String::new(), String::new(), String::new());
         let mut last = uvfix_process::Output::default();
+        let start = Instant::now();
         for step in &self.spec.sandboxed {
             let inv = step.invocation(&self.ctx());
             let mut command = self.sandbox.command(self.layout(), self.helper, &inv);
@@ -165,6 +176,7 @@ impl Cell<'_> {
                 break;
             }
         }
+        self.result.timing.uv_ms = millis(start.elapsed());
         let diff = before.diff(&TreeDigest::of(&self.layout().cache)?);
         let observed = Observed {
             exit_code: last.exit_code,

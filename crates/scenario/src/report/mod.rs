@@ -6,6 +6,7 @@
 //! e.g. `patched pass` / `pristine xfail`. Skip reasons are long, so cells show `skip[n]` and
 //! the reasons are listed once below the grid.
 
+mod cost;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::build::Build;
 use crate::cell::CellResult;
 use crate::expect::Outcome;
 
+pub use cost::Cost;
 pub use summary::render_summary;
 
 /// Counts over a result set.
@@ -391,6 +393,7 @@ pub(crate) mod tests {
             canary: Some(uvfix_sandbox::Denial::Erofs),
             cache_diff: Some(TreeDiff::default()),
             duration_ms: 1234,
+            timing: Default::default(),
             command: "uv run python3 -c 'print(1)'".into(),
             root: None,
         }
