@@ -47,6 +47,10 @@ pub struct Options {
     /// (repeatable) [default: the copies ci/upstream-pythons.sh made].
     #[arg(long = "python", value_name = "DIR", requires = "tests")]
     pub pythons: Vec<PathBuf>,
+    /// With --tests: only these test targets (repeatable: build, sync, project, tool,
+    /// pip_install) [default: all of them].
+    #[arg(long = "area", value_name = "TARGET", requires = "tests")]
+    pub areas: Vec<String>,
 }
 
 /// A checkout of astral-sh/uv at one revision, and the series exported for it.

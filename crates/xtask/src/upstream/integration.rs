@@ -17,7 +17,7 @@ use uvfix_pipeline::Paths;
 
 use super::check::{Checkout, Options, Toolchain};
 use super::display;
-use super::suite::{self, AREAS, Outcome, Runner};
+use super::suite::{self, Area, Outcome, Runner};
 
 /// One column of the report: the release (`count` 0) or a step of the stack.
 #[derive(Serialize)]
@@ -52,6 +52,7 @@ pub fn run(
     let out = super::dir(paths).join("check");
     let logs = out.join("logs");
     super::fresh_dir(&logs)?;
+    let areas = suite::select(&options.areas)?;
     let pythons = interpreters(paths, &options.pythons)?;
     let runner = Runner::new(&checkout.tree, &pythons)?;
     let last = checkout.exported.len();
@@ -71,9 +72,9 @@ pub fn run(
         // uv's own profile without debug info, when the checkout has it: linking the five
         // test binaries is most of a step's build, and debug info most of what they link.
         let profile = defines_profile(&checkout.tree, "no-debug").then_some("no-debug");
-        let binaries = suite::build(checkout.cargo(paths, toolchain, &[]), profile)?;
-        let mut areas = BTreeMap::new();
-        for area in AREAS {
+        let binaries = suite::build(checkout.cargo(paths, toolchain, &[]), &areas, profile)?;
+        let mut outcomes = BTreeMap::new();
+        for area in &areas {
             let Some(exe) = binaries.get(area.target) else {
                 bail!("cargo built no `{}` test binary", area.target);
             };
@@ -88,11 +89,17 @@ pub fn run(
                 outcome.seconds,
                 display(paths, &log)
             );
-            areas.insert(area.target.to_string(), outcome);
+            outcomes.insert(area.target.to_string(), outcome);
         }
-        runs.push(StepRun { name, count, areas });
+        runs.push(StepRun {
+            name,
+            count,
+            areas: outcomes,
+        });
+        // After every step, so an interrupted run still leaves what it measured.
+        report(paths, &out, &runs, &areas, &pythons)?;
     }
-    report(paths, &out, &runs, &pythons)
+    finish(&runs)
 }
 
 fn defines_profile(tree: &Path, name: &str) -> bool {
@@ -177,9 +184,15 @@ pub fn verdicts(runs: &[StepRun]) -> Vec<Verdict> {
 }
 
 /// Write `tests.md` and `tests.json`, print the table; fail on any regression.
-fn report(paths: &Paths, out: &Path, runs: &[StepRun], pythons: &[PathBuf]) -> Result<()> {
+fn report(
+    paths: &Paths,
+    out: &Path,
+    runs: &[StepRun],
+    areas: &[&Area],
+    pythons: &[PathBuf],
+) -> Result<()> {
     let verdicts = verdicts(runs);
-    let markdown = markdown(runs, &verdicts, pythons);
+    let markdown = markdown(runs, &verdicts, areas, pythons);
     fs_err::write(out.join("tests.md"), &markdown)?;
     let json = serde_json::json!({ "runs": runs, "verdicts": verdicts });
     fs_err::write(out.join("tests.json"), serde_json::to_string_pretty(&json)?)?;
@@ -193,6 +206,12 @@ fn report(paths: &Paths, out: &Path, runs: &[StepRun], pythons: &[PathBuf]) -> R
     }
     println!("{markdown}");
     println!("uvfix: report in {}", display(paths, &out.join("tests.md")));
+    Ok(())
+}
+
+/// Fail if any step broke a test that passes on the release.
+fn finish(runs: &[StepRun]) -> Result<()> {
+    let verdicts = verdicts(runs);
     let regressions: Vec<String> = runs
         .iter()
         .zip(&verdicts)
@@ -241,7 +260,12 @@ fn step_markdown(base: &StepRun, run: &StepRun, verdict: &Verdict) -> String {
     text
 }
 
-fn markdown(runs: &[StepRun], verdicts: &[Verdict], pythons: &[PathBuf]) -> String {
+fn markdown(
+    runs: &[StepRun],
+    verdicts: &[Verdict],
+    areas: &[&Area],
+    pythons: &[PathBuf],
+) -> String {
     let mut text = String::from(
         "| step | passed | ignored | failed, not runnable here | regressions | fixed |\n\
          |---|---:|---:|---:|---:|---:|\n",
@@ -258,7 +282,7 @@ fn markdown(runs: &[StepRun], verdicts: &[Verdict], pythons: &[PathBuf]) -> Stri
             v.fixed.len()
         );
     }
-    let areas: Vec<String> = AREAS
+    let areas: Vec<String> = areas
         .iter()
         .map(|a| match a.filters {
             [] => format!("`{}`", a.target),
@@ -302,4 +326,40 @@ fn markdown(runs: &[StepRun], verdicts: &[Verdict], pythons: &[PathBuf]) -> Stri
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(name: &str, passed: &[&str], failed: &[&str]) -> StepRun {
+        let outcome = Outcome {
+            passed: passed.iter().map(|s| s.to_string()).collect(),
+            failed: failed
+                .iter()
+                .map(|s| (s.to_string(), "why".to_string()))
+                .collect(),
+            ..Outcome::default()
+        };
+        StepRun {
+            name: name.into(),
+            count: 0,
+            areas: BTreeMap::from([("build".to_string(), outcome)]),
+        }
+    }
+
+    #[test]
+    fn a_step_is_judged_against_the_release() {
+        let runs = [
+            run("0.12.5", &["b", "flaky"], &["offline", "fixed"]),
+            run("markers", &["fixed", "flaky"], &["offline", "b", "new"]),
+        ];
+        let verdicts = verdicts(&runs);
+        let step = &verdicts[1];
+        assert_eq!(step.regressions, ["build: b", "build: new"]);
+        assert_eq!(step.unrunnable, 1);
+        assert_eq!(step.fixed, ["build: fixed"]);
+        assert!(finish(&runs).is_err());
+        assert!(finish(&runs[..1]).is_ok());
+    }
 }

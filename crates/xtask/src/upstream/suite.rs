@@ -72,9 +72,29 @@ pub struct Outcome {
     pub seconds: u64,
 }
 
-/// Build every area's test target (and the `uv` binary they run) in `tree`; the executable
-/// of each target, by name. `profile`: a cargo profile, else the dev profile.
-pub fn build(mut cargo: Command, profile: Option<&str>) -> Result<BTreeMap<String, PathBuf>> {
+/// The areas named in `names` (all when empty); an unknown name is an error listing them.
+pub fn select(names: &[String]) -> Result<Vec<&'static Area>> {
+    if names.is_empty() {
+        return Ok(AREAS.iter().collect());
+    }
+    names
+        .iter()
+        .map(|name| {
+            AREAS.iter().find(|a| a.target == name).with_context(|| {
+                let known: Vec<&str> = AREAS.iter().map(|a| a.target).collect();
+                format!("no test area `{name}`; the areas are {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// Build the test targets of `areas` (and the `uv` binary they run) in `tree`; the
+/// executable of each target, by name. `profile`: a cargo profile, else the dev profile.
+pub fn build(
+    mut cargo: Command,
+    areas: &[&Area],
+    profile: Option<&str>,
+) -> Result<BTreeMap<String, PathBuf>> {
     cargo.args([
         "test",
         "--package",
@@ -85,7 +105,7 @@ pub fn build(mut cargo: Command, profile: Option<&str>) -> Result<BTreeMap<Strin
         "--no-run",
         "--message-format=json-render-diagnostics",
     ]);
-    for area in AREAS {
+    for area in areas {
         cargo.args(["--test", area.target]);
     }
     if let Some(profile) = profile {
@@ -132,13 +152,15 @@ impl Runner {
         if as_nobody {
             give_to_nobody(home.path())?;
             for dir in std::iter::once(tree).chain(pythons.iter().map(PathBuf::as_path)) {
-                if !reachable_by_others(dir) {
+                // Through symlinks (ci/upstream-pythons.sh links pyenv's versions).
+                let real = fs_err::canonicalize(dir)?;
+                if !reachable_by_others(&real) {
                     bail!(
                         "uid {NOBODY} cannot enter {}: upstream's tests run as an ordinary \
                          user when we are root. Put the checkout, the target dir and the \
                          interpreters where other users may read them (see \
                          ci/upstream-pythons.sh), or run as a non-root user.",
-                        dir.display()
+                        real.display()
                     );
                 }
             }
