@@ -19,6 +19,10 @@ use uvfix_pipeline::{Manifest, Paths, fetch, refresh};
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Patched-uv fixture automation")]
 struct Cli {
+    /// The base to work on: a uv release with its own stack (`patches/<VERSION>/`)
+    /// [default: $UVFIX_BASE, else patches/series.toml's release].
+    #[arg(long, global = true, value_name = "VERSION")]
+    base: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -110,7 +114,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let paths = Paths::discover()?;
+    let mut paths = Paths::discover()?;
+    if let Some(base) = cli.base.as_deref() {
+        paths = paths.with_base(Some(base))?;
+    }
     match cli.command {
         Command::Vendor { force } => {
             let _lock = uvfix_pipeline::lock(&paths)?;

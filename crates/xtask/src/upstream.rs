@@ -26,6 +26,7 @@ mod export;
 mod forward;
 mod gnu_patch;
 mod message;
+mod rebase;
 
 #[derive(Subcommand)]
 pub enum UpstreamCommand {
@@ -60,11 +61,19 @@ pub enum UpstreamCommand {
     },
     /// Try every patch against newer crates.io releases of the pinned crates and report
     /// each hunk (applies, offset, fuzz, FAILS). Failing hunks are a finding, not an error.
+    ///
+    /// With `--base VERSION` (a base with a `[forward]` table in its series.toml), write that
+    /// base's stack instead: every hunk that applies, plus the base's recorded hand work.
     Forward {
         /// A uv release (`0.13.6`): try the crate versions it was published with
         /// [default: each pinned crate's newest release].
-        #[arg(long, value_name = "UV_VERSION")]
+        #[arg(long, value_name = "UV_VERSION", conflicts_with = "record")]
         to: Option<String>,
+        /// With `--base`: record the hand work on STEP, the difference between what carries
+        /// over and its edited build tree (`cargo xtask patch edit --base … STEP`), as the
+        /// base's `fixups/` patch.
+        #[arg(long, value_name = "STEP")]
+        record: Option<String>,
     },
 }
 
@@ -90,7 +99,15 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
                 test_skip,
             },
         ),
-        UpstreamCommand::Forward { to } => forward::run(paths, to.as_deref()),
+        UpstreamCommand::Forward { to, record } => match (&paths.base, to) {
+            (Some(_), Some(_)) => bail!(
+                "--to tries the default stack on a release; --base writes a base's stack from its \
+                 [forward] table: give one of them"
+            ),
+            (Some(_), None) => rebase::run(paths, record.as_deref()),
+            (None, to) if record.is_none() => forward::run(paths, to.as_deref()),
+            (None, _) => bail!("--record needs --base: the base whose hand work it records"),
+        },
     }
 }
 
