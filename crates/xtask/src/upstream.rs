@@ -33,7 +33,8 @@ pub enum UpstreamCommand {
     /// Write the series as `git format-patch` files with repo-relative paths, plus
     /// PR-DESCRIPTION.md.
     Export {
-        /// Output directory [default: target/uvfix/upstream/export].
+        /// Output directory [default: target/uvfix/upstream/export, for another base
+        /// target/uvfix/bases/<VERSION>/upstream/export].
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -111,9 +112,10 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
     }
 }
 
-/// `target/uvfix/upstream/`: everything these commands generate.
+/// `target/uvfix/upstream/` (`target/uvfix/bases/<VERSION>/upstream/` for another base than
+/// the default): everything these commands generate.
 fn dir(paths: &Paths) -> PathBuf {
-    paths.work().join("upstream")
+    paths.base_work().join("upstream")
 }
 
 /// Fixed author and dates for the commits we make, so an export is byte-for-byte

@@ -16,6 +16,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use uvfix_pipeline::fetch::ShippedLock;
 use uvfix_pipeline::manifest::{Move, Step};
 use uvfix_pipeline::patchfile::{self, Tree};
 use uvfix_pipeline::vendor::{self, read_text_tree};
@@ -27,7 +28,7 @@ use super::{display, fresh_dir};
 
 /// What every step is carried with.
 struct Job<'a> {
-    /// `target/uvfix/upstream/forward/<base>/`: inputs, rejects, report.
+    /// `target/uvfix/bases/<base>/upstream/forward/`: inputs, rejects, report.
     dir: PathBuf,
     /// The scratch tree: the base's crates, the steps carried so far applied.
     trees: PathBuf,
@@ -35,6 +36,10 @@ struct Job<'a> {
     moves: &'a [Move],
     /// The uv version of the stack carried over.
     from_base: &'a str,
+    /// The versions the source base pins its crates at (uv's workspace versions there).
+    old_versions: Vec<String>,
+    /// The target release's own `Cargo.lock`.
+    lock: &'a ShippedLock,
 }
 
 /// One step carried over: how its hunks went, and whether a fixup finished it.
@@ -71,14 +76,20 @@ pub fn run(paths: &Paths, record: Option<&str>) -> Result<()> {
         bail!("`{id}` is not a step of base {base}");
     }
     forward::check_gnu_patch()?;
-    let located = fetch::locate(paths, &target)?;
-    let dir = super::dir(paths).join("forward").join(base);
+    // `locate` rewrites the base's throwaway fetch manifest: hold the base's lock for it.
+    let located = {
+        let _lock = uvfix_pipeline::lock(paths)?;
+        fetch::locate(paths, &target)?
+    };
+    let dir = super::dir(paths).join("forward");
     let job = Job {
         trees: dir.join("trees"),
         dir,
         target: &target,
         moves: &spec.moves,
         from_base: &spec.from,
+        old_versions: source.crates.iter().map(|c| c.version.clone()).collect(),
+        lock: &located.shipped_lock,
     };
     fresh_dir(&job.trees)?;
     fresh_dir(&job.dir.join("rejects"))?;
@@ -124,7 +135,11 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
     let (dir, trees) = (&job.dir, &job.trees);
     let text = fs_err::read_to_string(&from.path)?;
     let parsed = PatchText::parse(&from.rel, &text)?;
-    let moved = move_paths(&parsed.diff, job.moves);
+    let moved = repin(
+        &move_paths(&parsed.diff, job.moves),
+        &job.old_versions,
+        job.lock,
+    );
     let input = dir.join(format!("{}.diff", to.id));
     fs_err::write(&input, &moved)?;
 
@@ -195,6 +210,40 @@ pub fn move_paths(diff: &str, moves: &[Move]) -> String {
         };
         out.push_str(&renamed);
         out.push_str(end);
+    }
+    out
+}
+
+/// A dependency a step adds to a published `Cargo.toml` at the source release's workspace
+/// version (`uv-warnings` at `0.0.72`) is pinned at the version the target release's lock
+/// names instead: uv's crates move in lockstep, and an old one would pull a second copy of
+/// half the workspace. Other requirements (`tokio = "1.40.0"`) are left as they are.
+pub fn repin(diff: &str, old_versions: &[String], lock: &ShippedLock) -> String {
+    let mut out = String::with_capacity(diff.len());
+    let mut section: Option<&str> = None;
+    for line in diff.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        if let Some(header) = body.strip_prefix('+').filter(|h| h.starts_with('[')) {
+            section = header
+                .trim_matches(|c| c == '[' || c == ']')
+                .split_once("dependencies.")
+                .map(|(_, name)| name);
+        }
+        let old = body
+            .strip_prefix("+version = \"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .filter(|v| old_versions.iter().any(|old| old == v));
+        let new = section.zip(old).and_then(|(name, _)| {
+            let mut versions = lock.packages.keys().filter(|(n, _)| n == name);
+            match (versions.next(), versions.next()) {
+                (Some((_, version)), None) => Some(version.clone()),
+                _ => None,
+            }
+        });
+        match new {
+            Some(version) => out.push_str(&format!("+version = \"{version}\"\n")),
+            None => out.push_str(line),
+        }
     }
     out
 }
@@ -304,6 +353,27 @@ fn summarize(paths: &Paths, dir: &Path, carried: &[Carried]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn added_workspace_dependencies_follow_the_release() {
+        let lock_file = tempfile::NamedTempFile::new().unwrap();
+        fs_err::write(
+            lock_file.path(),
+            "[[package]]\nname = \"uv-warnings\"\nversion = \"0.0.98\"\n\
+             [[package]]\nname = \"tokio\"\nversion = \"1.48.0\"\n",
+        )
+        .unwrap();
+        let lock = ShippedLock::read(lock_file.path()).unwrap();
+        let diff = "@@ -1,2 +1,8 @@\n [dependencies.uv-static]\n version = \"0.0.72\"\n\
+                    +[dependencies.uv-warnings]\n+version = \"0.0.72\"\n+\n\
+                    +[dev-dependencies.tokio]\n+version = \"1.40.0\"\n";
+        assert_eq!(
+            repin(diff, &["0.0.72".into(), "0.12.5".into()], &lock),
+            "@@ -1,2 +1,8 @@\n [dependencies.uv-static]\n version = \"0.0.72\"\n\
+             +[dependencies.uv-warnings]\n+version = \"0.0.98\"\n+\n\
+             +[dev-dependencies.tokio]\n+version = \"1.40.0\"\n"
+        );
+    }
 
     #[test]
     fn moves_rename_files_and_directories() {
