@@ -403,4 +403,92 @@ mod tests {
              diff --git a/uv-cache/src/lib.rs b/uv-cache/src/lib.rs\n"
         );
     }
+
+    /// The real GNU patch: a hunk that moved applies, one whose context changed is rejected,
+    /// and the recorded hand work finishes the step; the rebased patch is both.
+    #[test]
+    fn a_step_carries_over_with_its_fixup() {
+        if forward::check_gnu_patch().is_err() {
+            eprintln!("SKIP: no GNU patch");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let step_toml = "[[step]]\nid = \"fix\"\npatch = \"stack/0001-fix.patch\"\n\
+                         status = \"proposed\"\nclaim = \"x\"\n";
+        fs_err::create_dir_all(root.join("from/stack")).unwrap();
+        fs_err::write(
+            root.join("from/series.toml"),
+            format!("[uv]\nversion = \"1.0.0\"\nchecksum = \"0\"\n{step_toml}"),
+        )
+        .unwrap();
+        fs_err::write(
+            root.join("from/stack/0001-fix.patch"),
+            "Subject: Fix it\n\nWhy.\n---\ndiff --git a/c/src/lib.rs b/c/src/lib.rs\n\
+             --- a/c/src/lib.rs\n+++ b/c/src/lib.rs\n\
+             @@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n@@ -8,3 +8,3 @@\n h\n-i\n+I\n j\n",
+        )
+        .unwrap();
+        fs_err::create_dir_all(root.join("to/fixups")).unwrap();
+        fs_err::write(
+            root.join("to/series.toml"),
+            format!(
+                "[uv]\nversion = \"2.0.0\"\nchecksum = \"0\"\n[forward]\nfrom = \"1.0.0\"\n\
+                 {step_toml}"
+            ),
+        )
+        .unwrap();
+        // The new release: a line inserted on top (an offset), and `i` changed (a rejected
+        // hunk, even with fuzz).
+        let trees = root.join("trees");
+        fs_err::create_dir_all(trees.join("c/src")).unwrap();
+        fs_err::write(
+            trees.join("c/src/lib.rs"),
+            "new\na\nb\nc\nd\ne\nf\ng\nh\ni2\nj\n",
+        )
+        .unwrap();
+        fs_err::write(
+            root.join("to/fixups/0001-fix.patch"),
+            "diff --git a/c/src/lib.rs b/c/src/lib.rs\n--- a/c/src/lib.rs\n+++ b/c/src/lib.rs\n\
+             @@ -8,4 +8,4 @@\n g\n h\n-i2\n+I\n j\n",
+        )
+        .unwrap();
+        let source = Manifest::load(&root.join("from")).unwrap();
+        let target = Manifest::load_to_forward(&root.join("to")).unwrap();
+        let lock = root.join("Cargo.lock");
+        fs_err::write(&lock, "").unwrap();
+        let lock = ShippedLock::read(&lock).unwrap();
+        let job = Job {
+            dir: root.join("work"),
+            trees: trees.clone(),
+            target: &target,
+            moves: &[],
+            from_base: "1.0.0",
+            old_versions: vec![],
+            lock: &lock,
+        };
+        fs_err::create_dir_all(job.dir.join("rejects")).unwrap();
+
+        let carried = carry(&job, &source.steps[0], &target.steps[0], None).unwrap();
+        assert_eq!(
+            carried.report.counts().fails,
+            1,
+            "{:?}",
+            carried.report.hunks
+        );
+        assert!(carried.fixup && !carried.incomplete());
+        let written = fs_err::read_to_string(root.join("to/stack/0001-fix.patch")).unwrap();
+        assert!(
+            written.starts_with("Subject: Fix it\n\nWhy.\n---\ndiff --git"),
+            "{written}"
+        );
+        assert!(
+            written.contains("+B\n") && written.contains("+I\n"),
+            "{written}"
+        );
+        assert_eq!(
+            fs_err::read_to_string(trees.join("c/src/lib.rs")).unwrap(),
+            "new\na\nB\nc\nd\ne\nf\ng\nh\nI\nj\n"
+        );
+    }
 }
