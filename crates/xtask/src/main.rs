@@ -200,6 +200,14 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
             println!("{}", dir.display());
         }
         PatchCommand::Refresh { step } => {
+            // A forwarded base's stack is generated: an edit recorded here would be lost on
+            // the next `forward`, so it is recorded as that step's hand work instead.
+            if manifest.forward.is_some() {
+                bail!(
+                    "the stack of this base is written by `cargo xtask upstream forward --base …`; \
+                     record the edit with `cargo xtask upstream forward --base … --record {step}`"
+                );
+            }
             let step = refresh::select(&manifest, &step)?;
             let variant = Variant::prefix(step.number, len);
             let located = fetch::locate(paths, &manifest)?;
