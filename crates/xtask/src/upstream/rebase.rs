@@ -404,16 +404,8 @@ mod tests {
         );
     }
 
-    /// The real GNU patch: a hunk that moved applies, one whose context changed is rejected,
-    /// and the recorded hand work finishes the step; the rebased patch is both.
-    #[test]
-    fn a_step_carries_over_with_its_fixup() {
-        if forward::check_gnu_patch().is_err() {
-            eprintln!("SKIP: no GNU patch");
-            return;
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
+    /// A source stack of one step and a base carrying it over, with that step's hand work.
+    fn write_stacks(root: &Path) {
         let step_toml = "[[step]]\nid = \"fix\"\npatch = \"stack/0001-fix.patch\"\n\
                          status = \"proposed\"\nclaim = \"x\"\n";
         fs_err::create_dir_all(root.join("from/stack")).unwrap();
@@ -438,6 +430,25 @@ mod tests {
             ),
         )
         .unwrap();
+        fs_err::write(
+            root.join("to/fixups/0001-fix.patch"),
+            "diff --git a/c/src/lib.rs b/c/src/lib.rs\n--- a/c/src/lib.rs\n+++ b/c/src/lib.rs\n\
+             @@ -8,4 +8,4 @@\n g\n h\n-i2\n+I\n j\n",
+        )
+        .unwrap();
+    }
+
+    /// The real GNU patch: a hunk that moved applies, one whose context changed is rejected,
+    /// and the recorded hand work finishes the step; the rebased patch is both.
+    #[test]
+    fn a_step_carries_over_with_its_fixup() {
+        if forward::check_gnu_patch().is_err() {
+            eprintln!("SKIP: no GNU patch");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write_stacks(root);
         // The new release: a line inserted on top (an offset), and `i` changed (a rejected
         // hunk, even with fuzz).
         let trees = root.join("trees");
@@ -445,12 +456,6 @@ mod tests {
         fs_err::write(
             trees.join("c/src/lib.rs"),
             "new\na\nb\nc\nd\ne\nf\ng\nh\ni2\nj\n",
-        )
-        .unwrap();
-        fs_err::write(
-            root.join("to/fixups/0001-fix.patch"),
-            "diff --git a/c/src/lib.rs b/c/src/lib.rs\n--- a/c/src/lib.rs\n+++ b/c/src/lib.rs\n\
-             @@ -8,4 +8,4 @@\n g\n h\n-i2\n+I\n j\n",
         )
         .unwrap();
         let source = Manifest::load(&root.join("from")).unwrap();
