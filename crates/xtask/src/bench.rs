@@ -63,7 +63,7 @@ pub fn run(paths: &Paths, runs: usize, helper: &Path) -> Result<()> {
     let mut report = timings(&benches, runs, helper)?;
     report.push_str(&syscalls(&benches, helper, scratch.path())?);
     print!("{report}");
-    let out = paths.work().join("bench");
+    let out = paths.base_work().join("bench");
     fs_err::create_dir_all(&out)?;
     fs_err::write(out.join("bench.txt"), &report)?;
     eprintln!("uvfix: wrote {}", out.join("bench.txt").display());
