@@ -60,7 +60,7 @@ pub fn run(paths: &Paths) -> Result<()> {
 /// uv's CLI suite: it needs a network and far more than this fixture provides.
 fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
     let crates_dir = paths.crates_dir(Variant::Patched);
-    let mut command = fetch::cargo();
+    let mut command = fetch::cargo_with(manifest.uv.toolchain.as_deref());
     command
         .current_dir(paths.build_dir(Variant::Patched))
         .env("CARGO_TARGET_DIR", paths.cargo_target())
