@@ -235,7 +235,7 @@ fn write_if_changed(path: &Path, contents: &str) -> Result<bool, Error> {
 /// Cargo's progress goes to our stderr as it happens. Callers hold [`crate::lock`].
 pub fn build(paths: &Paths, located: &Located, variant: Variant) -> Result<Binaries, Error> {
     let dir = paths.build_dir(variant);
-    let mut command = fetch::cargo();
+    let mut command = fetch::cargo_with(located.toolchain.as_deref());
     command
         .current_dir(&dir)
         .args(["build", "--package", "uv", "--bin", "uv", "--bin", "uvx"])

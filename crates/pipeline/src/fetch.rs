@@ -16,6 +16,23 @@ pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// The cargo that builds a base: `cargo()`, or rustup's `cargo` with `toolchain` forced
+/// (`$CARGO` is the running toolchain's own binary, which cannot switch toolchains).
+pub fn cargo_with(toolchain: Option<&str>) -> Command {
+    match toolchain {
+        None => cargo(),
+        Some(name) => {
+            let mut command = Command::new("cargo");
+            command.env("RUSTUP_TOOLCHAIN", name);
+            // Set by the running toolchain's cargo for its own children; they name its rustc.
+            for var in ["RUSTC", "RUSTDOC", "CARGO"] {
+                command.env_remove(var);
+            }
+            command
+        }
+    }
+}
+
 /// The `Cargo.lock` that ships inside the uv crate: the exact dependency versions of the
 /// release, with the crates.io checksum of every registry package.
 #[derive(Debug, Clone)]
@@ -59,6 +76,8 @@ impl ShippedLock {
 /// Everything the vendor step needs, located on disk.
 #[derive(Debug, Clone)]
 pub struct Located {
+    /// The rustup toolchain the base names (`[uv] toolchain`), if any.
+    pub toolchain: Option<String>,
     pub uv_crate_dir: PathBuf,
     pub shipped_lock: ShippedLock,
     pub sources: Vec<CrateSource>,
@@ -151,6 +170,7 @@ pub fn locate(paths: &Paths, manifest: &Manifest) -> Result<Located, Error> {
         sources.push(source);
     }
     Ok(Located {
+        toolchain: manifest.uv.toolchain.clone(),
         uv_crate_dir,
         shipped_lock,
         sources,

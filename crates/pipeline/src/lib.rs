@@ -81,36 +81,109 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub root: PathBuf,
+    /// The base (a uv release and its stack) builds are for: `None` is the default base,
+    /// `patches/series.toml`; another is `patches/<version>/series.toml`.
+    pub base: Option<String>,
 }
+
+/// The variable that selects a base for processes that discover their paths (the tests).
+pub const BASE_ENV: &str = "UVFIX_BASE";
 
 impl Paths {
     /// The fixture workspace root: `$UVFIX_ROOT`, else the nearest ancestor of the current
     /// directory holding `patches/series.toml`.
     pub fn discover() -> Result<Self, Error> {
-        if let Some(root) = std::env::var_os("UVFIX_ROOT") {
-            return Ok(Self { root: root.into() });
+        let paths = if let Some(root) = std::env::var_os("UVFIX_ROOT") {
+            Self::new(root)
+        } else {
+            let cwd = std::env::current_dir()?;
+            cwd.ancestors()
+                .find(|dir| dir.join("patches").join(Manifest::FILE).is_file())
+                .map(Self::new)
+                .ok_or_else(|| {
+                    Error::Other(format!(
+                        "no patches/{} above {}; run from the fixture checkout or set UVFIX_ROOT",
+                        Manifest::FILE,
+                        cwd.display()
+                    ))
+                })?
+        };
+        match std::env::var(BASE_ENV) {
+            Ok(base) if !base.is_empty() => paths.with_base(Some(&base)),
+            _ => Ok(paths),
         }
-        let cwd = std::env::current_dir()?;
-        cwd.ancestors()
-            .find(|dir| dir.join("patches").join(Manifest::FILE).is_file())
-            .map(|root| Self {
-                root: root.to_path_buf(),
-            })
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "no patches/{} above {}; run from the fixture checkout or set UVFIX_ROOT",
-                    Manifest::FILE,
-                    cwd.display()
-                ))
-            })
     }
 
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            base: None,
+        }
     }
 
+    /// The same checkout, for base `base` (a uv version). The default base's own version
+    /// means the default base; any other needs `patches/<base>/series.toml`.
+    pub fn with_base(&self, base: Option<&str>) -> Result<Self, Error> {
+        let default = Self::new(&self.root);
+        let Some(base) = base else {
+            return Ok(default);
+        };
+        if Manifest::load(&default.patches())?.uv.version == base {
+            return Ok(default);
+        }
+        let series = default.patches().join(base).join(Manifest::FILE);
+        if !series.is_file() {
+            return Err(Error::Other(format!(
+                "no base `{base}`: {} does not exist. Bases here: {}. To add one, see README \
+                 (\"Adding a base\")",
+                series.display(),
+                default.bases()?.join(", ")
+            )));
+        }
+        Ok(Self {
+            root: self.root.clone(),
+            base: Some(base.to_string()),
+        })
+    }
+
+    /// Every base's uv version, the default first: the default's pin, then each
+    /// `patches/<version>/series.toml`, oldest first.
+    pub fn bases(&self) -> Result<Vec<String>, Error> {
+        let root = self.root.join("patches");
+        let mut others: Vec<cargo_metadata::semver::Version> = Vec::new();
+        for entry in fs_err::read_dir(&root)? {
+            let entry = entry?;
+            if entry.path().join(Manifest::FILE).is_file()
+                && let Ok(version) =
+                    cargo_metadata::semver::Version::parse(&entry.file_name().to_string_lossy())
+            {
+                others.push(version);
+            }
+        }
+        others.sort();
+        let default = Manifest::load(&root)?.uv.version;
+        Ok(std::iter::once(default)
+            .chain(others.iter().map(ToString::to_string))
+            .collect())
+    }
+
+    /// `patches/`, or `patches/<base>/` for another base.
     pub fn patches(&self) -> PathBuf {
-        self.root.join("patches")
+        match &self.base {
+            None => self.root.join("patches"),
+            Some(base) => self.root.join("patches").join(base),
+        }
+    }
+
+    /// Where this base's builds live: `target/uvfix/` for the default base (as before bases
+    /// existed), `target/uvfix/bases/<base>/` for another. Each base has its own target dir:
+    /// another base usually needs another toolchain, which shares no artifacts anyway, and a
+    /// second cargo lock lets the two build side by side.
+    pub fn base_work(&self) -> PathBuf {
+        match &self.base {
+            None => self.work(),
+            Some(base) => self.work().join("bases").join(base),
+        }
     }
     /// Everything generated lives below here.
     pub fn work(&self) -> PathBuf {
@@ -118,16 +191,16 @@ impl Paths {
             .map(PathBuf::from)
             .unwrap_or_else(|| self.root.join("target").join("uvfix"))
     }
-    /// The one cargo target dir both uv builds share, so third-party crates compile once.
+    /// The one cargo target dir the builds of a base share, so third-party crates compile once.
     pub fn cargo_target(&self) -> PathBuf {
-        self.work().join("cargo-target")
+        self.base_work().join("cargo-target")
     }
     /// The throwaway workspace used only to make cargo download the pinned crates.
     pub fn fetch_dir(&self) -> PathBuf {
-        self.work().join("fetch")
+        self.base_work().join("fetch")
     }
     pub fn build_dir(&self, variant: Variant) -> PathBuf {
-        self.work().join("build").join(variant.name())
+        self.base_work().join("build").join(variant.name())
     }
     /// The vendored crates of `variant`. The directory name differs per variant on purpose:
     /// cargo hashes a path package by its path relative to the workspace root, and two
@@ -138,10 +211,10 @@ impl Paths {
             .join(format!("crates-{}", variant.name()))
     }
     pub fn bin_dir(&self, variant: Variant) -> PathBuf {
-        self.work().join("bin").join(variant.name())
+        self.base_work().join("bin").join(variant.name())
     }
     pub fn lock_file(&self) -> PathBuf {
-        self.work().join(".lock")
+        self.base_work().join(".lock")
     }
 }
 

@@ -19,8 +19,43 @@ pub struct Manifest {
     pub crates: Vec<PinnedCrate>,
     /// The stack, bottom first: step `n` applies on top of steps `1..n`.
     pub steps: Vec<Step>,
-    /// Where the manifest was read from (`patches/`).
+    /// Where the manifest was read from (`patches/`, or `patches/<base>/`).
     pub dir: PathBuf,
+    /// For a base whose stack `upstream forward` writes: where it comes from, and what moved.
+    pub forward: Option<Forward>,
+}
+
+/// `[forward]` of a base's `series.toml`: its stack is the stack of base `from`, carried over
+/// by `cargo xtask upstream forward --base <this>`. Files the release moved are renamed with
+/// `[[forward.move]]`; the hunks a maintainer redid by hand are `fixups/<patch file name>`,
+/// applied on top of what carried over, so a rerun picks up later changes of the source stack.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// The uv version of the base the stack comes from (the default base: `patches/`).
+    pub from: String,
+    #[serde(rename = "move", default)]
+    pub moves: Vec<Move>,
+}
+
+/// A file (or, ending with `/`, a directory) the release moved.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Move {
+    pub from: String,
+    pub to: String,
+}
+
+impl Move {
+    /// `path` after the move, if this move covers it.
+    pub fn apply(&self, path: &str) -> Option<String> {
+        if self.from.ends_with('/') {
+            path.strip_prefix(&self.from)
+                .map(|rest| format!("{}{rest}", self.to))
+        } else {
+            (path == self.from).then(|| self.to.clone())
+        }
+    }
 }
 
 /// `series.toml` as written.
@@ -32,6 +67,7 @@ struct RawManifest {
     crates: Vec<PinnedCrate>,
     #[serde(rename = "step", default)]
     steps: Vec<RawStep>,
+    forward: Option<Forward>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +76,10 @@ pub struct Release {
     pub version: String,
     /// sha256 of `uv-<version>.crate`, as the crates.io index records it.
     pub checksum: String,
+    /// The rustup toolchain that builds this release (`nightly` while its `rust-version` is
+    /// newer than stable here); none means the toolchain running `cargo xtask`.
+    #[serde(default)]
+    pub toolchain: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -89,6 +129,16 @@ impl Manifest {
 
     /// Read, resolve and validate `dir/series.toml`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
+        Self::read(dir, true)
+    }
+
+    /// As [`Manifest::load`], but a step's patch file may be missing: `upstream forward`
+    /// is about to write it.
+    pub fn load_to_forward(dir: &Path) -> Result<Self, Error> {
+        Self::read(dir, false)
+    }
+
+    fn read(dir: &Path, require_patches: bool) -> Result<Self, Error> {
         let path = dir.join(Self::FILE);
         let text = fs_err::read_to_string(&path)?;
         let bad = |message: String| Error::Manifest {
@@ -115,9 +165,15 @@ impl Manifest {
                 return Err(bad(format!("step id `{}` is used twice", step.id)));
             }
             let abs = dir.join(&step.patch);
-            if !abs.is_file() {
+            if require_patches && !abs.is_file() {
+                let todo = match &raw.forward {
+                    Some(_) => {
+                        "; write this base's stack with `cargo xtask upstream forward --base <version>`"
+                    }
+                    None => "",
+                };
                 return Err(bad(format!(
-                    "step `{}` names `{}`, but {} does not exist",
+                    "step `{}` names `{}`, but {} does not exist{todo}",
                     step.id,
                     step.patch.display(),
                     abs.display()
@@ -137,6 +193,7 @@ impl Manifest {
             crates: raw.crates,
             steps,
             dir: dir.to_path_buf(),
+            forward: raw.forward,
         })
     }
 
@@ -150,6 +207,13 @@ impl Manifest {
         self.steps.iter().find(|s| {
             s.id == id_or_number || id_or_number.parse::<usize>().is_ok_and(|n| n == s.number)
         })
+    }
+
+    /// Where the hand-made part of `step`'s rebase lives (`fixups/<patch file name>`).
+    pub fn fixup(&self, step: &Step) -> PathBuf {
+        self.dir
+            .join("fixups")
+            .join(step.rel.file_name().unwrap_or(step.rel.as_os_str()))
     }
 
     /// Whether `name` is a crate the stack may patch.

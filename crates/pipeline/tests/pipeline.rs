@@ -386,3 +386,74 @@ fn a_step_without_its_file_is_a_manifest_error() {
     let err = Manifest::load(&tmp.path().join("patches")).unwrap_err();
     assert!(err.to_string().contains("stack/0001-gone.patch"), "{err}");
 }
+
+/// A base whose stack `upstream forward` writes: its missing patches say how to write them,
+/// and `forward` may load it before they exist.
+#[test]
+fn a_base_to_forward_names_the_command_that_writes_its_stack() {
+    let tmp = TempDir::new().unwrap();
+    series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    tmp.child("patches/0.1.0/series.toml")
+        .write_str(
+            "[uv]\nversion = \"0.1.0\"\nchecksum = \"00\"\ntoolchain = \"nightly\"\n\
+             [forward]\nfrom = \"0.0.0\"\n\
+             [[forward.move]]\nfrom = \"demo/src/old.rs\"\nto = \"demo/src/new.rs\"\n\
+             [[forward.move]]\nfrom = \"other/src/\"\nto = \"moved/src/\"\n\
+             [[step]]\nid = \"read-only\"\npatch = \"stack/0001-read-only.patch\"\n\
+             status = \"proposed\"\nclaim = \"x\"\n",
+        )
+        .unwrap();
+    let dir = tmp.path().join("patches/0.1.0");
+    let err = Manifest::load(&dir).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cargo xtask upstream forward --base"),
+        "{err}"
+    );
+
+    let base = Manifest::load_to_forward(&dir).unwrap();
+    assert_eq!(base.uv.toolchain.as_deref(), Some("nightly"));
+    assert_eq!(
+        base.fixup(&base.steps[0]),
+        dir.join("fixups/0001-read-only.patch")
+    );
+    let moves = base.forward.unwrap().moves;
+    assert_eq!(
+        moves[0].apply("demo/src/old.rs").as_deref(),
+        Some("demo/src/new.rs")
+    );
+    assert_eq!(moves[0].apply("demo/src/old.rs.orig"), None);
+    assert_eq!(
+        moves[1].apply("other/src/a/b.rs").as_deref(),
+        Some("moved/src/a/b.rs")
+    );
+}
+
+/// `--base`: the default base's own version is the default; an unknown one lists the bases.
+#[test]
+fn bases_are_the_default_and_each_patches_subdirectory() {
+    let tmp = TempDir::new().unwrap();
+    series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    tmp.child("patches/0.1.0/series.toml")
+        .write_str("[uv]\nversion = \"0.1.0\"\nchecksum = \"00\"\n")
+        .unwrap();
+    let paths = uvfix_pipeline::Paths::new(tmp.path());
+    assert_eq!(paths.bases().unwrap(), ["0.0.0", "0.1.0"]);
+
+    let default = paths.with_base(Some("0.0.0")).unwrap();
+    assert_eq!(default.base, None);
+    assert_eq!(default.patches(), tmp.path().join("patches"));
+    let other = paths.with_base(Some("0.1.0")).unwrap();
+    assert_eq!(other.patches(), tmp.path().join("patches/0.1.0"));
+    assert!(other.cargo_target().ends_with("bases/0.1.0/cargo-target"));
+    assert_ne!(
+        other.bin_dir(uvfix_pipeline::Variant::Patched),
+        default.bin_dir(uvfix_pipeline::Variant::Patched)
+    );
+
+    let err = paths.with_base(Some("9.9.9")).unwrap_err().to_string();
+    assert!(
+        err.contains("no base `9.9.9`") && err.contains("0.0.0, 0.1.0"),
+        "{err}"
+    );
+}

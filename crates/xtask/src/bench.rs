@@ -105,7 +105,7 @@ pub fn run(paths: &Paths, args: &BenchArgs, helper: &Path) -> Result<()> {
         helper,
     )?);
     print!("{report}");
-    let out = paths.work().join("bench");
+    let out = paths.base_work().join("bench");
     fs_err::create_dir_all(&out)?;
     fs_err::write(out.join("bench.txt"), &report)?;
     eprintln!("uvfix: wrote {}", out.join("bench.txt").display());

@@ -22,6 +22,10 @@ use uvfix_pipeline::{Manifest, Paths, fetch, refresh};
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Patched-uv fixture automation")]
 struct Cli {
+    /// The base to work on: a uv release with its own stack (`patches/<VERSION>/`)
+    /// [default: $UVFIX_BASE, else patches/series.toml's release].
+    #[arg(long, global = true, value_name = "VERSION")]
+    base: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -114,7 +118,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let paths = Paths::discover()?;
+    let mut paths = Paths::discover()?;
+    if let Some(base) = cli.base.as_deref() {
+        paths = paths.with_base(Some(base))?;
+    }
     match cli.command {
         Command::Vendor { force } => {
             let _lock = uvfix_pipeline::lock(&paths)?;
@@ -209,6 +216,14 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
             println!("{}", dir.display());
         }
         PatchCommand::Refresh { step } => {
+            // A forwarded base's stack is generated: an edit recorded here would be lost on
+            // the next `forward`, so it is recorded as that step's hand work instead.
+            if manifest.forward.is_some() {
+                bail!(
+                    "the stack of this base is written by `cargo xtask upstream forward --base …`; \
+                     record the edit with `cargo xtask upstream forward --base … --record {step}`"
+                );
+            }
             let step = refresh::select(&manifest, &step)?;
             let variant = Variant::prefix(step.number, len);
             let located = fetch::locate(paths, &manifest)?;

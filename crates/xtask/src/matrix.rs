@@ -21,7 +21,7 @@ use uvfix_scenario::plan::{self, Filter, Planned};
 use uvfix_scenario::report::{self, Cost};
 use uvfix_scenario::{CacheState, ScenarioId};
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct MatrixArgs {
     /// A uv to test instead of the built ones, as BUILD=PATH (repeatable; `uvx` must sit
     /// next to it). BUILD says what it is, and that decides its expectations: `patched`,
@@ -56,13 +56,40 @@ pub struct MatrixArgs {
     /// it is always written to matrix.md and matrix.txt.
     #[arg(long)]
     grid: bool,
-    /// Where to write the reports (default: target/uvfix/matrix).
+    /// Where to write the reports (default: target/uvfix/matrix; for another base than the
+    /// default, target/uvfix/bases/<VERSION>/matrix).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Build pristine and every prefix of the stack, run the cells with each, and check what
     /// each step turns green (steps.md, steps/<id>.md, steps.json).
     #[arg(long, conflicts_with_all = ["uvs", "official", "grid"])]
     steps: bool,
+    /// Run the matrix for every base, one after the other: patches/series.toml's release, then
+    /// each patches/<VERSION>/. Each base's reports go to its own directory
+    /// (target/uvfix/bases/<VERSION>/matrix for the others); the summaries are printed in turn.
+    #[arg(long, conflicts_with_all = ["uvs", "official", "out", "custom_sandboxes"])]
+    all_bases: bool,
+}
+
+/// `--all-bases`: the matrix of each base in turn; fails if any base had a FAIL cell.
+pub fn run_bases(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+    let mut failed = Vec::new();
+    for base in paths.bases()? {
+        let paths = paths.with_base(Some(&base))?;
+        println!("\n== base {base} ==");
+        let args = MatrixArgs {
+            all_bases: false,
+            ..args.clone()
+        };
+        if let Err(err) = run(&paths, args, helper) {
+            eprintln!("uvfix: base {base}: {err:#}");
+            failed.push(base);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("the matrix failed for base(s) {}", failed.join(", "));
+    }
+    Ok(())
 }
 
 /// `BUILD=PATH` → a checked uv under test.
@@ -84,6 +111,9 @@ pub fn jobs(jobs: Option<usize>) -> usize {
 }
 
 pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+    if args.all_bases {
+        return run_bases(paths, args, helper);
+    }
     let mut custom = Vec::new();
     for spec in &args.custom_sandboxes {
         custom.push(uvfix_sandbox::custom::register(spec)?);
@@ -104,7 +134,7 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
         scenarios: args.scenario,
         states: args.state,
     };
-    let out = args.out.unwrap_or_else(|| paths.work().join("matrix"));
+    let out = args.out.unwrap_or_else(|| paths.base_work().join("matrix"));
     if args.steps {
         return crate::steps::run(paths, &filter, jobs(args.jobs), &out, helper);
     }

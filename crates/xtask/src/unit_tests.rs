@@ -61,7 +61,7 @@ pub fn run(paths: &Paths) -> Result<()> {
 fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
     let crates_dir = paths.crates_dir(Variant::Patched);
     let workspace = builder::prepare_unit_tests(paths, Variant::Patched)?;
-    let mut command = fetch::cargo();
+    let mut command = fetch::cargo_with(manifest.uv.toolchain.as_deref());
     command
         .current_dir(workspace)
         .env("CARGO_TARGET_DIR", paths.cargo_target())

@@ -28,6 +28,7 @@ mod forward;
 mod gnu_patch;
 mod integration;
 mod message;
+mod rebase;
 mod suite;
 
 #[derive(Subcommand)]
@@ -35,7 +36,8 @@ pub enum UpstreamCommand {
     /// Write the series as `git format-patch` files with repo-relative paths, plus
     /// PR-DESCRIPTION.md.
     Export {
-        /// Output directory [default: target/uvfix/upstream/export].
+        /// Output directory [default: target/uvfix/upstream/export, for another base
+        /// target/uvfix/bases/<VERSION>/upstream/export].
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -45,11 +47,19 @@ pub enum UpstreamCommand {
     Check(check::Options),
     /// Try every patch against newer crates.io releases of the pinned crates and report
     /// each hunk (applies, offset, fuzz, FAILS). Failing hunks are a finding, not an error.
+    ///
+    /// With `--base VERSION` (a base with a `[forward]` table in its series.toml), write that
+    /// base's stack instead: every hunk that applies, plus the base's recorded hand work.
     Forward {
         /// A uv release (`0.13.6`): try the crate versions it was published with
         /// [default: each pinned crate's newest release].
-        #[arg(long, value_name = "UV_VERSION")]
+        #[arg(long, value_name = "UV_VERSION", conflicts_with = "record")]
         to: Option<String>,
+        /// With `--base`: record the hand work on STEP, the difference between what carries
+        /// over and its edited build tree (`cargo xtask patch edit --base … STEP`), as the
+        /// base's `fixups/` patch.
+        #[arg(long, value_name = "STEP")]
+        record: Option<String>,
     },
 }
 
@@ -60,13 +70,22 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
             export::run(paths, &out).map(drop)
         }
         UpstreamCommand::Check(options) => check::run(paths, &options),
-        UpstreamCommand::Forward { to } => forward::run(paths, to.as_deref()),
+        UpstreamCommand::Forward { to, record } => match (&paths.base, to) {
+            (Some(_), Some(_)) => bail!(
+                "--to tries the default stack on a release; --base writes a base's stack from its \
+                 [forward] table: give one of them"
+            ),
+            (Some(_), None) => rebase::run(paths, record.as_deref()),
+            (None, to) if record.is_none() => forward::run(paths, to.as_deref()),
+            (None, _) => bail!("--record needs --base: the base whose hand work it records"),
+        },
     }
 }
 
-/// `target/uvfix/upstream/`: everything these commands generate.
+/// `target/uvfix/upstream/` (`target/uvfix/bases/<VERSION>/upstream/` for another base than
+/// the default): everything these commands generate.
 fn dir(paths: &Paths) -> PathBuf {
-    paths.work().join("upstream")
+    paths.base_work().join("upstream")
 }
 
 /// Fixed author and dates for the commits we make, so an export is byte-for-byte

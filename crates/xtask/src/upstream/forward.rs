@@ -225,8 +225,8 @@ fn try_stack(
         let parsed = PatchText::parse(&step.rel, &text)?;
         let input = inputs.join(format!("{}.diff", step.id));
         fs_err::write(&input, &parsed.diff)?;
-        let dry = gnu_patch_run(trees, &input, true)?;
-        gnu_patch_run(trees, &input, false)?;
+        let dry = gnu_patch_run(trees, &input, true, None)?;
+        gnu_patch_run(trees, &input, false, None)?;
         let (from, to): (Vec<String>, Vec<String>) =
             touched(step)?.iter().map(|krate| versions(krate)).unzip();
         reports.push(PatchReport {
@@ -242,7 +242,11 @@ fn try_stack(
 
 /// The crates a step's patch touches, in the order its sections name them.
 fn touched(step: &Step) -> Result<Vec<String>> {
-    let text = fs_err::read_to_string(&step.path)?;
+    Ok(crates_of(&fs_err::read_to_string(&step.path)?))
+}
+
+/// The crates a diff touches, in the order its sections name them.
+pub(super) fn crates_of(text: &str) -> Vec<String> {
     let mut crates: Vec<String> = Vec::new();
     for line in text.lines() {
         if let Some(krate) = line
@@ -253,7 +257,7 @@ fn touched(step: &Step) -> Result<Vec<String>> {
             crates.push(krate.to_string());
         }
     }
-    Ok(crates)
+    crates
 }
 
 /// Print the hunks and the table, and write them to `report.md`; returns its path.
@@ -287,7 +291,7 @@ fn write_report(
 }
 
 /// GNU patch is required: BSD patch (macOS) reports offsets and fuzz differently.
-fn check_gnu_patch() -> Result<()> {
+pub(super) fn check_gnu_patch() -> Result<()> {
     let version = output(Command::new("patch").arg("--version")).context(
         "`patch` is needed for `upstream forward` (apt-get install patch, or ci/install-deps.sh)",
     )?;
@@ -302,8 +306,14 @@ fn check_gnu_patch() -> Result<()> {
 }
 
 /// `patch -p1 --verbose --forward --batch` in `tree`; stdout. Exit status 1 (some hunks
-/// failed) is a result, 2 is trouble.
-fn gnu_patch_run(tree: &Path, input: &Path, dry_run: bool) -> Result<String> {
+/// failed) is a result, 2 is trouble. Applying for real, the hunks that failed go to
+/// `rejects` (one file for every file of the patch), or nowhere.
+pub(super) fn gnu_patch_run(
+    tree: &Path,
+    input: &Path,
+    dry_run: bool,
+    rejects: Option<&Path>,
+) -> Result<String> {
     let mut command = Command::new("patch");
     command.env("LC_ALL", "C").args([
         "-p1",
@@ -315,7 +325,10 @@ fn gnu_patch_run(tree: &Path, input: &Path, dry_run: bool) -> Result<String> {
     if dry_run {
         command.arg("--dry-run");
     } else {
-        command.args(["--no-backup-if-mismatch", "--reject-file=-"]);
+        command.arg("--no-backup-if-mismatch").arg(match rejects {
+            Some(file) => format!("--reject-file={}", file.display()),
+            None => "--reject-file=-".to_string(),
+        });
     }
     command.arg("-d").arg(tree).arg("-i").arg(input);
     let out = uvfix_process::run(&mut command, None)?;
@@ -332,7 +345,7 @@ fn gnu_patch_run(tree: &Path, input: &Path, dry_run: bool) -> Result<String> {
 }
 
 /// Attach each reported hunk's `@@ … @@` header from the patch itself.
-fn label(diff: &str, reported: Vec<Hunk>) -> Vec<(Option<String>, Hunk)> {
+pub(super) fn label(diff: &str, reported: Vec<Hunk>) -> Vec<(Option<String>, Hunk)> {
     let headers: BTreeMap<String, Vec<String>> = hunks(diff).into_iter().collect();
     reported
         .into_iter()
@@ -630,12 +643,12 @@ mod tests {
         )
         .unwrap();
         for input in [&first, &second] {
-            let dry = gnu_patch_run(&tree, input, true).unwrap();
+            let dry = gnu_patch_run(&tree, input, true, None).unwrap();
             let hunks = gnu_patch::parse(&dry);
             assert_eq!(hunks.len(), 1, "{dry}");
             assert_eq!(hunks[0].file, "src/lib.rs");
             assert_eq!(hunks[0].status, Status::Offset(3), "{dry}");
-            gnu_patch_run(&tree, input, false).unwrap();
+            gnu_patch_run(&tree, input, false, None).unwrap();
         }
         let result = fs_err::read_to_string(tree.join("src/lib.rs")).unwrap();
         assert!(result.contains("\nTWELVE\n"), "{result}");
