@@ -132,38 +132,7 @@ fn run(cli: Cli) -> Result<()> {
                 builder::report_outcome(variant, outcome);
             }
         }
-        Command::Build { variant } => {
-            let variant = variants(&Manifest::load(&paths.patches())?, &variant)?;
-            // A path already in UVFIX_UV_PATCHED / UVFIX_UV_PRISTINE substitutes that build
-            // (e.g. the pristine binary as "patched", to see the suite fail, or an upstream
-            // checkout's uv); the rest are built.
-            let given = |v: &Variant| {
-                std::env::var_os(builder::env_var(*v))
-                    .filter(|p| !p.is_empty())
-                    .map(std::path::PathBuf::from)
-            };
-            let to_build: Vec<Variant> = variant
-                .iter()
-                .copied()
-                .filter(|v| given(v).is_none())
-                .collect();
-            let mut built = builder::ensure(&paths, &to_build)?
-                .into_iter()
-                .map(|b| b.uv);
-            let mut lines = String::new();
-            for v in &variant {
-                let uv = match given(v) {
-                    Some(path) => {
-                        eprintln!("uvfix: {} uv substituted by {}", v.name(), path.display());
-                        path
-                    }
-                    None => built.next().expect("one build per variant"),
-                };
-                println!("{}\t{}", v.name(), uv.display());
-                lines.push_str(&format!("{}={}\n", builder::env_var(*v), uv.display()));
-            }
-            hand_to_tests(&lines)?;
-        }
+        Command::Build { variant } => build(&paths, &variant)?,
         Command::SandboxHelper => {
             let helper = builder::build_helper(&paths)?;
             println!("{}", helper.display());
@@ -179,17 +148,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => unit_tests::run(&paths)?,
         #[cfg(unix)]
-        Command::CellStore => {
-            use uvfix_scenario::cell::{CELL_STORE_ENV, new_store, prune_stores};
-            let temp = std::env::temp_dir();
-            let pruned = prune_stores(&temp, std::time::Duration::from_secs(6 * 3600))?;
-            if pruned > 0 {
-                eprintln!("uvfix: removed {pruned} store(s) of earlier runs");
-            }
-            let store = new_store(&temp)?.keep();
-            println!("{}", store.display());
-            hand_to_tests(&format!("{CELL_STORE_ENV}={}\n", store.display()))?;
-        }
+        Command::CellStore => cell_store()?,
         #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
@@ -197,6 +156,53 @@ fn run(cli: Cli) -> Result<()> {
         Command::Upstream { command } => upstream::run(&paths, command)?,
     }
     Ok(())
+}
+
+/// `cargo xtask build`: build the variants not substituted through `UVFIX_UV_<VARIANT>`,
+/// print each variant's uv and hand the paths to the tests.
+fn build(paths: &Paths, variant: &str) -> Result<()> {
+    let variant = variants(&Manifest::load(&paths.patches())?, variant)?;
+    // A path already in UVFIX_UV_PATCHED / UVFIX_UV_PRISTINE substitutes that build
+    // (e.g. the pristine binary as "patched", to see the suite fail, or an upstream
+    // checkout's uv); the rest are built.
+    let given = |v: &Variant| {
+        std::env::var_os(builder::env_var(*v))
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+    };
+    let to_build: Vec<Variant> = variant
+        .iter()
+        .copied()
+        .filter(|v| given(v).is_none())
+        .collect();
+    let mut built = builder::ensure(paths, &to_build)?.into_iter().map(|b| b.uv);
+    let mut lines = String::new();
+    for v in &variant {
+        let uv = match given(v) {
+            Some(path) => {
+                eprintln!("uvfix: {} uv substituted by {}", v.name(), path.display());
+                path
+            }
+            None => built.next().expect("one build per variant"),
+        };
+        println!("{}\t{}", v.name(), uv.display());
+        lines.push_str(&format!("{}={}\n", builder::env_var(*v), uv.display()));
+    }
+    hand_to_tests(&lines)
+}
+
+/// `cargo xtask cell-store`: a fresh store of warm caches for this run (older ones removed).
+#[cfg(unix)]
+fn cell_store() -> Result<()> {
+    use uvfix_scenario::cell::{CELL_STORE_ENV, new_store, prune_stores};
+    let temp = std::env::temp_dir();
+    let pruned = prune_stores(&temp, std::time::Duration::from_secs(6 * 3600))?;
+    if pruned > 0 {
+        eprintln!("uvfix: removed {pruned} store(s) of earlier runs");
+    }
+    let store = new_store(&temp)?.keep();
+    println!("{}", store.display());
+    hand_to_tests(&format!("{CELL_STORE_ENV}={}\n", store.display()))
 }
 
 fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
