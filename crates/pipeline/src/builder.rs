@@ -165,9 +165,10 @@ fn shared_sections(located: &Located, vendored: &str, keep: impl Fn(&str) -> boo
 }
 
 /// The workspace the vendored crates' unit tests build in, `build/<variant>/unit-tests/`:
-/// the crates are its members, through a symlink `crates-<variant>` to the build's, so that
-/// cargo sees them at the same path relative to the workspace root and reuses their build.
-/// It has its own copy of the shipped lock, to which cargo adds the test-only dependencies;
+/// the crates are its members, through a symlink `crates-<variant>` to the build's, at the
+/// same path relative to the workspace root as in the build (cargo hashes path packages by
+/// it). The members' own `resolver` keys make cargo warn here; the build stays quiet. It has
+/// its own copy of the shipped lock, to which cargo adds the test-only dependencies;
 /// the build's lock stays as uv shipped it. `uv` is left out: its unit tests are uv's CLI
 /// suite, which needs far more than this fixture provides.
 pub fn prepare_unit_tests(paths: &Paths, variant: Variant) -> Result<PathBuf, Error> {
