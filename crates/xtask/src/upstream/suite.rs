@@ -245,25 +245,48 @@ pub fn parse(text: &str) -> Outcome {
             _ => {}
         }
     }
-    let mut current: Option<&str> = None;
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
+    for (name, section) in failure_sections(text) {
+        if let Some(slot) = outcome.failed.get_mut(name) {
+            *slot = reason(&section);
+        }
+    }
+    outcome
+}
+
+/// The `---- name stdout ----` sections of libtest's failure report, by test name.
+fn failure_sections(text: &str) -> Vec<(&str, Vec<&str>)> {
+    let mut sections: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in text.lines() {
         if let Some(name) = line
             .strip_prefix("---- ")
             .and_then(|l| l.strip_suffix(" stdout ----"))
         {
-            current = Some(name);
-        } else if let Some(name) = current
-            && line.contains("panicked at")
-        {
-            let reason = lines.find(|l| !l.trim().is_empty()).unwrap_or_default();
-            if let Some(slot) = outcome.failed.get_mut(name) {
-                *slot = reason.trim().to_string();
-            }
-            current = None;
+            sections.push((name, Vec::new()));
+        } else if let Some((_, lines)) = sections.last_mut() {
+            lines.push(line);
         }
     }
-    outcome
+    sections
+}
+
+/// The first line of the panic message; for a command that failed (`Unexpected failure.`),
+/// with the first cause uv gave for it, which says more (a host it could not reach).
+fn reason(section: &[&str]) -> String {
+    let mut after_panic = section
+        .iter()
+        .skip_while(|l| !l.contains("panicked at"))
+        .skip(1)
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty());
+    let first = after_panic.next().unwrap_or_default().to_string();
+    let cause = section
+        .iter()
+        .map(|l| l.trim())
+        .rfind(|l| l.starts_with("Caused by:"));
+    match cause {
+        Some(cause) if first == "Unexpected failure." => format!("{first} {cause}"),
+        _ => first,
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +329,21 @@ test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out
                 .get("cache::cache_init_failure")
                 .map(String::as_str),
             Some("Snapshot assertion for 'cache_init_failure' failed in line 339")
+        );
+    }
+
+    #[test]
+    fn a_failed_command_is_explained_by_its_last_cause() {
+        let text = "test cache_clean::clean ... FAILED\n\
+            ---- cache_clean::clean stdout ----\n\
+            thread 'x' panicked at crates/uv/tests/build/cache_clean.rs:404:10:\n\
+            Unexpected failure.\n\
+            error: Request failed after 3 retries\n  \
+            Caused by: Failed to fetch: `https://test.pypi.org/simple/iniconfig/`\n  \
+            Caused by: dns error\n";
+        assert_eq!(
+            parse(text).failed["cache_clean::clean"],
+            "Unexpected failure. Caused by: dns error"
         );
     }
 
