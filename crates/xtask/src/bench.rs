@@ -95,7 +95,16 @@ pub fn run(paths: &Paths, args: &BenchArgs, helper: &Path) -> Result<()> {
     }
     let uvs: Vec<UvUnderTest> = bins
         .iter()
-        .map(|(variant, uv)| Ok(UvUnderTest::new(variant.name().parse()?, uv)))
+        .map(|(variant, uv)| {
+            let uv = UvUnderTest::new(variant.name().parse()?, uv);
+            // The cells stage `uvx` from beside `uv`: say so now, not as failed cells.
+            uv.check().map_err(|err| {
+                anyhow::anyhow!(
+                    "{variant} uv for the matrix section ({err}): `uvx` must sit beside `uv`"
+                )
+            })?;
+            Ok(uv)
+        })
         .collect::<Result<_>>()?;
     let filter = matrix_filter(args)?;
     report.push_str(&crate::bench_matrix::section(
