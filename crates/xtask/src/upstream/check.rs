@@ -74,7 +74,7 @@ impl Checkout {
         let mut command = toolchain.cargo();
         command
             .current_dir(&self.tree)
-            .env("CARGO_TARGET_DIR", paths.work().join("upstream-target"))
+            .env("CARGO_TARGET_DIR", target_dir(paths))
             .args(args);
         command
     }
@@ -114,7 +114,7 @@ fn unit_tests_and_matrix(
     options: &Options,
 ) -> Result<()> {
     let (exported, label) = (&checkout.exported, &checkout.label);
-    let target = paths.work().join("upstream-target");
+    let target = target_dir(paths);
     let cargo = |args: &[&str]| checkout.cargo(paths, toolchain, args);
     status(&mut cargo(&[
         "build", "-p", "uv", "--bin", "uv", "--bin", "uvx",
@@ -155,6 +155,11 @@ fn unit_tests_and_matrix(
         );
     }
     Ok(())
+}
+
+/// The cargo target dir of upstream builds, apart from the fixture's own.
+fn target_dir(paths: &Paths) -> PathBuf {
+    paths.work().join("upstream-target")
 }
 
 /// The commit `rev` names in `source`, and a label for messages: `0.12.5 (abcdef012345)`.
