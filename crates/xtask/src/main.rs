@@ -61,7 +61,12 @@ enum Command {
     /// setup script, hand it to the tests as $UVFIX_CELL_STORE. Removes stores of earlier
     /// runs older than six hours (a nextest run cannot remove its own).
     #[cfg(unix)]
-    CellStore,
+    CellStore {
+        /// Only remove this user's stores, whatever their age, and create none: for after a
+        /// run (CI), when no test holds one. A store is ~0.8 GB.
+        #[arg(long)]
+        clear: bool,
+    },
     /// The main job: build patched + pristine uv, run the sandbox matrix, print the table.
     #[cfg(unix)]
     Matrix(matrix::MatrixArgs),
@@ -148,7 +153,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Patch { command } => patch(&paths, command)?,
         Command::TestPatched => unit_tests::run(&paths)?,
         #[cfg(unix)]
-        Command::CellStore => cell_store()?,
+        Command::CellStore { clear } => cell_store(clear)?,
         #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
@@ -192,13 +197,21 @@ fn build(paths: &Paths, variant: &str) -> Result<()> {
 }
 
 /// `cargo xtask cell-store`: a fresh store of warm caches for this run (older ones removed).
+/// With `clear`: remove every store, create none.
 #[cfg(unix)]
-fn cell_store() -> Result<()> {
+fn cell_store(clear: bool) -> Result<()> {
     use uvfix_scenario::cell::{CELL_STORE_ENV, new_store, prune_stores};
     let temp = std::env::temp_dir();
-    let pruned = prune_stores(&temp, std::time::Duration::from_secs(6 * 3600))?;
-    if pruned > 0 {
-        eprintln!("uvfix: removed {pruned} store(s) of earlier runs");
+    let age = if clear { 0 } else { 6 * 3600 };
+    let pruned = prune_stores(&temp, std::time::Duration::from_secs(age))?;
+    if pruned > 0 || clear {
+        eprintln!(
+            "uvfix: removed {pruned} store(s) of earlier runs from {}",
+            temp.display()
+        );
+    }
+    if clear {
+        return Ok(());
     }
     let store = new_store(&temp)?.keep();
     println!("{}", store.display());

@@ -40,19 +40,26 @@ pub fn new_store(parent: &Path) -> std::io::Result<tempfile::TempDir> {
         .tempdir_in(parent)
 }
 
-/// Remove the stores in `parent` last changed more than `age` ago: a nextest run cannot
-/// remove its own (setup scripts have no teardown), so the next run's setup does.
+/// Remove this user's stores in `parent` last changed at least `age` ago (zero: all): a nextest run
+/// cannot remove its own (setup scripts have no teardown), so the next run's setup does.
+/// Another user's store in a shared temp dir is theirs to remove, and root's prune must not
+/// pull one from under a run of theirs.
 pub fn prune_stores(parent: &Path, age: std::time::Duration) -> std::io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = rustix::process::geteuid().as_raw();
     let mut removed = 0;
     for entry in fs_err::read_dir(parent)? {
         let entry = entry?;
         let name = entry.file_name();
-        let old = entry
-            .metadata()?
+        if !name.to_string_lossy().starts_with(STORE_PREFIX) || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let meta = entry.metadata()?;
+        let old = meta
             .modified()?
             .elapsed()
-            .is_ok_and(|elapsed| elapsed > age);
-        if name.to_string_lossy().starts_with(STORE_PREFIX) && entry.file_type()?.is_dir() && old {
+            .is_ok_and(|elapsed| elapsed >= age);
+        if meta.uid() == uid && old {
             fs_err::remove_dir_all(entry.path())?;
             removed += 1;
         }
@@ -283,5 +290,25 @@ mod tests {
             format!("{err:#}").contains("differs from the snapshot"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn prune_takes_old_stores_only_and_nothing_else() {
+        let parent = assert_fs::TempDir::new().unwrap();
+        let store = new_store(parent.path()).unwrap().keep();
+        fs_err::write(store.join("k.warm"), "x").unwrap();
+        fs_err::create_dir(parent.path().join("uvfix-other")).unwrap();
+        fs_err::write(parent.path().join("uvr-file"), "not a store").unwrap();
+
+        let six_hours = std::time::Duration::from_secs(6 * 3600);
+        assert_eq!(prune_stores(parent.path(), six_hours).unwrap(), 0);
+        assert!(store.is_dir());
+        assert_eq!(
+            prune_stores(parent.path(), std::time::Duration::ZERO).unwrap(),
+            1
+        );
+        assert!(!store.exists());
+        assert!(parent.path().join("uvfix-other").is_dir());
+        assert!(parent.path().join("uvr-file").is_file());
     }
 }
