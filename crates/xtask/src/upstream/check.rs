@@ -43,6 +43,12 @@ pub struct Options {
     /// With --tests: on the release and after every step of the stack.
     #[arg(long, requires = "tests")]
     pub steps: bool,
+    /// With --tests: the stack first, then the release on only the tests that failed with
+    /// it (`--exact`). Every failure gets the same verdict as in a full run; what is not
+    /// measured is which release failures the stack fixes. For the long areas: `sync`
+    /// alone took ~30 min here.
+    #[arg(long, requires = "tests")]
+    pub release_reruns_failures: bool,
     /// With --tests: a directory of interpreters to put first on the tests' PATH
     /// (repeatable) [default: the copies ci/upstream-pythons.sh made].
     #[arg(long = "python", value_name = "DIR", requires = "tests")]

@@ -28,6 +28,9 @@ pub struct StepRun {
     pub count: usize,
     /// Area (test target) → what its tests did.
     pub areas: BTreeMap<String, Outcome>,
+    /// The release ran only the tests that failed with the stack
+    /// (`--release-reruns-failures`).
+    pub failures_only: bool,
 }
 
 /// A step's verdict against the release.
@@ -41,6 +44,8 @@ pub struct Verdict {
     pub unrunnable: usize,
     /// Failed on the release, pass here.
     pub fixed: Vec<String>,
+    /// Failed here, the release not run yet (`--release-reruns-failures`, mid-run).
+    pub unjudged: usize,
 }
 
 pub fn run(
@@ -56,17 +61,25 @@ pub fn run(
     let pythons = interpreters(paths, &options.pythons)?;
     let runner = Runner::new(&checkout.tree, &pythons)?;
     let last = checkout.exported.len();
-    let counts: Vec<usize> = if options.steps {
-        (0..=last).collect()
+    let mut counts: Vec<usize> = if options.steps {
+        (1..=last).collect()
     } else {
-        vec![0, last]
+        vec![last]
     };
-    let mut runs = Vec::new();
+    let release_last = options.release_reruns_failures;
+    counts.insert(if release_last { counts.len() } else { 0 }, 0);
+    let mut runs: Vec<StepRun> = Vec::new();
     for count in counts {
         let name = match count {
             0 => checkout.label.clone(),
             n => checkout.exported[n - 1].step.clone(),
         };
+        // The release after the stack: only what failed with it, by area.
+        let only = (count == 0 && release_last).then(|| failed_with_the_stack(&runs));
+        if only.as_ref().is_some_and(BTreeMap::is_empty) {
+            println!("uvfix: no upstream test failed with the stack: the release is not run");
+            break;
+        }
         println!("uvfix: upstream's integration tests at {name} ({count} patch(es))");
         checkout.at_step(paths, count)?;
         // uv's own profile without debug info, when the checkout has it: linking the five
@@ -78,8 +91,21 @@ pub fn run(
             let Some(exe) = binaries.get(area.target) else {
                 bail!("cargo built no `{}` test binary", area.target);
             };
+            let names: Option<Vec<&str>> = only.as_ref().map(|only| {
+                only.get(area.target)
+                    .map(|names| names.iter().map(String::as_str).collect())
+                    .unwrap_or_default()
+            });
+            if names.as_ref().is_some_and(Vec::is_empty) {
+                println!(
+                    "  {:<12} no test failed with the stack: not run",
+                    area.target
+                );
+                outcomes.insert(area.target.to_string(), Outcome::default());
+                continue;
+            }
             let log = logs.join(format!("{count:02}-{}.log", area.target));
-            let outcome = runner.run(exe, area, &log)?;
+            let outcome = runner.run(exe, area, names.as_deref(), &log)?;
             println!(
                 "  {:<12} {:>5} passed {:>4} failed {:>4} ignored  ({} s, log {})",
                 area.target,
@@ -95,11 +121,31 @@ pub fn run(
             name,
             count,
             areas: outcomes,
+            failures_only: only.is_some(),
         });
+        runs.sort_by_key(|run| run.count);
         // After every step, so an interrupted run still leaves what it measured.
         report(paths, &out, &runs, &areas, &pythons)?;
     }
     finish(&runs)
+}
+
+/// Area → the tests that failed at any step run so far.
+fn failed_with_the_stack(runs: &[StepRun]) -> BTreeMap<String, Vec<String>> {
+    let mut failed: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for run in runs.iter().filter(|run| run.count > 0) {
+        for (area, outcome) in &run.areas {
+            failed
+                .entry(area.clone())
+                .or_default()
+                .extend(outcome.failed.keys().cloned());
+        }
+    }
+    failed
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(area, names)| (area, names.into_iter().collect()))
+        .collect()
 }
 
 fn defines_profile(tree: &Path, name: &str) -> bool {
@@ -153,20 +199,25 @@ fn version_of(bin: &Path) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// The release's run, once it ran.
+fn release(runs: &[StepRun]) -> Option<&StepRun> {
+    runs.iter().find(|run| run.count == 0)
+}
+
 /// Each step against the release.
 pub fn verdicts(runs: &[StepRun]) -> Vec<Verdict> {
-    let Some(base) = runs.first() else {
-        return Vec::new();
-    };
+    let base = release(runs);
     runs.iter()
         .map(|run| {
             let mut verdict = Verdict::default();
             for (area, outcome) in &run.areas {
-                let before = base.areas.get(area);
+                let before = base.and_then(|base| base.areas.get(area));
                 verdict.passed += outcome.passed.len();
                 verdict.ignored += outcome.ignored;
                 for name in outcome.failed.keys() {
-                    if before.is_some_and(|b| b.failed.contains_key(name)) {
+                    if base.is_none() {
+                        verdict.unjudged += 1;
+                    } else if before.is_some_and(|b| b.failed.contains_key(name)) {
                         verdict.unrunnable += 1;
                     } else {
                         verdict.regressions.push(format!("{area}: {name}"));
@@ -198,10 +249,10 @@ fn report(
     fs_err::write(out.join("tests.json"), serde_json::to_string_pretty(&json)?)?;
     let per_step = out.join("tests");
     super::fresh_dir(&per_step)?;
-    for (run, verdict) in runs.iter().zip(&verdicts).skip(1) {
+    for (run, verdict) in runs.iter().zip(&verdicts).filter(|(run, _)| run.count > 0) {
         fs_err::write(
             per_step.join(format!("{}.md", run.name)),
-            step_markdown(&runs[0], run, verdict),
+            step_markdown(release(runs), run, verdict),
         )?;
     }
     println!("{markdown}");
@@ -232,7 +283,14 @@ fn finish(runs: &[StepRun]) -> Result<()> {
 }
 
 /// One step's part, for its PR description.
-fn step_markdown(base: &StepRun, run: &StepRun, verdict: &Verdict) -> String {
+fn step_markdown(base: Option<&StepRun>, run: &StepRun, verdict: &Verdict) -> String {
+    let Some(base) = base else {
+        return format!(
+            "{} passed, {} ignored, {} failed; the release has not run yet, so no failure is \
+             judged.\n",
+            verdict.passed, verdict.ignored, verdict.unjudged
+        );
+    };
     let mut text = format!(
         "{} passed, {} ignored; {} failed here and on {} too (not runnable on the machine \
          that ran them).\n\n",
@@ -251,7 +309,12 @@ fn step_markdown(base: &StepRun, run: &StepRun, verdict: &Verdict) -> String {
             }
         }
     }
-    if !verdict.fixed.is_empty() {
+    if base.failures_only {
+        text.push_str(
+            "\nThe release ran only the tests that failed with the stack, so which release \
+             failures this step fixes was not measured.\n",
+        );
+    } else if !verdict.fixed.is_empty() {
         text.push_str("\nFail on the release, pass with this step:\n\n");
         for name in &verdict.fixed {
             let _ = writeln!(text, "- `{name}`");
@@ -270,16 +333,24 @@ fn markdown(
         "| step | passed | ignored | failed, not runnable here | regressions | fixed |\n\
          |---|---:|---:|---:|---:|---:|\n",
     );
+    let base = release(runs);
     for (run, v) in runs.iter().zip(verdicts) {
+        let name = match run.failures_only {
+            true => format!("{} (only what failed with the stack)", run.name),
+            false => run.name.clone(),
+        };
+        let regressions = match base {
+            None => format!("{} not judged yet", v.unjudged),
+            Some(_) => v.regressions.len().to_string(),
+        };
+        let fixed = match base {
+            Some(base) if base.failures_only => "not measured".to_string(),
+            _ => v.fixed.len().to_string(),
+        };
         let _ = writeln!(
             text,
-            "| {} | {} | {} | {} | {} | {} |",
-            run.name,
-            v.passed,
-            v.ignored,
-            v.unrunnable,
-            v.regressions.len(),
-            v.fixed.len()
+            "| {name} | {} | {} | {} | {regressions} | {fixed} |",
+            v.passed, v.ignored, v.unrunnable,
         );
     }
     let areas: Vec<String> = areas
@@ -303,7 +374,7 @@ fn markdown(
                 .join(", "),
         }
     );
-    if let Some(base) = runs.first() {
+    if let Some(base) = base {
         let _ = writeln!(
             text,
             "\nNot runnable here (fail on {} without the stack too):\n",
@@ -343,8 +414,9 @@ mod tests {
         };
         StepRun {
             name: name.into(),
-            count: 0,
+            count: usize::from(name != "0.12.5"),
             areas: BTreeMap::from([("build".to_string(), outcome)]),
+            failures_only: false,
         }
     }
 
@@ -361,5 +433,30 @@ mod tests {
         assert_eq!(step.fixed, ["build: fixed"]);
         assert!(finish(&runs).is_err());
         assert!(finish(&runs[..1]).is_ok());
+    }
+
+    #[test]
+    fn the_release_after_the_stack_judges_only_what_failed() {
+        let stack = run("markers", &["fixed", "b2"], &["offline", "b", "new"]);
+        assert_eq!(
+            failed_with_the_stack(std::slice::from_ref(&stack)),
+            BTreeMap::from([(
+                "build".to_string(),
+                vec!["b".to_string(), "new".to_string(), "offline".to_string()]
+            )])
+        );
+        // Mid-run: nothing is judged, nothing fails the check yet.
+        let pending = verdicts(std::slice::from_ref(&stack));
+        assert_eq!(pending[0].unjudged, 3);
+        assert!(pending[0].regressions.is_empty());
+
+        let mut release = run("0.12.5", &["b"], &["offline"]);
+        release.failures_only = true;
+        let runs = [release, stack];
+        let verdicts = verdicts(&runs);
+        assert_eq!(verdicts[1].regressions, ["build: b", "build: new"]);
+        assert_eq!(verdicts[1].unrunnable, 1);
+        assert!(markdown(&runs, &verdicts, &[], &[]).contains("| not measured |"));
+        assert!(finish(&runs).is_err());
     }
 }

@@ -180,16 +180,26 @@ impl Runner {
         })
     }
 
-    /// Run `area`'s tests with `exe`; the full output goes to `log`.
-    pub fn run(&self, exe: &Path, area: &Area, log: &Path) -> Result<Outcome> {
+    /// Run `area`'s tests with `exe`, or only the tests named in `only`; the full output
+    /// goes to `log`.
+    pub fn run(
+        &self,
+        exe: &Path,
+        area: &Area,
+        only: Option<&[&str]>,
+        log: &Path,
+    ) -> Result<Outcome> {
         let mut command = if self.as_nobody {
             as_nobody(exe)
         } else {
             Command::new(exe)
         };
+        match only {
+            Some(names) => command.args(names).arg("--exact"),
+            None => command.args(area.filters),
+        };
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         command
-            .args(area.filters)
             .arg(format!("--test-threads={threads}"))
             .current_dir(&self.package_dir)
             // What `cargo test` sets and uv's harness reads at run time (to find the workspace).
