@@ -614,10 +614,8 @@ mod tests {
     /// hunks that moved are reported with their offset.
     #[test]
     fn gnu_patch_in_series_reports_offsets() {
-        if check_gnu_patch().is_err() {
-            eprintln!("SKIP: no GNU patch");
-            return;
-        }
+        check_gnu_patch()
+            .expect("GNU patch is needed (`apt-get install patch`; ci/install-deps.sh does)");
         let tmp = tempfile::tempdir().unwrap();
         let tree = tmp.path().join("tree");
         fs_err::create_dir_all(tree.join("src")).unwrap();

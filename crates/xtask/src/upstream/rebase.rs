@@ -22,7 +22,7 @@ use uvfix_pipeline::patchfile::{self, Tree};
 use uvfix_pipeline::vendor::{self, read_text_tree};
 use uvfix_pipeline::{Manifest, Paths, Variant, fetch};
 
-use super::forward::{self, PatchReport, Verdict};
+use super::forward::{self, PatchReport};
 use super::message::PatchText;
 use super::{display, fresh_dir};
 
@@ -46,13 +46,98 @@ struct Job<'a> {
 struct Carried {
     report: PatchReport,
     fixup: bool,
+    hand_work: HandWork,
 }
 
 impl Carried {
-    /// Failing hunks without a fixup to make up for them.
+    /// Rejected hunks that no fixup is known to make up for.
     fn incomplete(&self) -> bool {
-        self.report.verdict() == Verdict::Fails && !self.fixup
+        !matches!(self.hand_work, HandWork::None | HandWork::Done)
     }
+}
+
+/// Whether the hand work covers what GNU patch rejected. A fixup is recorded together with
+/// the rejected hunks it was made for (`fixups/<patch>.rej`, line numbers dropped); when the
+/// source step later changes a rejected hunk or gains one, the fixup may still apply but
+/// leaves that change undone, so comparing the two is what tells.
+#[derive(Debug, PartialEq, Eq)]
+enum HandWork {
+    /// Nothing was rejected.
+    None,
+    /// A fixup recorded for exactly today's rejected hunks.
+    Done,
+    /// Rejected hunks and no fixup.
+    Missing,
+    /// A fixup without the record of what it was made for.
+    Unverified,
+    /// The rejected hunks today that the fixup was not made for.
+    Stale(Vec<String>),
+}
+
+impl HandWork {
+    fn assess(rejected: &str, fixup: bool, recorded: Option<&str>) -> Self {
+        if rejected.is_empty() {
+            return Self::None;
+        }
+        match (fixup, recorded) {
+            (false, _) => Self::Missing,
+            (true, None) => Self::Unverified,
+            (true, Some(recorded)) => {
+                let before = hunks_of(recorded);
+                let new: Vec<String> = hunks_of(rejected)
+                    .into_iter()
+                    .filter(|hunk| !before.contains(hunk))
+                    .collect();
+                if new.is_empty() && before.len() == hunks_of(rejected).len() {
+                    Self::Done
+                } else {
+                    Self::Stale(new)
+                }
+            }
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Self::None | Self::Done => "complete",
+            Self::Missing => "INCOMPLETE: hand work left",
+            Self::Unverified => "UNVERIFIED: re-record the fixup",
+            Self::Stale(_) => "STALE: rejected hunks changed since the fixup",
+        }
+    }
+}
+
+/// A reject file without its hunks' line numbers (`@@ -1,2 +1,3 @@` → `@@`): an earlier hunk
+/// of the same step that grows moves them, and that does not touch the hand work.
+fn without_line_numbers(rejects: &str) -> String {
+    rejects
+        .lines()
+        .map(|line| if line.starts_with("@@") { "@@" } else { line })
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+/// A normalized reject file's hunks, each with its file's name on top.
+fn hunks_of(rejects: &str) -> Vec<String> {
+    let mut file = "";
+    let mut hunks: Vec<String> = Vec::new();
+    for line in rejects.lines() {
+        if let Some(name) = line.strip_prefix("--- ") {
+            file = name;
+        } else if line.starts_with("+++ ") {
+        } else if line == "@@" {
+            hunks.push(format!("{file}\n"));
+        } else if let Some(hunk) = hunks.last_mut() {
+            hunk.push_str(line);
+            hunk.push('\n');
+        }
+    }
+    hunks
+}
+
+/// Where a fixup's record of the rejected hunks it was made for lives.
+fn record_of(fixup: &Path) -> PathBuf {
+    fixup.with_extension("rej")
 }
 
 pub fn run(paths: &Paths, record: Option<&str>) -> Result<()> {
@@ -148,13 +233,20 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
     let rejects = dir.join("rejects").join(format!("{}.rej", to.id));
     forward::gnu_patch_run(trees, &input, false, Some(&rejects))?;
     let fixup = job.target.fixup(to);
+    let rejected = match fs_err::read_to_string(&rejects) {
+        Ok(text) => without_line_numbers(&text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(err.into()),
+    };
     if let Some(edited) = edited {
-        record_fixup(trees, edited, &fixup)?;
+        record_fixup(trees, edited, &fixup, &rejected)?;
     }
     let has_fixup = fixup.is_file();
     if has_fixup {
         apply_fixup(trees, &fixup)?;
     }
+    let recorded = fs_err::read_to_string(record_of(&fixup)).ok();
+    let hand_work = HandWork::assess(&rejected, has_fixup, recorded.as_deref());
     let after = read_text_tree(trees)?;
     let header = patchfile::header(&text);
     if let Some(parent) = to.path.parent() {
@@ -174,8 +266,10 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
             hunks: forward::label(&moved, super::gnu_patch::parse(&dry)),
         },
         fixup: has_fixup,
+        hand_work,
     })
 }
+
 
 /// The diff with every path a release moved renamed.
 pub fn move_paths(diff: &str, moves: &[Move]) -> String {
@@ -263,8 +357,9 @@ fn apply_fixup(trees: &Path, fixup: &Path) -> Result<()> {
     write_tree(trees, &before, &tree)
 }
 
-/// `fixup` := the difference between what carried over and the edited build tree.
-fn record_fixup(trees: &Path, edited: &Path, fixup: &Path) -> Result<()> {
+/// `fixup` := the difference between what carried over and the edited build tree; beside it,
+/// the rejected hunks it was made for.
+fn record_fixup(trees: &Path, edited: &Path, fixup: &Path, rejected: &str) -> Result<()> {
     if !edited.is_dir() {
         bail!(
             "{} does not exist: run `cargo xtask vendor --base …` and edit the step's tree there",
@@ -274,8 +369,10 @@ fn record_fixup(trees: &Path, edited: &Path, fixup: &Path) -> Result<()> {
     let carried = read_text_tree(trees)?;
     let diff = patchfile::diff(&carried, &read_text_tree(edited)?);
     if diff.is_empty() {
-        if fixup.exists() {
-            fs_err::remove_file(fixup)?;
+        for file in [fixup.to_path_buf(), record_of(fixup)] {
+            if file.exists() {
+                fs_err::remove_file(file)?;
+            }
         }
         println!(
             "uvfix: {} matches what carries over; no fixup",
@@ -285,6 +382,7 @@ fn record_fixup(trees: &Path, edited: &Path, fixup: &Path) -> Result<()> {
     }
     fs_err::create_dir_all(fixup.parent().expect("fixups/<file>"))?;
     fs_err::write(fixup, diff)?;
+    fs_err::write(record_of(fixup), rejected)?;
     println!("uvfix: recorded the hand work in {}", fixup.display());
     Ok(())
 }
@@ -308,6 +406,7 @@ fn summarize(paths: &Paths, dir: &Path, carried: &[Carried]) -> Result<()> {
     let details = forward::render_details(&reports);
     let mut table =
         String::from("| step | hunks | failed | fixup | written |\n|---|---:|---:|---|---|\n");
+    let mut stale = String::new();
     for c in carried {
         let counts = c.report.counts();
         table.push_str(&format!(
@@ -316,12 +415,22 @@ fn summarize(paths: &Paths, dir: &Path, carried: &[Carried]) -> Result<()> {
             counts.hunks,
             counts.fails + counts.skipped,
             if c.fixup { "yes" } else { "no" },
-            if c.incomplete() {
-                "INCOMPLETE: hand work left"
-            } else {
-                "complete"
-            }
+            c.hand_work.label()
         ));
+        if let HandWork::Stale(new) = &c.hand_work {
+            stale.push_str(&format!(
+                "{}: rejected now, not when its fixup was recorded:\n{}",
+                c.report.step,
+                if new.is_empty() {
+                    "(none new: a hunk it was made for is no longer rejected)\n".to_string()
+                } else {
+                    new.concat()
+                }
+            ));
+        }
+    }
+    if !stale.is_empty() {
+        table.push_str(&format!("\n```text\n{stale}```\n"));
     }
     print!("\n{details}\n{table}");
     let report: PathBuf = dir.join("report.md");
@@ -436,36 +545,39 @@ mod tests {
              @@ -8,4 +8,4 @@\n g\n h\n-i2\n+I\n j\n",
         )
         .unwrap();
+        // What `--record` saw rejected when it wrote that fixup.
+        fs_err::write(
+            root.join("to/fixups/0001-fix.rej"),
+            "--- c/src/lib.rs\n+++ c/src/lib.rs\n@@\n h\n-i\n+I\n j\n",
+        )
+        .unwrap();
     }
 
-    /// The real GNU patch: a hunk that moved applies, one whose context changed is rejected,
-    /// and the recorded hand work finishes the step; the rebased patch is both.
-    #[test]
-    fn a_step_carries_over_with_its_fixup() {
-        if forward::check_gnu_patch().is_err() {
-            eprintln!("SKIP: no GNU patch");
-            return;
-        }
+    /// `write_stacks`, and the new release's tree: a line inserted on top (an offset), and
+    /// `i` changed (a rejected hunk, even with fuzz).
+    fn carry_setup() -> (tempfile::TempDir, PathBuf) {
+        forward::check_gnu_patch()
+            .expect("GNU patch is needed (`apt-get install patch`; ci/install-deps.sh does)");
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path();
-        write_stacks(root);
-        // The new release: a line inserted on top (an offset), and `i` changed (a rejected
-        // hunk, even with fuzz).
-        let trees = root.join("trees");
+        write_stacks(tmp.path());
+        let trees = tmp.path().join("trees");
         fs_err::create_dir_all(trees.join("c/src")).unwrap();
         fs_err::write(
             trees.join("c/src/lib.rs"),
             "new\na\nb\nc\nd\ne\nf\ng\nh\ni2\nj\n",
         )
         .unwrap();
-        let source = Manifest::load(&root.join("from")).unwrap();
+        (tmp, trees)
+    }
+
+    fn carry_one(root: &Path, trees: &Path, source: &Manifest) -> Carried {
         let target = Manifest::load_to_forward(&root.join("to")).unwrap();
         let lock = root.join("Cargo.lock");
         fs_err::write(&lock, "").unwrap();
         let lock = ShippedLock::read(&lock).unwrap();
         let job = Job {
             dir: root.join("work"),
-            trees: trees.clone(),
+            trees: trees.to_path_buf(),
             target: &target,
             moves: &[],
             from_base: "1.0.0",
@@ -473,8 +585,60 @@ mod tests {
             lock: &lock,
         };
         fs_err::create_dir_all(job.dir.join("rejects")).unwrap();
+        carry(&job, &source.steps[0], &target.steps[0], None).unwrap()
+    }
 
-        let carried = carry(&job, &source.steps[0], &target.steps[0], None).unwrap();
+    /// The source step changed since its fixup was recorded: the fixup still applies, but the
+    /// step's new change in the rejected hunk is not in the tree, so the step is not complete.
+    #[test]
+    fn a_fixup_older_than_its_step_leaves_it_incomplete() {
+        let (tmp, trees) = carry_setup();
+        let root = tmp.path();
+        fs_err::write(
+            root.join("from/stack/0001-fix.patch"),
+            "Subject: Fix it\n\nWhy.\n---\ndiff --git a/c/src/lib.rs b/c/src/lib.rs\n\
+             --- a/c/src/lib.rs\n+++ b/c/src/lib.rs\n\
+             @@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n@@ -8,3 +8,3 @@\n h\n-i\n-j\n+I\n+J\n",
+        )
+        .unwrap();
+        let source = Manifest::load(&root.join("from")).unwrap();
+        let carried = carry_one(root, &trees, &source);
+        assert!(carried.fixup && carried.incomplete());
+        assert_eq!(
+            carried.hand_work,
+            HandWork::Stale(vec!["c/src/lib.rs\n h\n-i\n-j\n+I\n+J\n".to_string()])
+        );
+    }
+
+    #[test]
+    fn hand_work_is_judged_by_the_hunks_it_was_recorded_for() {
+        let one = "--- f\n+++ f\n@@\n a\n-b\n+B\n";
+        let two = "--- f\n+++ f\n@@\n a\n-b\n+B\n@@\n y\n-z\n+Z\n";
+        assert_eq!(HandWork::assess("", false, None), HandWork::None);
+        assert_eq!(HandWork::assess(one, false, Some(one)), HandWork::Missing);
+        assert_eq!(HandWork::assess(one, true, None), HandWork::Unverified);
+        assert_eq!(HandWork::assess(one, true, Some(one)), HandWork::Done);
+        assert_eq!(
+            HandWork::assess(two, true, Some(one)),
+            HandWork::Stale(vec!["f\n y\n-z\n+Z\n".to_string()])
+        );
+        // A hunk the fixup was made for is no longer rejected: its hand work would now undo
+        // or repeat what applied.
+        assert_eq!(HandWork::assess(one, true, Some(two)), HandWork::Stale(vec![]));
+        assert_eq!(
+            without_line_numbers("--- f\n+++ f\n@@ -8,3 +9,3 @@ fn x()\n a\n"),
+            "--- f\n+++ f\n@@\n a\n"
+        );
+    }
+
+    /// The real GNU patch: a hunk that moved applies, one whose context changed is rejected,
+    /// and the recorded hand work finishes the step; the rebased patch is both.
+    #[test]
+    fn a_step_carries_over_with_its_fixup() {
+        let (tmp, trees) = carry_setup();
+        let root = tmp.path();
+        let source = Manifest::load(&root.join("from")).unwrap();
+        let carried = carry_one(root, &trees, &source);
         assert_eq!(
             carried.report.counts().fails,
             1,
