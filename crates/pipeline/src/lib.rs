@@ -221,7 +221,7 @@ impl Paths {
 /// Hold the fixture-wide lock while vendoring or building, so parallel test processes and
 /// `cargo xtask` invocations never see a half-written tree or binary.
 pub fn lock(paths: &Paths) -> Result<fs_err::File, Error> {
-    fs_err::create_dir_all(paths.work())?;
+    fs_err::create_dir_all(paths.base_work())?;
     let file = fs_err::OpenOptions::new()
         .create(true)
         .truncate(false)

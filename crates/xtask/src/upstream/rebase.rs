@@ -270,7 +270,6 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
     })
 }
 
-
 /// The diff with every path a release moved renamed.
 pub fn move_paths(diff: &str, moves: &[Move]) -> String {
     let rename = |path: &str| {
@@ -624,7 +623,10 @@ mod tests {
         );
         // A hunk the fixup was made for is no longer rejected: its hand work would now undo
         // or repeat what applied.
-        assert_eq!(HandWork::assess(one, true, Some(two)), HandWork::Stale(vec![]));
+        assert_eq!(
+            HandWork::assess(one, true, Some(two)),
+            HandWork::Stale(vec![])
+        );
         assert_eq!(
             without_line_numbers("--- f\n+++ f\n@@ -8,3 +9,3 @@ fn x()\n a\n"),
             "--- f\n+++ f\n@@\n a\n"
