@@ -4,6 +4,7 @@
 mod bench;
 #[cfg(unix)]
 mod bench_matrix;
+mod fmt_check;
 #[cfg(unix)]
 mod matrix;
 #[cfg(unix)]
@@ -90,6 +91,9 @@ enum PatchCommand {
     },
     /// Print where to edit a step: the crates directory of the build that ends with it.
     Edit { step: String },
+    /// Check that every Rust file the stack touches is as rustfmt leaves it (uv's CI runs
+    /// `cargo fmt --check`), in the vendored patched tree.
+    Fmt,
 }
 
 /// Resolve a variant argument against the stack.
@@ -223,6 +227,7 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     let len = manifest.steps.len();
     match command {
+        PatchCommand::Fmt => fmt_check::run(paths, &manifest)?,
         PatchCommand::Edit { step } => {
             let step = refresh::select(&manifest, &step)?;
             let dir = paths.crates_dir(Variant::prefix(step.number, len));
