@@ -56,10 +56,24 @@ pub enum Error {
     #[error("{patch}: creates {file}, which already exists")]
     PatchCreatesExisting { patch: PathBuf, file: PathBuf },
     #[error(
-        "{dir} has local edits that are not in patches/ and would be lost. Record them with \
-         `cargo xtask patch refresh {krate}`, or discard them with `cargo xtask vendor --force`"
+        "{dir} has local edits that are not in patches/ and would be lost. {record}Discard them \
+         with `cargo xtask vendor --force`",
+        dir = dir.display(),
+        record = match step {
+            Some(step) => format!(
+                "Record them in the step this tree ends with: `cargo xtask patch refresh {step}` \
+                 (for a forwarded base, `cargo xtask upstream forward --base … --record {step}`). "
+            ),
+            None => "Record them with `cargo xtask patch refresh <step>` for the step they \
+                     belong to. "
+                .to_string(),
+        }
     )]
-    LocalEdits { dir: PathBuf, krate: String },
+    LocalEdits {
+        dir: PathBuf,
+        /// The step whose patch the edits belong in: the last one this tree applies.
+        step: Option<String>,
+    },
     #[error("`{tool}` is needed but could not be run ({source}). {hint}")]
     MissingTool {
         tool: String,

@@ -137,7 +137,7 @@ pub fn prepare(
         if let Some(krate) = edited.into_iter().next().filter(|_| !force) {
             return Err(Error::LocalEdits {
                 dir: crates_dir.join(&krate),
-                krate,
+                step: steps.last().map(|step| step.id.clone()),
             });
         }
     }

@@ -246,6 +246,7 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
     let manifest = series(&tmp, &[]);
     let err = vendor::prepare(crates.path(), &[source], &manifest.steps, false).unwrap_err();
     assert!(matches!(err, Error::LocalEdits { .. }), "{err}");
+    assert!(err.to_string().contains("vendor --force"), "{err}");
     assert!(lib_rs(crates.path()).ends_with("// my edit\n"));
 }
 
@@ -456,4 +457,18 @@ fn bases_are_the_default_and_each_patches_subdirectory() {
         err.contains("no base `9.9.9`") && err.contains("0.0.0, 0.1.0"),
         "{err}"
     );
+}
+
+#[test]
+fn local_edits_name_the_step_to_record_them_in() {
+    let err = Error::LocalEdits {
+        dir: PathBuf::from("build/step-1/crates-step-1/uv-cache"),
+        step: Some("markers".into()),
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("`cargo xtask patch refresh markers`"),
+        "{text}"
+    );
+    assert!(text.contains("--record markers"), "{text}");
 }
