@@ -84,11 +84,13 @@ impl HandWork {
             (true, None) => Self::Unverified,
             (true, Some(recorded)) => {
                 let before = hunks_of(recorded);
-                let new: Vec<String> = hunks_of(rejected)
+                let now = hunks_of(rejected);
+                let count = now.len();
+                let new: Vec<String> = now
                     .into_iter()
                     .filter(|hunk| !before.contains(hunk))
                     .collect();
-                if new.is_empty() && before.len() == hunks_of(rejected).len() {
+                if new.is_empty() && before.len() == count {
                     Self::Done
                 } else {
                     Self::Stale(new)
@@ -125,6 +127,8 @@ fn hunks_of(rejects: &str) -> Vec<String> {
         if let Some(name) = line.strip_prefix("--- ") {
             file = name;
         } else if line.starts_with("+++ ") {
+            // The same name again: the hunks are keyed by the `---` one.
+            continue;
         } else if line == "@@" {
             hunks.push(format!("{file}\n"));
         } else if let Some(hunk) = hunks.last_mut() {
