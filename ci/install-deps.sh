@@ -7,14 +7,14 @@ set -euo pipefail
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # bubblewrap: the ro-home and ro-root sandboxes (and Codex's and Claude Code's own sandboxes).
-# strace: the write-syscall benchmark. ripgrep + socat: required by Claude Code's `srt`.
+# strace: the write-syscall benchmark; valgrind: its instruction count (callgrind). ripgrep + socat: required by Claude Code's `srt`.
 # patch: `cargo xtask upstream forward` reports per-hunk offset/fuzz with GNU patch.
 # e2fsprogs (chattr): the immutable sandbox, EPERM on Linux.
 # docker.io (dockerd) + mmdebstrap: the docker-ro sandbox's engine and image
 # (ci/docker-engine.sh, ci/docker-image.sh). A machine that already has an engine (GitHub's
 # runners ship Docker's own packages, which docker.io would conflict with) keeps it.
 need=()
-for pair in bwrap:bubblewrap strace:strace rg:ripgrep socat:socat patch:patch git:git setpriv:util-linux chattr:e2fsprogs dockerd:docker.io mmdebstrap:mmdebstrap; do
+for pair in bwrap:bubblewrap strace:strace valgrind:valgrind rg:ripgrep socat:socat patch:patch git:git setpriv:util-linux chattr:e2fsprogs dockerd:docker.io mmdebstrap:mmdebstrap; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ "${#need[@]}" -gt 0 ]; then

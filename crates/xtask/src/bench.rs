@@ -1,7 +1,13 @@
 //! `cargo xtask bench`: the two numbers the patch promises, measured, not asserted in a
 //! timed test.
 //!
-//! 1. Warm `uv run python3 -c pass`, patched vs pristine, same profile: ratio of medians.
+//! 1. Warm `uv run python3 -c pass`, patched vs pristine, same profile: ratio of medians,
+//!    next to the same ratio for pristine against a second copy of itself (the noise floor),
+//!    and the instructions each run executes (callgrind), which the machine's load cannot
+//!    move. Every binary is timed from a fresh copy in one scratch directory: measured here,
+//!    one and the same pristine binary ran 1.32× slower from `target/` than from a new copy
+//!    in `/tmp`, so timing the binaries where they were built compares their page-cache
+//!    placement, not their code.
 //! 2. Write-intent syscalls on the cache during one warm run (strace: opens with write,
 //!    create or truncate flags, mkdir, rename, unlink, link, symlink under the cache root),
 //!    with a writable cache and a read-only one (the ro-home sandbox: EROFS).
@@ -28,7 +34,8 @@ use uvfix_scenario::scenario::{Ctx, uv_env};
 
 /// One uv under test, with a warm cache of its own.
 struct Bench {
-    variant: Variant,
+    /// `patched`, `pristine`, or the control: a second copy of pristine.
+    name: String,
     uv: PathBuf,
     dirs: CellDirs,
     python: PathBuf,
@@ -65,8 +72,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 21)]
     runs: usize,
     /// Only the matrix section.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_matrix")]
     matrix_only: bool,
+    /// Only the timings and the syscall count: no matrix section (a quiet-machine latency run
+    /// takes a minute; the matrix section ten).
+    #[arg(long)]
+    no_matrix: bool,
     /// Sandboxes of the matrix section (default: all).
     #[arg(long, value_delimiter = ',')]
     matrix_sandbox: Option<Vec<String>>,
@@ -88,10 +99,14 @@ pub fn run(paths: &Paths, args: &BenchArgs, helper: &Path) -> Result<()> {
             );
         }
         let scratch = tempfile::Builder::new().prefix("uvfix-bench-").tempdir()?;
-        let benches = warm(&bins, helper, scratch.path())?;
-        report.push_str(&timings(&benches, args.runs, helper)?);
+        let (benches, control) = warm(&bins, helper, scratch.path())?;
+        report.push_str(&timings(&benches, &control, args.runs, helper)?);
+        report.push_str(&instructions(&benches, helper, scratch.path())?);
         report.push_str(&syscalls(&benches, helper, scratch.path())?);
         report.push('\n');
+    }
+    if args.no_matrix {
+        return write_report(paths, &report);
     }
     let uvs: Vec<UvUnderTest> = bins
         .iter()
@@ -113,10 +128,14 @@ pub fn run(paths: &Paths, args: &BenchArgs, helper: &Path) -> Result<()> {
         crate::matrix::jobs(args.jobs),
         helper,
     )?);
+    write_report(paths, &report)
+}
+
+fn write_report(paths: &Paths, report: &str) -> Result<()> {
     print!("{report}");
     let out = paths.base_work().join("bench");
     fs_err::create_dir_all(&out)?;
-    fs_err::write(out.join("bench.txt"), &report)?;
+    fs_err::write(out.join("bench.txt"), report)?;
     eprintln!("uvfix: wrote {}", out.join("bench.txt").display());
     Ok(())
 }
@@ -162,15 +181,33 @@ fn matrix_filter(args: &BenchArgs) -> Result<Filter> {
     })
 }
 
-/// Warm a cache for each variant under `scratch`.
-fn warm(bins: &[(Variant, PathBuf)], helper: &Path, scratch: &Path) -> Result<Vec<Bench>> {
+/// Warm a cache for each variant under `scratch`, each from its own fresh copy of the binary
+/// (see the module comment), and the control: pristine once more, from a second copy.
+fn warm(bins: &[(Variant, PathBuf)], helper: &Path, scratch: &Path) -> Result<(Vec<Bench>, Bench)> {
     let python = find_python()?;
-    let mut benches = Vec::new();
-    for (variant, uv) in bins {
+    let pristine = bins
+        .iter()
+        .find(|(variant, _)| *variant == Variant::Pristine)
+        .map(|(_, uv)| uv.clone())
+        .context("no pristine uv to bench against")?;
+    let mut all = Vec::new();
+    let named = bins
+        .iter()
+        .map(|(variant, uv)| (variant.name(), uv.clone()))
+        .chain([(CONTROL.to_string(), pristine)]);
+    for (name, uv) in named {
+        // A directory name without spaces: a venv's scripts carry it in their shebang.
+        let root = scratch.join(if name == CONTROL { "control" } else { &name });
+        let bin = root.join("bin");
+        fs_err::create_dir_all(&bin)?;
+        for exe in ["uv", "uvx"] {
+            fs_err::copy(uv.with_file_name(exe), bin.join(exe))
+                .with_context(|| format!("copying the {name} `{exe}` for the timings"))?;
+        }
         let bench = Bench {
-            variant: *variant,
-            uv: uv.clone(),
-            dirs: make_layout(&scratch.join(variant.name()))?,
+            name: name.clone(),
+            uv: bin.join("uv"),
+            dirs: make_layout(&root)?,
             python: python.clone(),
         };
         let status = bench
@@ -178,48 +215,122 @@ fn warm(bins: &[(Variant, PathBuf)], helper: &Path, scratch: &Path) -> Result<Ve
             .stdout(Stdio::null())
             .status()?;
         if !status.success() {
-            bail!("warming the {} cache failed ({status})", variant.name());
+            bail!("warming the {name} cache failed ({status})");
         }
-        benches.push(bench);
+        all.push(bench);
     }
-    Ok(benches)
+    let control = all.pop().expect("the control was pushed last");
+    Ok((all, control))
 }
 
-/// Median warm-run times, and the ratio patched/pristine.
-fn timings(benches: &[Bench], runs: usize, helper: &Path) -> Result<String> {
-    // Interleave the runs so drift on a shared machine hits both variants alike.
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); benches.len()];
-    for _ in 0..runs {
-        for (bench, times) in benches.iter().zip(&mut times) {
+/// The control's name: pristine timed against a second copy of itself.
+const CONTROL: &str = "pristine (2nd copy)";
+
+/// Median warm-run times, the ratio patched/pristine, and the control's ratio to pristine.
+fn timings(benches: &[Bench], control: &Bench, runs: usize, helper: &Path) -> Result<String> {
+    let all: Vec<&Bench> = benches.iter().chain([control]).collect();
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); all.len()];
+    for round in 0..runs {
+        // Interleave, and rotate who goes first, so drift on a shared machine and whatever the
+        // previous run left warm hit every binary alike.
+        for offset in 0..all.len() {
+            let at = (round + offset) % all.len();
+            let bench = all[at];
             let start = Instant::now();
             let status = bench
                 .command(Sandbox::None, helper)
                 .stdout(Stdio::null())
                 .status()?;
-            times.push(start.elapsed());
+            times[at].push(start.elapsed());
             if !status.success() {
-                bail!(
-                    "{} `uv run python3 -c pass` failed ({status})",
-                    bench.variant.name()
-                );
+                bail!("{} `uv run python3 -c pass` failed ({status})", bench.name);
             }
         }
     }
     let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
     let mut report =
         format!("warm `uv run python3 -c pass`, {runs} runs each, dev profile, median:\n");
-    for (bench, median) in benches.iter().zip(&medians) {
-        report.push_str(&format!(
-            "  {:<9} {:>8.1} ms\n",
-            bench.variant.name(),
-            ms(*median)
-        ));
+    for (bench, median) in all.iter().zip(&medians) {
+        report.push_str(&format!("  {:<20} {:>8.1} ms\n", bench.name, ms(*median)));
     }
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     report.push_str(&format!(
-        "  ratio patched/pristine: {:.3}\n\n",
-        medians[0].as_secs_f64() / medians[1].as_secs_f64()
+        "  ratio patched/pristine: {:.3} (noise floor, pristine's 2nd copy/pristine: {:.3})\n\n",
+        ratio(medians[0], medians[1]),
+        ratio(medians[2], medians[1]),
     ));
     Ok(report)
+}
+
+/// Instructions one warm run executes in uv's own process (callgrind, children not traced):
+/// a count the machine's load does not move, where the wall-clock median on two shared cores
+/// does. Skipped, with the reason, without valgrind.
+fn instructions(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<String> {
+    const RUNS: usize = 3;
+    let mut report = format!(
+        "instructions executed by uv in one warm run (valgrind callgrind), median of {RUNS}:\n"
+    );
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        report.push_str("  skipped: valgrind is not installed (apt-get install valgrind)\n\n");
+        return Ok(report);
+    }
+    let mut counts = Vec::new();
+    for bench in benches {
+        let mut runs = Vec::new();
+        for run in 0..RUNS {
+            let out = scratch.join(format!("callgrind-{}-{run}.out", bench.name));
+            runs.push(callgrind_count(bench, helper, &out)?);
+        }
+        runs.sort_unstable();
+        let count = runs[RUNS / 2];
+        report.push_str(&format!("  {:<20} {count:>14}\n", bench.name));
+        counts.push(count);
+    }
+    report.push_str(&format!(
+        "  ratio patched/pristine: {:.5}\n\n",
+        counts[0] as f64 / counts[1] as f64
+    ));
+    Ok(report)
+}
+
+fn callgrind_count(bench: &Bench, helper: &Path, out: &Path) -> Result<u64> {
+    let inner = bench.command(Sandbox::None, helper);
+    let mut command = Command::new("valgrind");
+    command
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::null());
+    if let Some(dir) = inner.get_current_dir() {
+        command.current_dir(dir);
+    }
+    let output = command.output().context("running valgrind")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!(
+            "{} under callgrind failed ({}):\n{stderr}",
+            bench.name,
+            output.status
+        );
+    }
+    collected(&stderr).with_context(|| {
+        format!(
+            "no `Collected :` line in callgrind's output for {}:\n{stderr}",
+            bench.name
+        )
+    })
+}
+
+/// callgrind's total for the first process it traced: `==123== Collected : 398304844`.
+fn collected(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|line| {
+        line.split_once("Collected :")
+            .and_then(|(_, n)| n.trim().parse().ok())
+    })
 }
 
 /// Write-intent syscalls under the cache root, writable and read-only.
@@ -237,14 +348,14 @@ fn syscalls(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<String> 
             if let uvfix_sandbox::Availability::Unavailable(why) = sandbox.availability() {
                 report.push_str(&format!(
                     "  {:<9}  {cache:<10}  skipped: {why}\n",
-                    bench.variant.name(),
+                    bench.name,
                 ));
                 continue;
             }
             let (count, status, calls) = strace_writes(bench, sandbox, helper, scratch)?;
             report.push_str(&format!(
                 "  {:<9}  {cache:<10}  {count:>5}  {status}\n",
-                bench.variant.name(),
+                bench.name,
             ));
             let layout = &bench.dirs.layout;
             let cache = layout.cache.to_string_lossy();
@@ -264,11 +375,7 @@ fn strace_writes(
     helper: &Path,
     scratch: &Path,
 ) -> Result<(usize, String, Vec<String>)> {
-    let log = scratch.join(format!(
-        "strace-{}-{}.log",
-        bench.variant.name(),
-        sandbox.name()
-    ));
+    let log = scratch.join(format!("strace-{}-{}.log", bench.name, sandbox.name()));
     let inner = bench.command(sandbox, helper);
     let mut command = Command::new("strace");
     command
@@ -365,6 +472,15 @@ mod tests {
     use super::*;
 
     const CACHE: &str = "/t/home/.cache/uv";
+
+    #[test]
+    fn callgrind_total_is_read_from_its_summary() {
+        let stderr = "==7== Callgrind, a call-graph generating cache profiler\n\
+                      ==7== Events    : Ir\n==7== Collected : 398304844\n==7==\n\
+                      ==7== I   refs:      398,304,844\n";
+        assert_eq!(collected(stderr), Some(398_304_844));
+        assert_eq!(collected("==7== Events    : Ir\n"), None);
+    }
 
     #[test]
     fn write_intent_is_found_under_the_cache_only() {
