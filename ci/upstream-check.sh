@@ -10,8 +10,9 @@
 #    and pass the touched crates' unit tests? That is a finding about upstream, not a
 #    regression: upstream moves, and the series is rebased on purpose, not every night. It is
 #    reported, never a failure.
-# 3. `upstream forward`: how the series meets the newest crates.io releases. It exits non-zero
-#    only when a tool fails (failing hunks are its findings), so a failure here fails the job.
+# 3. The rebase cost, hunk by hunk: `upstream forward` against the newest crates.io releases
+#    and against `main`'s crates (`--checkout`). Both exit non-zero only when a tool fails
+#    (failing hunks are their findings), so only a tool failure here fails the job.
 #
 # The report goes to target/uvfix/upstream/report.md (uploaded by the workflow) and to
 # $GITHUB_STEP_SUMMARY.
@@ -50,6 +51,10 @@ cargo xtask upstream check "$checkout" --rev HEAD ${toolchain_args[@]+"${toolcha
 forward_status=0
 cargo xtask upstream forward >"$logs/forward.log" 2>&1 || forward_status=$?
 [ "$forward_status" -eq 0 ] || regression=1
+forward_main_status=0
+cargo xtask upstream forward --checkout "$checkout" --rev HEAD >"$logs/forward-main.log" 2>&1 \
+  || forward_main_status=$?
+[ "$forward_main_status" -eq 0 ] || regression=1
 
 verdict() { if [ "$1" -eq 0 ]; then echo "$2"; else echo "$3"; fi; }
 excerpt() {
@@ -64,7 +69,8 @@ excerpt() {
   echo "|---|---|"
   echo "| series applies at the pinned release $pinned | $(verdict "$pinned_status" "yes" "**NO: fixture regression**") |"
   echo "| series applies, builds and passes the unit tests at \`main\` ($main_rev) | $(verdict "$main_status" "yes" "no (a finding, see below; rebase with \`cargo xtask upstream forward\`)") |"
-  echo "| \`upstream forward\` ran | $(verdict "$forward_status" "yes" "**NO: tool failure**") |"
+  echo "| \`upstream forward\` ran (newest releases) | $(verdict "$forward_status" "yes" "**NO: tool failure**") |"
+  echo "| \`upstream forward --checkout\` ran (\`main\`) | $(verdict "$forward_main_status" "yes" "**NO: tool failure**") |"
   echo
   echo "## At $pinned"
   excerpt "$logs/pinned.log"
@@ -72,10 +78,13 @@ excerpt() {
   echo "## At main ($main_rev)"
   excerpt "$logs/main.log"
   echo
-  echo "## Forward to the newest crates"
-  if [ -f "$out/forward/report.md" ]; then cat "$out/forward/report.md"; else excerpt "$logs/forward.log"; fi
+  echo "## Rebase cost: the newest crates"
+  if [ "$forward_status" -eq 0 ]; then cat "$out/forward/report.md"; else excerpt "$logs/forward.log"; fi
+  echo
+  echo "## Rebase cost: main ($main_rev)"
+  if [ "$forward_main_status" -eq 0 ]; then cat "$out/forward-checkout/report.md"; else excerpt "$logs/forward-main.log"; fi
 } >"$report"
-cat "$logs/pinned.log" "$logs/main.log" "$logs/forward.log" >"$out/upstream-check.log"
+cat "$logs/pinned.log" "$logs/main.log" "$logs/forward.log" "$logs/forward-main.log" >"$out/upstream-check.log"
 
 cat "$report"
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat "$report" >>"$GITHUB_STEP_SUMMARY"; fi

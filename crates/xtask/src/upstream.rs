@@ -53,8 +53,20 @@ pub enum UpstreamCommand {
     Forward {
         /// A uv release (`0.13.6`): try the crate versions it was published with
         /// [default: each pinned crate's newest release].
-        #[arg(long, value_name = "UV_VERSION", conflicts_with = "record")]
+        #[arg(long, value_name = "UV_VERSION", conflicts_with_all = ["record", "checkout"])]
         to: Option<String>,
+        /// Try the stack on the crates of an astral-sh/uv checkout (or bare clone) instead of
+        /// crates.io releases: the rebase cost against `main`.
+        #[arg(long, value_name = "PATH", conflicts_with = "record")]
+        checkout: Option<PathBuf>,
+        /// With `--checkout`: the revision whose crates to try.
+        #[arg(
+            long,
+            value_name = "REV",
+            default_value = "HEAD",
+            requires = "checkout"
+        )]
+        rev: String,
         /// With `--base`: record the hand work on STEP, the difference between what carries
         /// over and its edited build tree (`cargo xtask patch edit --base … STEP`), as the
         /// base's `fixups/` patch.
@@ -70,7 +82,20 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
             export::run(paths, &out).map(drop)
         }
         UpstreamCommand::Check(options) => check::run(paths, &options),
-        UpstreamCommand::Forward { to, record } => match (&paths.base, to) {
+        UpstreamCommand::Forward {
+            checkout: Some(checkout),
+            rev,
+            ..
+        } => {
+            if paths.base.is_some() {
+                bail!(
+                    "--checkout tries the default stack on an upstream tree; --base writes a \
+                     base's stack: give one of them"
+                );
+            }
+            forward::run_on_checkout(paths, &checkout, &rev)
+        }
+        UpstreamCommand::Forward { to, record, .. } => match (&paths.base, to) {
             (Some(_), Some(_)) => bail!(
                 "--to tries the default stack on a release; --base writes a base's stack from its \
                  [forward] table: give one of them"

@@ -43,6 +43,11 @@ pub struct Options {
     /// With --tests: on the release and after every step of the stack.
     #[arg(long, requires = "tests")]
     pub steps: bool,
+    /// With --steps: only these steps (repeatable; ids as in series.toml), e.g. to spread
+    /// the per-step runs (about 15 min a step for `build` and `project` on 2 cores) over
+    /// several sittings. The release runs as without it.
+    #[arg(long = "step", value_name = "ID", requires = "steps")]
+    pub only_steps: Vec<String>,
     /// With --tests: the stack first, then the release on only the tests that failed with
     /// it (`--exact`). Every failure gets the same verdict as in a full run; what is not
     /// measured is which release failures the stack fixes. For the long areas: `sync`

@@ -7,6 +7,11 @@
 //! and applied for real to that scratch copy before the next one is tried, since later
 //! patches assume earlier ones. GNU patch decides offsets and fuzz; we only read its report.
 //!
+//! With `--checkout PATH [--rev REV]` the newer sources are the crates of an astral-sh/uv
+//! checkout instead (`crates/<name>` at REV, read with `git archive`, so the checkout is not
+//! touched): the rebase cost against `main`, which the nightly workflow reports beside the
+//! cost against the newest release.
+//!
 //! Failing hunks are the finding, not an error: the command exits non-zero only when a tool
 //! fails.
 
@@ -22,7 +27,7 @@ use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
 use super::gnu_patch::{self, Hunk, Skip, Status};
-use super::message::{PatchText, hunks};
+use super::message::{PatchText, hunks, to_repository_paths};
 use super::{display, fresh_dir, output};
 
 /// One patch tried against one newer release.
@@ -112,27 +117,150 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
     let dir = super::dir(paths).join("forward");
     fs_err::create_dir_all(&dir)?;
     let (resolved, targets, missing) = targets(&dir, &manifest, to)?;
+    let trees = dir.join("trees");
+    fresh_dir(&trees)?;
+    for (pin, version) in &targets {
+        vendor::extract(
+            &resolved.source(&pin.name, version)?,
+            &trees.join(&pin.name),
+        )?;
+    }
+    forward(
+        paths,
+        &dir,
+        &manifest,
+        &targets,
+        &missing,
+        &trees,
+        Layout::Published,
+    )
+}
+
+/// The stack against the crates of an astral-sh/uv checkout at `rev` (`main`, usually).
+pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> {
+    let manifest = Manifest::load(&paths.patches())?;
+    check_gnu_patch()?;
+    let checkout = std::path::absolute(checkout)?;
+    let sha = output(Command::new("git").arg("-C").arg(&checkout).args([
+        "rev-parse",
+        "--short=12",
+        &format!("{rev}^{{commit}}"),
+    ]))
+    .with_context(|| {
+        format!(
+            "{} has no revision `{rev}`: give an astral-sh/uv checkout (or bare clone) and a \
+             commit, branch or tag in it",
+            checkout.display()
+        )
+    })?;
+    let sha = sha.trim();
+    let dir = super::dir(paths).join("forward-checkout");
+    fs_err::create_dir_all(&dir)?;
+    let trees = dir.join("trees");
+    fresh_dir(&trees)?;
+    let (mut targets, mut missing) = (Vec::new(), Vec::new());
+    for pin in &manifest.crates {
+        let krate = format!("crates/{}", pin.name);
+        match checkout_version(&checkout, sha, &krate)? {
+            Some(version) => {
+                unpack_tree(&checkout, sha, &krate, &trees.join(&pin.name))?;
+                targets.push((pin.clone(), version));
+            }
+            None => missing.push(format!(
+                "{}: no `{krate}` at {rev} ({sha}) (renamed or merged?); its hunks fail",
+                pin.name
+            )),
+        }
+    }
+    let title = format!("astral-sh/uv at {rev} ({sha})");
+    let layout = Layout::Repository(&title);
+    forward(paths, &dir, &manifest, &targets, &missing, &trees, layout)
+}
+
+/// How the target crates are laid out, which decides the manifest the patches change.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout<'a> {
+    /// As crates.io ships them: the patches apply as written.
+    Published,
+    /// As they live in the repository named here: the patches as `upstream export` rewrites
+    /// them (`Cargo.toml.orig` is the repository's `Cargo.toml`; the generated one is not
+    /// there).
+    Repository(&'a str),
+}
+
+/// `crates/<name>`'s version at `sha`, or `None` when the crate is not there.
+fn checkout_version(checkout: &Path, sha: &str, krate: &str) -> Result<Option<String>> {
+    let manifest = Command::new("git")
+        .arg("-C")
+        .arg(checkout)
+        .args(["show", &format!("{sha}:{krate}/Cargo.toml")])
+        .output()
+        .context("cannot run git; is it installed?")?;
+    if !manifest.status.success() {
+        return Ok(None);
+    }
+    let value: toml::Value = toml::from_str(&String::from_utf8_lossy(&manifest.stdout))
+        .with_context(|| format!("{krate}/Cargo.toml at {sha} is not valid TOML"))?;
+    Ok(Some(
+        value
+            .get("package")
+            .and_then(|p| p.get("version"))
+            .and_then(toml::Value::as_str)
+            // `version.workspace = true`: the commit is the identity that matters.
+            .unwrap_or("(workspace version)")
+            .to_string(),
+    ))
+}
+
+/// `git archive <sha>:<krate>` unpacked into `dest`, so the patch paths (`uv-cache/src/…`)
+/// line up as they do for a `.crate`.
+fn unpack_tree(checkout: &Path, sha: &str, krate: &str, dest: &Path) -> Result<()> {
+    let archive = uvfix_process::checked(Command::new("git").arg("-C").arg(checkout).args([
+        "archive",
+        "--format=tar",
+        &format!("{sha}:{krate}"),
+    ]))?;
+    fs_err::create_dir_all(dest)?;
+    tar::Archive::new(archive.stdout.as_slice())
+        .unpack(dest)
+        .with_context(|| format!("unpacking {krate} at {sha} into {}", dest.display()))
+}
+
+/// Try the stack on `trees` (one directory per pinned crate, already filled), print and
+/// write the report.
+fn forward(
+    paths: &Paths,
+    dir: &Path,
+    manifest: &Manifest,
+    targets: &[Target],
+    missing: &[String],
+    trees: &Path,
+    layout: Layout,
+) -> Result<()> {
+    let heading = match layout {
+        Layout::Published => "crates.io releases".to_string(),
+        Layout::Repository(title) => title.to_string(),
+    };
     println!(
-        "uvfix: trying the series on {}",
+        "uvfix: trying the series on {heading}: {}",
         targets
             .iter()
             .map(|(pin, to)| format!("{} {} → {to}", pin.name, pin.version))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let trees = dir.join("trees");
-    let reports = try_stack(&dir, &manifest, &resolved, &targets, &trees)?;
-    let report = write_report(paths, &dir, &reports, &missing, &trees)?;
+    let reports = try_stack(dir, manifest, targets, trees, layout)?;
+    let report = write_report(paths, dir, &heading, &reports, missing, trees)?;
     let failing = reports
         .iter()
         .filter(|r| r.verdict() == Verdict::Fails)
         .count();
     println!(
-        "\nuvfix: {failing} of {} patch(es) need a rebase for these releases; report: {}; \
+        "\nuvfix: {failing} of {} patch(es) need a rebase for these sources; report: {}; \
          patched trees: {}",
         reports.len(),
         display(paths, &report),
-        display(paths, &trees)
+        display(paths, trees)
     );
     Ok(())
 }
@@ -191,25 +319,18 @@ fn targets(
     Ok((resolved, targets, missing))
 }
 
-/// Apply every step of the stack, in order, to scratch copies of the target releases with
+/// Apply every step of the stack, in order, to scratch copies of the target sources with
 /// GNU patch (a dry run first, for the report). The crates share one tree, as the patch paths
 /// expect (`uv-cache/src/lib.rs`), and each step sees what the steps below it changed.
 fn try_stack(
     dir: &Path,
     manifest: &Manifest,
-    resolved: &Resolved,
     targets: &[Target],
     trees: &Path,
+    layout: Layout,
 ) -> Result<Vec<PatchReport>> {
-    fresh_dir(trees)?;
     let inputs = dir.join("inputs");
     fresh_dir(&inputs)?;
-    for (pin, version) in targets {
-        vendor::extract(
-            &resolved.source(&pin.name, version)?,
-            &trees.join(&pin.name),
-        )?;
-    }
     let versions = |krate: &str| {
         targets
             .iter()
@@ -223,8 +344,12 @@ fn try_stack(
     for step in &manifest.steps {
         let text = fs_err::read_to_string(&step.path)?;
         let parsed = PatchText::parse(&step.rel, &text)?;
+        let diff = match layout {
+            Layout::Published => parsed.diff,
+            Layout::Repository(_) => to_repository_paths(&parsed.diff).0,
+        };
         let input = inputs.join(format!("{}.diff", step.id));
-        fs_err::write(&input, &parsed.diff)?;
+        fs_err::write(&input, &diff)?;
         let dry = gnu_patch_run(trees, &input, true, None)?;
         gnu_patch_run(trees, &input, false, None)?;
         let (from, to): (Vec<String>, Vec<String>) =
@@ -234,7 +359,7 @@ fn try_stack(
             step: step.id.clone(),
             from: from.join(", "),
             to: to.join(", "),
-            hunks: label(&parsed.diff, gnu_patch::parse(&dry)),
+            hunks: label(&diff, gnu_patch::parse(&dry)),
         });
     }
     Ok(reports)
@@ -264,6 +389,7 @@ pub(super) fn crates_of(text: &str) -> Vec<String> {
 fn write_report(
     paths: &Paths,
     dir: &Path,
+    heading: &str,
     reports: &[PatchReport],
     missing: &[String],
     trees: &Path,
@@ -278,7 +404,7 @@ fn write_report(
     fs_err::write(
         &report,
         format!(
-            "# Forward report\n\n{table}\n{}## Hunks\n\n```text\n{details}```\n\n\
+            "# Forward report: {heading}\n\n{table}\n{}## Hunks\n\n```text\n{details}```\n\n\
              Scratch trees (with every hunk that applied): {}\n",
             missing
                 .iter()
@@ -522,6 +648,69 @@ impl Resolved {
 mod tests {
     use super::*;
     use test_case::test_case;
+
+    /// A git repository with `crates/demo/` (a manifest and one source file) at one commit.
+    fn repository_with_a_crate(manifest: &str) -> tempfile::TempDir {
+        let repo = tempfile::tempdir().unwrap();
+        let krate = repo.path().join("crates/demo/src");
+        fs_err::create_dir_all(&krate).unwrap();
+        fs_err::write(krate.join("lib.rs"), "pub fn demo() {}\n").unwrap();
+        fs_err::write(repo.path().join("crates/demo/Cargo.toml"), manifest).unwrap();
+        let git = |args: &[&str]| {
+            let status = Command::new("git")
+                .arg("-C")
+                .arg(repo.path())
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "demo"]);
+        repo
+    }
+
+    #[test]
+    fn a_checkout_crate_is_read_at_its_commit() {
+        let repo = repository_with_a_crate("[package]\nname = \"demo\"\nversion = \"0.0.99\"\n");
+        // Changed after the commit: what is read is the commit, not the work tree.
+        fs_err::write(repo.path().join("crates/demo/src/lib.rs"), "changed\n").unwrap();
+        let version = checkout_version(repo.path(), "HEAD", "crates/demo").unwrap();
+        assert_eq!(version.as_deref(), Some("0.0.99"));
+        assert_eq!(
+            checkout_version(repo.path(), "HEAD", "crates/gone").unwrap(),
+            None
+        );
+        let dest = tempfile::tempdir().unwrap();
+        unpack_tree(
+            repo.path(),
+            "HEAD",
+            "crates/demo",
+            &dest.path().join("demo"),
+        )
+        .unwrap();
+        assert_eq!(
+            fs_err::read_to_string(dest.path().join("demo/src/lib.rs")).unwrap(),
+            "pub fn demo() {}\n"
+        );
+    }
+
+    #[test]
+    fn a_workspace_version_is_named_as_such() {
+        let repo =
+            repository_with_a_crate("[package]\nname = \"demo\"\nversion.workspace = true\n");
+        let version = checkout_version(repo.path(), "HEAD", "crates/demo").unwrap();
+        assert_eq!(version.as_deref(), Some("(workspace version)"));
+    }
 
     #[test_case("uv-cache\nversion: 0.0.72 (latest 0.0.98)\nlicense: MIT\n", Some("0.0.98"); "newer exists")]
     #[test_case("uv-cache\nversion: 0.0.98\n", Some("0.0.98"); "newest is compatible")]

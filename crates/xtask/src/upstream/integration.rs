@@ -62,7 +62,8 @@ pub fn run(
     let runner = Runner::new(&checkout.tree, &pythons)?;
     let last = checkout.exported.len();
     let mut counts: Vec<usize> = if options.steps {
-        (1..=last).collect()
+        let ids: Vec<&str> = checkout.exported.iter().map(|p| p.step.as_str()).collect();
+        chosen_steps(&ids, &options.only_steps)?
     } else {
         vec![last]
     };
@@ -128,6 +129,19 @@ pub fn run(
         report(paths, &out, &runs, &areas, &pythons)?;
     }
     finish(&runs)
+}
+
+/// The patch counts (1-based) of the steps to run: every one, or those named.
+fn chosen_steps(ids: &[&str], only: &[String]) -> Result<Vec<usize>> {
+    if let Some(unknown) = only.iter().find(|id| !ids.contains(&id.as_str())) {
+        bail!(
+            "--step {unknown}: no such step in the stack (its steps: {})",
+            ids.join(", ")
+        );
+    }
+    Ok((1..=ids.len())
+        .filter(|&n| only.is_empty() || only.iter().any(|id| id == ids[n - 1]))
+        .collect())
 }
 
 /// Area → the tests that failed at any step run so far.
@@ -402,6 +416,24 @@ fn markdown(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_are_chosen_by_id_in_stack_order() {
+        let ids = ["markers", "shared-locks", "missing-lock"];
+        let only = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(chosen_steps(&ids, &[]).unwrap(), [1, 2, 3]);
+        assert_eq!(
+            chosen_steps(&ids, &only(&["missing-lock", "markers"])).unwrap(),
+            [1, 3]
+        );
+        let err = chosen_steps(&ids, &only(&["marker"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--step marker") && err.contains("markers, shared-locks"),
+            "{err}"
+        );
+    }
 
     fn run(name: &str, passed: &[&str], failed: &[&str]) -> StepRun {
         let outcome = Outcome {
