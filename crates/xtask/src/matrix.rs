@@ -66,28 +66,74 @@ pub struct MatrixArgs {
     steps: bool,
     /// Run the matrix for every base, one after the other: patches/series.toml's release, then
     /// each patches/<VERSION>/. Each base's reports go to its own directory
-    /// (target/uvfix/bases/<VERSION>/matrix for the others); the summaries are printed in turn.
+    /// (target/uvfix/bases/<VERSION>/matrix for the others); the summaries are printed in turn,
+    /// then the bases side by side (target/uvfix/matrix/bases.md). Fails if another base's
+    /// patched build does not pass a cell the first base's patched build passes.
     #[arg(long, conflicts_with_all = ["uvs", "official", "out", "custom_sandboxes"])]
     all_bases: bool,
 }
 
-/// `--all-bases`: the matrix of each base in turn; fails if any base had a FAIL cell.
+/// `--all-bases`: the matrix of each base in turn, then the bases side by side
+/// (`bases.md` beside the default base's reports). Fails if any base had a FAIL cell, or if
+/// another base's patched build does not pass a cell the default base's patched build passes.
 pub fn run_bases(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     let mut failed = Vec::new();
+    let mut side_by_side = Vec::new();
     for base in paths.bases()? {
         let paths = paths.with_base(Some(&base))?;
         println!("\n== base {base} ==");
+        let json = paths.base_work().join("matrix").join("matrix.json");
+        // A base that stops before its cells ran must not be compared by an older run's cells.
+        match fs_err::remove_file(&json) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err.into()),
+            _ => {}
+        }
         let args = MatrixArgs {
             all_bases: false,
             ..args.clone()
         };
         if let Err(err) = run(&paths, args, helper) {
             eprintln!("uvfix: base {base}: {err:#}");
-            failed.push(base);
+            failed.push(base.clone());
         }
+        match fs_err::read_to_string(&json) {
+            Ok(text) => side_by_side.push(report::BaseResults {
+                base,
+                results: serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", json.display()))?,
+            }),
+            Err(_) => eprintln!("uvfix: base {base}: no cells ran; not in the side-by-side table"),
+        }
+    }
+    let lost = report::cells_lost_by_other_bases(&side_by_side);
+    if side_by_side.len() > 1 {
+        let table = report::render_bases(&side_by_side);
+        let file = paths
+            .with_base(None)?
+            .work()
+            .join("matrix")
+            .join("bases.md");
+        fs_err::create_dir_all(file.parent().expect("a file in a directory"))?;
+        let mut text = format!("# The bases side by side\n\n{table}");
+        if !lost.is_empty() {
+            text.push_str("\nCells the first base's patched build passes and these do not:\n\n");
+            text.extend(lost.iter().map(|cell| format!("- {cell}\n")));
+        }
+        fs_err::write(&file, &text)?;
+        println!("\n== the bases side by side ==\n{table}");
+        eprintln!("uvfix: wrote {}", file.display());
+    }
+    for cell in &lost {
+        eprintln!("uvfix: passes on the first base, not here: {cell}");
     }
     if !failed.is_empty() {
         bail!("the matrix failed for base(s) {}", failed.join(", "));
+    }
+    if !lost.is_empty() {
+        bail!(
+            "{} cell(s) the first base's patched build passes do not pass on another base",
+            lost.len()
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! e.g. `patched pass` / `pristine xfail`. Skip reasons are long, so cells show `skip[n]` and
 //! the reasons are listed once below the grid.
 
+mod bases;
 mod cost;
 mod summary;
 
@@ -23,6 +24,7 @@ use crate::build::Build;
 use crate::cell::CellResult;
 use crate::expect::Outcome;
 
+pub use bases::{BaseResults, cells_lost_by_other_bases, render_bases};
 pub use cost::Cost;
 pub use summary::render_summary;
 
@@ -372,7 +374,7 @@ pub(crate) mod tests {
     use assert_fs::prelude::*;
     use predicates::prelude::*;
 
-    fn cell(
+    pub(super) fn cell(
         label: &str,
         sandbox: &str,
         sc: ScenarioId,

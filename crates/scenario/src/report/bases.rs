@@ -1,0 +1,206 @@
+//! Bases side by side (`cargo xtask matrix --all-bases`): one row per sandbox, one column per
+//! base × build, and the check a new base has to pass: every cell the first base's patched
+//! build passes, the other bases' patched builds pass too.
+
+use std::fmt::Write as _;
+
+use super::{Summary, ordered};
+use crate::build::Build;
+use crate::cell::CellResult;
+use crate::expect::Outcome;
+
+/// One base's matrix results (its `matrix.json`).
+pub struct BaseResults {
+    /// The uv release the base patches, `0.12.5`.
+    pub base: String,
+    pub results: Vec<CellResult>,
+}
+
+/// The Markdown table: a row per sandbox, a column per base × build, each cell its counts.
+pub fn render_bases(bases: &[BaseResults]) -> String {
+    let columns: Vec<(&BaseResults, &Build)> = bases
+        .iter()
+        .flat_map(|b| {
+            ordered(b.results.iter().map(|r| &r.uv_label))
+                .into_iter()
+                .map(move |build| (b, build))
+        })
+        .collect();
+    let sandboxes = ordered(
+        bases
+            .iter()
+            .flat_map(|b| b.results.iter().map(|r| r.sandbox)),
+    );
+    let mut out = String::from("| sandbox |");
+    for (base, build) in &columns {
+        let _ = write!(out, " {build} {} |", base.base);
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(columns.len()));
+    out.push('\n');
+    for sandbox in sandboxes {
+        let _ = write!(out, "| {} |", sandbox.name());
+        for (base, build) in &columns {
+            let cells: Vec<CellResult> = base
+                .results
+                .iter()
+                .filter(|r| r.sandbox == sandbox && &r.uv_label == *build)
+                .cloned()
+                .collect();
+            let _ = write!(out, " {} |", counts(&Summary::of(&cells)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `63 pass, 9 xfail`: the non-zero counts, or `–` for no cells.
+fn counts(s: &Summary) -> String {
+    let parts: Vec<String> = [
+        (s.pass, "pass"),
+        (s.xfail, "xfail"),
+        (s.fail, "**FAIL**"),
+        (s.skip, "skip"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, word)| format!("{n} {word}"))
+    .collect();
+    if parts.is_empty() {
+        "–".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The cells (`sandbox/scenario/state`) the first base's patched build passes and another
+/// base's patched build ran without passing, as `<base>: <cell>: <outcome>`. A cell the
+/// other base did not run (a sandbox skipped there) is not counted: its skip is reported with
+/// that base's own results.
+pub fn cells_lost_by_other_bases(bases: &[BaseResults]) -> Vec<String> {
+    let Some((first, others)) = bases.split_first() else {
+        return Vec::new();
+    };
+    let patched = |b: &BaseResults| -> Vec<CellResult> {
+        b.results
+            .iter()
+            .filter(|r| r.uv_label == Build::Patched)
+            .cloned()
+            .collect()
+    };
+    let passed: Vec<CellResult> = patched(first)
+        .into_iter()
+        .filter(|r| r.outcome == Outcome::Pass)
+        .collect();
+    let mut lost = Vec::new();
+    for other in others {
+        for cell in patched(other) {
+            let was_passed = passed.iter().any(|p| {
+                (p.sandbox, p.scenario, p.state) == (cell.sandbox, cell.scenario, cell.state)
+            });
+            if was_passed && !matches!(cell.outcome, Outcome::Pass | Outcome::Skip(_)) {
+                lost.push(format!(
+                    "{}: {}/{}/{}: {}",
+                    other.base,
+                    cell.sandbox,
+                    cell.scenario,
+                    cell.state,
+                    cell.outcome.word()
+                ));
+            }
+        }
+    }
+    lost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::cell;
+    use crate::scenario::ScenarioId;
+    use crate::state::CacheState;
+    use uvfix_sandbox::Sandbox;
+
+    fn result(build: Build, sandbox: Sandbox, outcome: Outcome) -> CellResult {
+        let (build, sandbox) = (build.to_string(), sandbox.name());
+        cell(&build, sandbox, ScenarioId::S1, CacheState::Warm, outcome)
+    }
+
+    fn base(name: &str, results: Vec<CellResult>) -> BaseResults {
+        BaseResults {
+            base: name.into(),
+            results,
+        }
+    }
+
+    #[test]
+    fn bases_are_columns_and_a_lost_cell_is_named() {
+        let old = base(
+            "0.12.5",
+            vec![
+                result(Build::Patched, Sandbox::Landlock, Outcome::Pass),
+                result(Build::Pristine, Sandbox::Landlock, Outcome::ExpectedFail),
+            ],
+        );
+        let new = base(
+            "0.13.6",
+            vec![
+                result(
+                    Build::Patched,
+                    Sandbox::Landlock,
+                    Outcome::Fail("exit 2".into()),
+                ),
+                result(Build::Pristine, Sandbox::Landlock, Outcome::ExpectedFail),
+            ],
+        );
+        let table = render_bases(&[old, new]);
+        assert!(
+            table.starts_with(
+                "| sandbox | patched 0.12.5 | pristine 0.12.5 | patched 0.13.6 | pristine 0.13.6 |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("| landlock | 1 pass | 1 xfail | 1 **FAIL** | 1 xfail |"),
+            "{table}"
+        );
+        let bases = [
+            base(
+                "0.12.5",
+                vec![result(Build::Patched, Sandbox::Landlock, Outcome::Pass)],
+            ),
+            base(
+                "0.13.6",
+                vec![result(
+                    Build::Patched,
+                    Sandbox::Landlock,
+                    Outcome::ExpectedFail,
+                )],
+            ),
+        ];
+        let lost = cells_lost_by_other_bases(&bases);
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert!(lost[0].starts_with("0.13.6: landlock/"), "{lost:?}");
+        assert!(lost[0].ends_with(": xfail"), "{lost:?}");
+    }
+
+    #[test]
+    fn a_skipped_or_passing_cell_is_not_lost() {
+        let bases = [
+            base(
+                "0.12.5",
+                vec![result(Build::Patched, Sandbox::Landlock, Outcome::Pass)],
+            ),
+            base(
+                "0.13.6",
+                vec![result(
+                    Build::Patched,
+                    Sandbox::Landlock,
+                    Outcome::Skip("no landlock".into()),
+                )],
+            ),
+        ];
+        assert!(cells_lost_by_other_bases(&bases).is_empty());
+        assert!(cells_lost_by_other_bases(&bases[..1]).is_empty());
+    }
+}
