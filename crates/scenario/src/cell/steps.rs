@@ -1,5 +1,6 @@
 //! The steps of one cell, in order, over one context: warm → damage → prove denial → run
-//! sandboxed → judge. Each step records what it saw in the cell's [`CellResult`].
+//! sandboxed → (if uv stopped: prove uv starts in the sandbox) → judge. Each step records
+//! what it saw in the cell's [`CellResult`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,6 +65,14 @@ impl Cell<'_> {
             return Ok(verdict);
         }
         let observed = self.run_sandboxed()?;
+        // A scenario that ran to its end has shown that uv starts inside the sandbox; one
+        // that stopped must show it before its failure can count as uv's. Asked only then, it
+        // saves every passing cell one sandbox start (a second or more for srt and docker).
+        if observed.exit_code != Some(0)
+            && let Some(verdict) = self.prove_uv_starts()?
+        {
+            return Ok(verdict);
+        }
         Ok(expect::judge(self.result.expected, &observed))
     }
 
@@ -112,9 +121,8 @@ impl Cell<'_> {
         Ok(())
     }
 
-    /// The canary must be denied with the sandbox's errno, and `uv --version` must run
-    /// inside it: without both, a failing uv would "pass" as an expected failure vacuously.
-    /// `Some(verdict)` stops the cell there.
+    /// The canary must be denied with the sandbox's errno: without that, a passing uv proves
+    /// nothing. `Some(verdict)` stops the cell there.
     fn prove_denial(&mut self) -> anyhow::Result<Option<Outcome>> {
         let (sandbox, layout) = (self.sandbox, self.layout());
         if let Some(expected) = sandbox.denial() {
@@ -132,8 +140,14 @@ impl Cell<'_> {
                 ))));
             }
         }
-        // Prove uv itself starts inside the sandbox (exec permission, libraries, mounts), so
-        // that a pristine failure is uv's and not the fixture's.
+        Ok(None)
+    }
+
+    /// `uv --version` must run inside the sandbox (exec permission, libraries, mounts), so
+    /// that a failure is uv's and not the fixture's: without it, a uv that cannot even start
+    /// would "pass" as an expected failure vacuously. `Some(verdict)` is the cell's FAIL.
+    fn prove_uv_starts(&mut self) -> anyhow::Result<Option<Outcome>> {
+        let sandbox = self.sandbox;
         let version = Step {
             program: Program::Uv,
             args: vec![Arg::Lit("--version".into())],
