@@ -55,6 +55,11 @@ fn main() -> ExitCode {
             None,
             missing_uv_is_a_fail_not_a_panic,
         ),
+        case(
+            "uv_that_cannot_start_in_the_sandbox_is_a_fail_not_an_xfail",
+            Sandbox::Landlock.skip_reason(),
+            uv_that_cannot_start_in_the_sandbox_is_a_fail_not_an_xfail,
+        ),
     ];
     for scenario in [ScenarioId::S1, ScenarioId::S2] {
         cases.push(case(
@@ -230,6 +235,47 @@ fn missing_uv_is_a_fail_not_a_panic() -> Result<(), Failed> {
         matches!(&r.outcome, Outcome::Fail(reason) if reason.contains("/nonexistent/uv")),
         "{r:#?}"
     );
+    Ok(())
+}
+
+/// A "uv" that works unsandboxed (the warm step succeeds) and cannot do anything, not even
+/// `--version`, where the cell's cache is not writable: a pristine build's failure there
+/// must not count as the expected failure, since nothing of uv ran.
+fn uv_that_cannot_start_in_the_sandbox_is_a_fail_not_an_xfail() -> Result<(), Failed> {
+    Sandbox::Landlock.usable()?;
+    let dir = assert_fs::TempDir::new()?;
+    // Only in a cell (`$HOME` is the cell's `home/`) does it probe the cache, by writing.
+    let script = "#!/bin/sh\n\
+        cache=\"$HOME/.cache/uv\"\n\
+        if [ \"${HOME##*/}\" = home ]; then\n\
+          mkdir -p \"$cache\" 2>/dev/null\n\
+          if ! touch \"$cache/.probe\" 2>/dev/null; then echo 'cannot start' >&2; exit 126; fi\n\
+          rm -f \"$cache/.probe\"\n\
+        fi\n\
+        [ \"$1\" = --version ] && echo 'uv 0.0.0'\n\
+        [ \"$1\" = run ] && echo 'hello world'\n\
+        exit 0\n";
+    for name in ["uv", "uvx"] {
+        let file = dir.child(name);
+        file.write_str(script)?;
+        let mut perms = fs_err::metadata(file.path())?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        fs_err::set_permissions(file.path(), perms)?;
+    }
+    let uv = UvUnderTest::new(Build::Pristine, dir.child("uv").path());
+    let helper = uvfix_pipeline::builder::helper_for_tests()?;
+    let r = run_cell(
+        &uv,
+        Sandbox::Landlock,
+        ScenarioId::S1,
+        CacheState::Warm,
+        &helper,
+    );
+    assert!(
+        matches!(&r.outcome, Outcome::Fail(reason) if reason.contains("does not run inside")),
+        "{r:#?}"
+    );
+    assert_eq!(r.canary, Some(uvfix_sandbox::Denial::Eacces));
     Ok(())
 }
 
