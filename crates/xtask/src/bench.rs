@@ -266,7 +266,9 @@ fn timings(benches: &[Bench], control: &Bench, runs: usize, helper: &Path) -> Re
 /// a count the machine's load does not move, where the wall-clock median on two shared cores
 /// does. Skipped, with the reason, without valgrind.
 fn instructions(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<String> {
-    const RUNS: usize = 3;
+    // Not exactly the same count twice: uv's thread pools split the work differently from run
+    // to run (about ±0.3 % here), so the spread is printed beside the median.
+    const RUNS: usize = 5;
     let mut report = format!(
         "instructions executed by uv in one warm run (valgrind callgrind), median of {RUNS}:\n"
     );
@@ -283,7 +285,12 @@ fn instructions(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<Stri
         }
         runs.sort_unstable();
         let count = runs[RUNS / 2];
-        report.push_str(&format!("  {:<20} {count:>14}\n", bench.name));
+        report.push_str(&format!(
+            "  {:<20} {count:>14}  (runs {} – {})\n",
+            bench.name,
+            runs[0],
+            runs[RUNS - 1]
+        ));
         counts.push(count);
     }
     report.push_str(&format!(
