@@ -133,6 +133,20 @@ mod tests {
         }
     }
 
+    /// One patched landlock cell per base: a pass on 0.12.5, `on_new` on 0.13.6.
+    fn patched_landlock_on_both(on_new: Outcome) -> [BaseResults; 2] {
+        [
+            base(
+                "0.12.5",
+                vec![result(Build::Patched, Sandbox::Landlock, Outcome::Pass)],
+            ),
+            base(
+                "0.13.6",
+                vec![result(Build::Patched, Sandbox::Landlock, on_new)],
+            ),
+        ]
+    }
+
     #[test]
     fn bases_are_columns_and_a_lost_cell_is_named() {
         let old = base(
@@ -164,20 +178,7 @@ mod tests {
             table.contains("| landlock | 1 pass | 1 xfail | 1 **FAIL** | 1 xfail |"),
             "{table}"
         );
-        let bases = [
-            base(
-                "0.12.5",
-                vec![result(Build::Patched, Sandbox::Landlock, Outcome::Pass)],
-            ),
-            base(
-                "0.13.6",
-                vec![result(
-                    Build::Patched,
-                    Sandbox::Landlock,
-                    Outcome::ExpectedFail,
-                )],
-            ),
-        ];
+        let bases = patched_landlock_on_both(Outcome::ExpectedFail);
         let lost = cells_lost_by_other_bases(&bases);
         assert_eq!(lost.len(), 1, "{lost:?}");
         assert!(lost[0].starts_with("0.13.6: landlock/"), "{lost:?}");
@@ -186,20 +187,7 @@ mod tests {
 
     #[test]
     fn a_skipped_or_passing_cell_is_not_lost() {
-        let bases = [
-            base(
-                "0.12.5",
-                vec![result(Build::Patched, Sandbox::Landlock, Outcome::Pass)],
-            ),
-            base(
-                "0.13.6",
-                vec![result(
-                    Build::Patched,
-                    Sandbox::Landlock,
-                    Outcome::Skip("no landlock".into()),
-                )],
-            ),
-        ];
+        let bases = patched_landlock_on_both(Outcome::Skip("no landlock".into()));
         assert!(cells_lost_by_other_bases(&bases).is_empty());
         assert!(cells_lost_by_other_bases(&bases[..1]).is_empty());
     }
