@@ -116,8 +116,8 @@ pub fn prepare(
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
 
+    let mut edited = Vec::new();
     if let Some(stamp) = &stamp {
-        let mut edited = Vec::new();
         let mut missing = false;
         for (name, recorded) in &stamp.trees {
             let dir = crates_dir.join(name);
@@ -132,12 +132,6 @@ pub fn prepare(
                 Outcome::UpToDate
             } else {
                 Outcome::LocalEdits(edited)
-            });
-        }
-        if let Some(krate) = edited.into_iter().next().filter(|_| !force) {
-            return Err(Error::LocalEdits {
-                dir: crates_dir.join(&krate),
-                step: steps.last().map(|step| step.id.clone()),
             });
         }
     }
@@ -157,6 +151,20 @@ pub fn prepare(
             source.name.clone(),
             tree_digest(&staging.join(&source.name))?,
         );
+    }
+    // An edited tree is only lost if the new inputs do not reproduce it: right after
+    // `patch refresh` or `upstream forward --record`, the edit *is* the new patch.
+    if !force {
+        for krate in &edited {
+            let now = tree_digest(&crates_dir.join(krate))?;
+            if trees.get(krate) != Some(&now) {
+                fs_err::remove_dir_all(&staging)?;
+                return Err(Error::LocalEdits {
+                    dir: crates_dir.join(krate),
+                    step: steps.last().map(|step| step.id.clone()),
+                });
+            }
+        }
     }
 
     fs_err::create_dir_all(crates_dir)?;

@@ -250,6 +250,26 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
     assert!(lib_rs(crates.path()).ends_with("// my edit\n"));
 }
 
+#[test]
+fn an_edit_the_new_stack_reproduces_is_not_a_loss() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let crates = tmp.child("crates-patched");
+    prepare(&crates, &source, &series(&tmp, &[]));
+    // Edit the pristine tree into exactly what the new patch makes, as `patch refresh` or
+    // `upstream forward --record` leave it: the edit is now in patches/.
+    let lib = crates.path().join("demo/src/lib.rs");
+    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    let scratch = tmp.child("expected");
+    prepare(&scratch, &source, &manifest);
+    fs_err::write(&lib, lib_rs(scratch.path())).unwrap();
+
+    let outcome = vendor::prepare(crates.path(), &[source], &manifest.steps, false).unwrap();
+
+    assert_eq!(outcome, Outcome::Prepared);
+    assert!(lib_rs(crates.path()).contains("open without write access"));
+}
+
 fn refresh_fixture(tmp: &TempDir) -> (CrateSource, Manifest, PathBuf) {
     let source = demo_crate(tmp.path());
     let manifest = series(tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
