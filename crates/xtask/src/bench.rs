@@ -301,21 +301,15 @@ fn instructions(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<Stri
 }
 
 fn callgrind_count(bench: &Bench, helper: &Path, out: &Path) -> Result<u64> {
-    let inner = bench.command(Sandbox::None, helper);
-    let mut command = Command::new("valgrind");
-    command
+    let mut valgrind = Command::new("valgrind");
+    valgrind
         .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg("--")
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env_clear()
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdout(Stdio::null());
-    if let Some(dir) = inner.get_current_dir() {
-        command.current_dir(dir);
-    }
-    let output = command.output().context("running valgrind")?;
+        .arg(format!("--callgrind-out-file={}", out.display()));
+    let mut command = under(valgrind, &bench.command(Sandbox::None, helper));
+    let output = command
+        .stdout(Stdio::null())
+        .output()
+        .context("running valgrind")?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         bail!(
@@ -330,6 +324,19 @@ fn callgrind_count(bench: &Bench, helper: &Path, out: &Path) -> Result<u64> {
             bench.name
         )
     })
+}
+
+/// `tool … -- <inner>`, with exactly `inner`'s environment and working directory.
+fn under(mut tool: Command, inner: &Command) -> Command {
+    tool.arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    if let Some(dir) = inner.get_current_dir() {
+        tool.current_dir(dir);
+    }
+    tool
 }
 
 /// callgrind's total for the first process it traced: `==123== Collected : 398304844`.
@@ -383,22 +390,16 @@ fn strace_writes(
     scratch: &Path,
 ) -> Result<(usize, String, Vec<String>)> {
     let log = scratch.join(format!("strace-{}-{}.log", bench.name, sandbox.name()));
-    let inner = bench.command(sandbox, helper);
-    let mut command = Command::new("strace");
-    command
+    let mut strace = Command::new("strace");
+    strace
         .args(["-f", "-qq", "-y", "-s", "4096", "-o"])
         .arg(&log)
-        .args(["-e", "trace=open,openat,openat2,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,rmdir,link,linkat,symlink,symlinkat", "--"])
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env_clear()
-        .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .args(["-e", "trace=open,openat,openat2,creat,mkdir,mkdirat,rename,renameat,renameat2,unlink,unlinkat,rmdir,link,linkat,symlink,symlinkat"]);
+    let status = under(strace, &bench.command(sandbox, helper))
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(dir) = inner.get_current_dir() {
-        command.current_dir(dir);
-    }
-    let status = command.status().context("running strace")?;
+        .stderr(Stdio::null())
+        .status()
+        .context("running strace")?;
     let text = fs_err::read_to_string(&log)?;
     let calls: Vec<String> = text
         .lines()

@@ -174,7 +174,8 @@ fn target_dir(paths: &Paths) -> PathBuf {
 }
 
 /// The commit `rev` names in `source`, and a label for messages: `0.12.5 (abcdef012345)`.
-fn resolve(source: &Path, rev: &str) -> Result<(String, String)> {
+/// `rev` in `source` → (its full sha, `rev (sha12)` for reports).
+pub(super) fn resolve(source: &Path, rev: &str) -> Result<(String, String)> {
     output(git(source).args(["rev-parse", "--absolute-git-dir"])).with_context(|| {
         format!(
             "{} is neither a git checkout nor a bare git repository",

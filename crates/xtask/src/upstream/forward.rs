@@ -141,19 +141,8 @@ pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> 
     let manifest = Manifest::load(&paths.patches())?;
     check_gnu_patch()?;
     let checkout = std::path::absolute(checkout)?;
-    let sha = output(Command::new("git").arg("-C").arg(&checkout).args([
-        "rev-parse",
-        "--short=12",
-        &format!("{rev}^{{commit}}"),
-    ]))
-    .with_context(|| {
-        format!(
-            "{} has no revision `{rev}`: give an astral-sh/uv checkout (or bare clone) and a \
-             commit, branch or tag in it",
-            checkout.display()
-        )
-    })?;
-    let sha = sha.trim();
+    let (sha, title) = super::check::resolve(&checkout, rev)?;
+    let sha = sha.as_str();
     let dir = super::dir(paths).join("forward-checkout");
     fs_err::create_dir_all(&dir)?;
     let trees = dir.join("trees");
@@ -167,12 +156,12 @@ pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> 
                 targets.push((pin.clone(), version));
             }
             None => missing.push(format!(
-                "{}: no `{krate}` at {rev} ({sha}) (renamed or merged?); its hunks fail",
+                "{}: no `{krate}` at {title} (renamed or merged?); its hunks fail",
                 pin.name
             )),
         }
     }
-    let title = format!("astral-sh/uv at {rev} ({sha})");
+    let title = format!("astral-sh/uv at {title}");
     let layout = Layout::Repository(&title);
     forward(paths, &dir, &manifest, &targets, &missing, &trees, layout)
 }
@@ -190,9 +179,7 @@ enum Layout<'a> {
 
 /// `crates/<name>`'s version at `sha`, or `None` when the crate is not there.
 fn checkout_version(checkout: &Path, sha: &str, krate: &str) -> Result<Option<String>> {
-    let manifest = Command::new("git")
-        .arg("-C")
-        .arg(checkout)
+    let manifest = super::git(checkout)
         .args(["show", &format!("{sha}:{krate}/Cargo.toml")])
         .output()
         .context("cannot run git; is it installed?")?;
