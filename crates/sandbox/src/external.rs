@@ -271,12 +271,21 @@ pub(crate) fn srt_availability() -> Availability {
         Ok(settings) => settings,
         Err(e) => return Availability::Unavailable(format!("writing srt settings: {e}")),
     };
-    let mut probe = script_command(&srt);
+    smoke(srt_probe(&srt, &settings, probe_dir.path()), "`srt`")
+}
+
+/// `srt` running `/bin/sh -c :` with its own `TMPDIR`: srt listens on
+/// `$TMPDIR/srt-mux-<pid>-0.sock` and removes a stale one first, which fails when another user's
+/// srt left it in the shared `/tmp` (pids wrap at 32768 in a long CI run). Seen as the runner
+/// after root's test run: "listen EADDRINUSE: address already in use /tmp/srt-mux-21060-0.sock".
+fn srt_probe(srt: &Path, settings: &Path, tmp: &Path) -> Command {
+    let mut probe = script_command(srt);
     probe
+        .env("TMPDIR", tmp)
         .arg("--settings")
         .arg(settings)
         .args(["--", "/bin/sh", "-c", ":"]);
-    smoke(probe, "`srt`")
+    probe
 }
 
 /// srt points `TMPDIR` of the sandboxed command at this directory. Claude Code creates it and
@@ -418,6 +427,16 @@ mod tests {
         );
         assert!(json.contains(r#""denyWrite":["/h/.cache/uv"]"#), "{json}");
         assert!(json.contains(r#""allowedDomains":[]"#), "{json}");
+    }
+
+    #[test]
+    fn the_srt_probe_keeps_its_sockets_out_of_the_shared_tmp() {
+        let probe = srt_probe(Path::new("/opt/srt"), Path::new("/s.json"), Path::new("/p"));
+        let tmpdir = probe
+            .get_envs()
+            .find(|(key, _)| *key == "TMPDIR")
+            .and_then(|(_, value)| value);
+        assert_eq!(tmpdir, Some(Path::new("/p").as_os_str()));
     }
 
     #[test]
