@@ -38,7 +38,13 @@ case "${1:-}" in
     mkdir -p "$state"
     # setsid: the daemon must not be in our process group (a Ctrl-C of the caller or a test
     # runner killing its group must not take the engine down half-way).
-    setsid dockerd --iptables=false --ip6tables=false --bridge=none >"$log" 2>&1 </dev/null &
+    # unshare --propagation slave: the daemon's mounts (each container's overlay rootfs) stay in
+    # its own mount namespace, as docker.service's old `MountFlags=slave` did, while host mounts
+    # still reach it. Otherwise bwrap's recursive read-only bind of `/` (ro-home, ro-root, srt,
+    # codex-current cells) can meet a container's mount as it goes away and fail to start:
+    # "Unable to apply mount flags: remount /newroot/var/lib/docker/overlay2/…/merged".
+    setsid unshare --mount --propagation slave \
+      dockerd --iptables=false --ip6tables=false --bridge=none >"$log" 2>&1 </dev/null &
     echo $! >"$pidfile"
     for _ in $(seq 1 60); do
       if engine_up; then
