@@ -173,8 +173,8 @@ fn target_dir(paths: &Paths) -> PathBuf {
     paths.work().join("upstream-target")
 }
 
-/// The commit `rev` names in `source`, and a label for messages: `0.12.5 (abcdef012345)`.
-/// `rev` in `source` → (its full sha, `rev (sha12)` for reports).
+/// The commit `rev` names in `source` (its full sha), and a label for reports and messages:
+/// `0.12.5 (abcdef012345)`.
 pub(super) fn resolve(source: &Path, rev: &str) -> Result<(String, String)> {
     output(git(source).args(["rev-parse", "--absolute-git-dir"])).with_context(|| {
         format!(

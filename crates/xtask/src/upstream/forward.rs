@@ -202,7 +202,7 @@ fn checkout_version(checkout: &Path, sha: &str, krate: &str) -> Result<Option<St
 /// `git archive <sha>:<krate>` unpacked into `dest`, so the patch paths (`uv-cache/src/…`)
 /// line up as they do for a `.crate`.
 fn unpack_tree(checkout: &Path, sha: &str, krate: &str, dest: &Path) -> Result<()> {
-    let archive = uvfix_process::checked(Command::new("git").arg("-C").arg(checkout).args([
+    let archive = uvfix_process::checked(super::git(checkout).args([
         "archive",
         "--format=tar",
         &format!("{sha}:{krate}"),
