@@ -27,7 +27,7 @@ use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
 use super::gnu_patch::{self, Hunk, Skip, Status};
-use super::message::{PatchText, hunks, to_repository_paths};
+use super::message::{PatchText, hunks};
 use super::{display, fresh_dir, output};
 
 /// One patch tried against one newer release.
@@ -87,7 +87,9 @@ impl PatchReport {
             Verdict::AlreadyUpstream
         } else if c.fails > 0 || c.skipped > 0 {
             Verdict::Fails
-        } else if c.offset > 0 || c.fuzz > 0 {
+        } else if c.fuzz > 0 {
+            Verdict::Fuzz
+        } else if c.offset > 0 {
             Verdict::Moved
         } else {
             Verdict::Applies
@@ -100,9 +102,13 @@ impl PatchReport {
 pub enum Verdict {
     #[strum(serialize = "applies")]
     Applies,
-    /// Every hunk applies, some at an offset or with fuzz.
+    /// Every hunk applies, some at an offset: `git apply` and `git am` take it as it is.
     #[strum(serialize = "applies (moved)")]
     Moved,
+    /// Every hunk applies, some only with fuzz (context lines that changed): GNU patch takes
+    /// it, `git apply` and `git am` refuse it, so the PR needs a refresh before it is sent.
+    #[strum(serialize = "applies with fuzz (git apply refuses)")]
+    Fuzz,
     /// A hunk fails or its file is gone: the patch needs a rebase.
     #[strum(serialize = "FAILS")]
     Fails,
@@ -162,19 +168,59 @@ pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> 
         }
     }
     let title = format!("astral-sh/uv at {title}");
-    let layout = Layout::Repository(&title);
+    // The mails a maintainer would `git am`, not the stack's own files: git recomputes each
+    // diff when it exports, and may place a hunk a line apart from ours. Seen at a commit past
+    // 0.12.5 where upstream had added an import right after `mod tests {` in uv-fs: our diff of
+    // `markers` applied there, the exported one did not.
+    let exported = super::export::run(paths, &dir.join("export"))?;
+    let diffs = exported
+        .iter()
+        .map(|patch| {
+            let text = fs_err::read_to_string(&patch.file)?;
+            Ok(relative_to_crates(
+                &PatchText::parse(&patch.file, &text)?.diff,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let layout = Layout::Exported {
+        title: &title,
+        diffs: &diffs,
+    };
     forward(paths, &dir, &manifest, &targets, &missing, &trees, layout)
 }
 
-/// How the target crates are laid out, which decides the manifest the patches change.
+/// An exported diff's paths (`crates/uv-cache/src/lib.rs`) made relative to `crates/`, as the
+/// scratch trees are laid out (`uv-cache/src/lib.rs`).
+/// Only file headers change: a hunk's own lines (a removed `-- a/crates/…` reads `--- a/…`)
+/// never.
+fn relative_to_crates(diff: &str) -> String {
+    let mut in_header = false;
+    diff.split_inclusive('\n')
+        .map(|line| {
+            if line.starts_with("diff --git ") {
+                in_header = true;
+            } else if line.starts_with("@@ ") {
+                in_header = false;
+            }
+            if in_header {
+                line.replacen(" a/crates/", " a/", 1)
+                    .replacen(" b/crates/", " b/", 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect()
+}
+
+/// How the target crates are laid out, which decides the diffs tried on them.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Layout<'a> {
     /// As crates.io ships them: the patches apply as written.
     Published,
-    /// As they live in the repository named here: the patches as `upstream export` rewrites
-    /// them (`Cargo.toml.orig` is the repository's `Cargo.toml`; the generated one is not
-    /// there).
-    Repository(&'a str),
+    /// As they live in the repository named by `title`: the diffs of `upstream export`'s
+    /// mails, one per step in stack order (`Cargo.toml.orig` is the repository's
+    /// `Cargo.toml`; the generated one is not there).
+    Exported { title: &'a str, diffs: &'a [String] },
 }
 
 /// `crates/<name>`'s version at `sha`, or `None` when the crate is not there.
@@ -226,7 +272,7 @@ fn forward(
 ) -> Result<()> {
     let heading = match layout {
         Layout::Published => "crates.io releases".to_string(),
-        Layout::Repository(title) => title.to_string(),
+        Layout::Exported { title, .. } => title.to_string(),
     };
     println!(
         "uvfix: trying the series on {heading}: {}",
@@ -238,13 +284,11 @@ fn forward(
     );
     let reports = try_stack(dir, manifest, targets, trees, layout)?;
     let report = write_report(paths, dir, &heading, &reports, missing, trees)?;
-    let failing = reports
-        .iter()
-        .filter(|r| r.verdict() == Verdict::Fails)
-        .count();
+    let count = |verdict| reports.iter().filter(|r| r.verdict() == verdict).count();
+    let (failing, fuzzy) = (count(Verdict::Fails), count(Verdict::Fuzz));
     println!(
-        "\nuvfix: {failing} of {} patch(es) need a rebase for these sources; report: {}; \
-         patched trees: {}",
+        "\nuvfix: {failing} of {} patch(es) need a rebase for these sources, {fuzzy} more apply \
+         only with fuzz (a refresh before `git am`); report: {}; patched trees: {}",
         reports.len(),
         display(paths, &report),
         display(paths, trees)
@@ -328,12 +372,16 @@ fn try_stack(
             )
     };
     let mut reports = Vec::new();
-    for step in &manifest.steps {
-        let text = fs_err::read_to_string(&step.path)?;
-        let parsed = PatchText::parse(&step.rel, &text)?;
+    for (n, step) in manifest.steps.iter().enumerate() {
         let diff = match layout {
-            Layout::Published => parsed.diff,
-            Layout::Repository(_) => to_repository_paths(&parsed.diff).0,
+            Layout::Published => {
+                let text = fs_err::read_to_string(&step.path)?;
+                PatchText::parse(&step.rel, &text)?.diff
+            }
+            Layout::Exported { diffs, .. } => diffs
+                .get(n)
+                .with_context(|| format!("the export has no patch for step {}", step.id))?
+                .clone(),
         };
         let input = inputs.join(format!("{}.diff", step.id));
         fs_err::write(&input, &diff)?;
@@ -667,6 +715,25 @@ mod tests {
     }
 
     #[test]
+    fn exported_paths_are_made_relative_to_crates() {
+        let exported = "diff --git a/crates/uv-cache/Cargo.toml b/crates/uv-cache/Cargo.toml\n\
+                        --- a/crates/uv-cache/Cargo.toml\n\
+                        +++ b/crates/uv-cache/Cargo.toml\n\
+                        @@ -1 +1 @@\n\
+                        --- a/crates/ in a removed line stays\n\
+                        + a/crates/ in an added line stays\n";
+        assert_eq!(
+            relative_to_crates(exported),
+            "diff --git a/uv-cache/Cargo.toml b/uv-cache/Cargo.toml\n\
+             --- a/uv-cache/Cargo.toml\n\
+             +++ b/uv-cache/Cargo.toml\n\
+             @@ -1 +1 @@\n\
+             --- a/crates/ in a removed line stays\n\
+             + a/crates/ in an added line stays\n"
+        );
+    }
+
+    #[test]
     fn a_checkout_crate_is_read_at_its_commit() {
         let repo = repository_with_a_crate("[package]\nname = \"demo\"\nversion = \"0.0.99\"\n");
         // Changed after the commit: what is read is the commit, not the work tree.
@@ -736,7 +803,8 @@ mod tests {
 
     #[test_case(&[Status::Applies, Status::Applies], Verdict::Applies, "applies"; "clean")]
     #[test_case(&[Status::Applies, Status::Offset(3)], Verdict::Moved, "applies (moved)"; "offset")]
-    #[test_case(&[Status::Fuzz { fuzz: 1, offset: 0 }], Verdict::Moved, "applies (moved)"; "fuzz")]
+    #[test_case(&[Status::Fuzz { fuzz: 1, offset: 0 }], Verdict::Fuzz, "applies with fuzz (git apply refuses)"; "fuzz")]
+    #[test_case(&[Status::Offset(3), Status::Fuzz { fuzz: 1, offset: 2 }], Verdict::Fuzz, "applies with fuzz (git apply refuses)"; "fuzz beats offset")]
     #[test_case(&[Status::Applies, Status::Fails], Verdict::Fails, "FAILS"; "one fails")]
     #[test_case(&[Status::Skipped(Skip::MissingFile)], Verdict::Fails, "FAILS"; "file gone")]
     #[test_case(&[Status::Skipped(Skip::AlreadyApplied)], Verdict::AlreadyUpstream, "already upstream?"; "merged")]
