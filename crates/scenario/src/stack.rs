@@ -94,19 +94,21 @@ use Sandboxes as Sb;
 use ScenarioId as S;
 
 /// Sandboxes whose home is read-only as well as the cache: `uvx` cannot take the tools
-/// directory's exclusive lock there.
+/// directory's exclusive lock there. srt too: it makes writable only what `allowWrite` lists.
 const HOME_READ_ONLY: &[Sandbox] = &[
     Sandbox::Landlock,
     Sandbox::RoHome,
     Sandbox::RoRoot,
     Sandbox::Codex,
     Sandbox::CodexCurrent,
+    Sandbox::SandboxRuntime,
     Sandbox::DockerReadOnly,
 ];
 
-/// The first matching row wins. Measured with `cargo xtask matrix --steps` for none, landlock,
-/// ro-home, ro-root and foreign-owner (README, "The stack, step by step"); the other sandboxes
-/// follow the row of the one they resemble.
+/// The first matching row wins. Measured with `cargo xtask matrix --steps`: for none, landlock,
+/// ro-home, ro-root and foreign-owner on base 0.12.5, then for every Linux sandbox and cache
+/// state on base 0.13.6, which corrected the rows for srt, docker-ro and a mode-000 `.lock`
+/// (README, "The stack, step by step").
 pub const STEP_RULES: &[StepRule] = &[
     row(
         Sb::Unsandboxed,
@@ -180,12 +182,29 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("scratch"),
         "an interpreter query or a `--with` overlay needs a temporary directory",
     ),
+    // The container's `/usr/bin/python3` is the image's, not the host's the warm step ran:
+    // the interpreter query runs again, and needs a temporary directory.
+    row(
+        Sb::In(&[Sandbox::DockerReadOnly]),
+        &[S::S1, S::S3, S::S7],
+        &[],
+        Some("scratch"),
+        "another interpreter than the cache's: the query runs again in a temporary directory",
+    ),
     row(
         Sb::Denying,
         &[],
         &[St::LockMissing],
         Some("missing-lock"),
         "the lock file is missing and cannot be created",
+    ),
+    // Another user cannot open a mode-000 `.lock` at all, not even read-only.
+    row(
+        Sb::In(&[Sandbox::ForeignOwner]),
+        &[],
+        &[St::LockMode000],
+        Some("missing-lock"),
+        "a `.lock` nobody may open: used without it",
     ),
     // uv creates `.lock` with mode 0666: another user may still open it for writing.
     row(
@@ -242,5 +261,34 @@ pub fn check_stack(steps: &[&str]) -> Result<(), String> {
     {
         Some(id) => Err(format!("a row names `{id}`, which is not a step")),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_case::test_case;
+
+    // The rows the all-sandbox run on base 0.13.6 corrected, next to their neighbours.
+    #[test_case(Sandbox::DockerReadOnly, S::S1, St::Warm, Some("scratch"); "docker-ro queries its own python")]
+    #[test_case(Sandbox::DockerReadOnly, S::S1, St::LockMissing, Some("scratch"); "before the missing lock")]
+    #[test_case(Sandbox::DockerReadOnly, S::S4, St::Warm, Some("environments"); "docker-ro uvx")]
+    #[test_case(Sandbox::RoHome, S::S1, St::Warm, Some("shared-locks"); "ro-home shares the host's python")]
+    #[test_case(Sandbox::SandboxRuntime, S::S4, St::LockMissing, Some("environments"); "srt home is read-only")]
+    #[test_case(Sandbox::ForeignOwner, S::S1, St::LockMode000, Some("missing-lock"); "foreign lock mode 000")]
+    #[test_case(Sandbox::ForeignOwner, S::S1, St::Warm, Some("markers"); "foreign owner warm")]
+    #[test_case(Sandbox::None, S::S1, St::Warm, None; "writable cache")]
+    fn the_step_that_turns_a_cell_green(
+        sandbox: Sandbox,
+        scenario: ScenarioId,
+        state: CacheState,
+        step: Option<&str>,
+    ) {
+        assert_eq!(turns_green(sandbox, scenario, state), step);
+    }
+
+    #[test]
+    fn every_row_names_a_step_of_the_stack() {
+        assert_eq!(check_stack(STACK), Ok(()));
     }
 }
