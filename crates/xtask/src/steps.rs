@@ -295,9 +295,14 @@ pub fn run(
     let table = by_cell(&results, &builds);
     let changes = changes(&manifest, &table);
     let summary = write_reports(&manifest, &changes, &table, out)?;
+    // Every cell of every build too (matrix.json, matrix.md, junit.xml), so the directory never
+    // holds another run's cells beside this run's steps: a stale matrix.json there once showed
+    // a column as skipped that this run had passed.
+    uvfix_scenario::report::write_reports(&results, out)?;
     print!("{summary}");
     eprintln!(
-        "uvfix: per-step reports in {} (steps.md, steps/<id>.md, steps.json)",
+        "uvfix: per-step reports in {} (steps.md, steps/<id>.md, steps.json; every cell in \
+         matrix.json, matrix.md, junit.xml)",
         out.display()
     );
     let wrong = disagreements(&changes);
