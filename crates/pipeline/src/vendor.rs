@@ -116,25 +116,13 @@ pub fn prepare(
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
 
-    let mut edited = Vec::new();
-    if let Some(stamp) = &stamp {
-        let mut missing = false;
-        for (name, recorded) in &stamp.trees {
-            let dir = crates_dir.join(name);
-            if !dir.is_dir() {
-                missing = true;
-            } else if &tree_digest(&dir)? != recorded {
-                edited.push(name.clone());
-            }
-        }
-        if stamp.inputs == inputs && !missing {
-            return Ok(if edited.is_empty() {
-                Outcome::UpToDate
-            } else {
-                Outcome::LocalEdits(edited)
-            });
-        }
-    }
+    let edited = match &stamp {
+        Some(stamp) => match compare_with_stamp(crates_dir, stamp, &inputs)? {
+            StampCheck::Current(outcome) => return Ok(outcome),
+            StampCheck::Stale { edited } => edited,
+        },
+        None => Vec::new(),
+    };
 
     // Build every tree in a staging area first: a failing hunk leaves `crates/` untouched.
     let staging = crates_dir.with_extension("staging");
@@ -167,24 +155,65 @@ pub fn prepare(
         }
     }
 
+    let stale = stamp.iter().flat_map(|s| s.trees.keys().cloned()).collect();
+    install_staged(crates_dir, &staging, stale, Stamp { inputs, trees })?;
+    Ok(Outcome::Prepared)
+}
+
+/// What the stamp says of the trees on disk.
+enum StampCheck {
+    /// The inputs are the stamp's and every tree is there: nothing to do.
+    Current(Outcome),
+    /// The inputs changed or a tree is missing; `edited` trees differ from their stamp.
+    Stale { edited: Vec<String> },
+}
+
+fn compare_with_stamp(crates_dir: &Path, stamp: &Stamp, inputs: &str) -> Result<StampCheck, Error> {
+    let mut edited = Vec::new();
+    let mut missing = false;
+    for (name, recorded) in &stamp.trees {
+        let dir = crates_dir.join(name);
+        if !dir.is_dir() {
+            missing = true;
+        } else if &tree_digest(&dir)? != recorded {
+            edited.push(name.clone());
+        }
+    }
+    if stamp.inputs != inputs || missing {
+        return Ok(StampCheck::Stale { edited });
+    }
+    Ok(StampCheck::Current(if edited.is_empty() {
+        Outcome::UpToDate
+    } else {
+        Outcome::LocalEdits(edited)
+    }))
+}
+
+/// Replace the trees under `crates_dir` (the `stale` ones and the new ones) with the staged
+/// ones, then write the stamp: the stamp is the last thing written, so an interrupted
+/// install is seen as stale next time.
+fn install_staged(
+    crates_dir: &Path,
+    staging: &Path,
+    stale: Vec<String>,
+    stamp: Stamp,
+) -> Result<(), Error> {
     fs_err::create_dir_all(crates_dir)?;
-    let stale = stamp.iter().flat_map(|s| s.trees.keys());
-    for name in stale.chain(trees.keys()) {
+    for name in stale.iter().chain(stamp.trees.keys()) {
         let dir = crates_dir.join(name);
         if dir.exists() {
             fs_err::remove_dir_all(&dir)?;
         }
     }
-    for name in trees.keys() {
+    for name in stamp.trees.keys() {
         fs_err::rename(staging.join(name), crates_dir.join(name))?;
     }
-    fs_err::remove_dir_all(&staging)?;
-    let stamp = Stamp { inputs, trees };
+    fs_err::remove_dir_all(staging)?;
     fs_err::write(
-        &stamp_path,
+        crates_dir.with_extension(STAMP),
         serde_json::to_string_pretty(&stamp).expect("stamp serializes"),
     )?;
-    Ok(Outcome::Prepared)
+    Ok(())
 }
 
 /// Apply `steps` in order to the crates under `dir` (`dir/<crate>/…`, the paths the patch

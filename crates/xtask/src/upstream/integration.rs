@@ -87,12 +87,45 @@ pub fn run(
         // test binaries is most of a step's build, and debug info most of what they link.
         let profile = defines_profile(&checkout.tree, "no-debug").then_some("no-debug");
         let binaries = suite::build(checkout.cargo(paths, toolchain, &[]), &areas, profile)?;
+        let step = StepTests {
+            runner: &runner,
+            binaries: &binaries,
+            logs: &logs,
+            count,
+            only: only.as_ref(),
+        };
+        let outcomes = step.run_areas(paths, &areas)?;
+        runs.push(StepRun {
+            name,
+            count,
+            areas: outcomes,
+            failures_only: only.is_some(),
+        });
+        runs.sort_by_key(|run| run.count);
+        // After every step, so an interrupted run still leaves what it measured.
+        report(paths, &out, &runs, &areas, &pythons)?;
+    }
+    finish(&runs)
+}
+
+/// One step's test binaries, and what to run of them.
+struct StepTests<'a> {
+    runner: &'a Runner,
+    binaries: &'a BTreeMap<String, PathBuf>,
+    logs: &'a Path,
+    count: usize,
+    /// The release after the stack: only these tests, by area.
+    only: Option<&'a BTreeMap<String, Vec<String>>>,
+}
+
+impl StepTests<'_> {
+    fn run_areas(&self, paths: &Paths, areas: &[&Area]) -> Result<BTreeMap<String, Outcome>> {
         let mut outcomes = BTreeMap::new();
-        for area in &areas {
-            let Some(exe) = binaries.get(area.target) else {
+        for area in areas {
+            let Some(exe) = self.binaries.get(area.target) else {
                 bail!("cargo built no `{}` test binary", area.target);
             };
-            let names: Option<Vec<&str>> = only.as_ref().map(|only| {
+            let names: Option<Vec<&str>> = self.only.map(|only| {
                 only.get(area.target)
                     .map(|names| names.iter().map(String::as_str).collect())
                     .unwrap_or_default()
@@ -105,8 +138,10 @@ pub fn run(
                 outcomes.insert(area.target.to_string(), Outcome::default());
                 continue;
             }
-            let log = logs.join(format!("{count:02}-{}.log", area.target));
-            let outcome = runner.run(exe, area, names.as_deref(), &log)?;
+            let log = self
+                .logs
+                .join(format!("{:02}-{}.log", self.count, area.target));
+            let outcome = self.runner.run(exe, area, names.as_deref(), &log)?;
             println!(
                 "  {:<12} {:>5} passed {:>4} failed {:>4} ignored  ({} s, log {})",
                 area.target,
@@ -118,17 +153,8 @@ pub fn run(
             );
             outcomes.insert(area.target.to_string(), outcome);
         }
-        runs.push(StepRun {
-            name,
-            count,
-            areas: outcomes,
-            failures_only: only.is_some(),
-        });
-        runs.sort_by_key(|run| run.count);
-        // After every step, so an interrupted run still leaves what it measured.
-        report(paths, &out, &runs, &areas, &pythons)?;
+        Ok(outcomes)
     }
-    finish(&runs)
 }
 
 /// The patch counts (1-based) of the steps to run: every one, or those named.
