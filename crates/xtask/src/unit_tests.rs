@@ -55,6 +55,35 @@ pub fn run(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
+/// Pass cargo's stderr through, line by line, without its notes that the members' own
+/// `resolver` keys are ignored. Those keys are in the manifests cargo wrote when uv published
+/// the crates; the members are the build's trees (a symlink, so both builds share artifacts)
+/// and stay as published, and cargo has no switch for that warning. Everything else, real
+/// warnings and errors included, reaches the terminal as cargo wrote it.
+fn relay_without_resolver_notes(stderr: impl std::io::Read) -> std::io::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut out = std::io::stderr().lock();
+    let mut in_note = false;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line?;
+        if !resolver_note(&line, &mut in_note) {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `line` belongs to a "resolver for the non root package will be ignored" note: its
+/// first line and the `package:`/`workspace:` lines that follow it.
+fn resolver_note(line: &str, in_note: &mut bool) -> bool {
+    if line.starts_with("warning: resolver for the non root package will be ignored") {
+        *in_note = true;
+    } else if !(*in_note && (line.starts_with("package:") || line.starts_with("workspace:"))) {
+        *in_note = false;
+    }
+    *in_note
+}
+
 /// Build the unit tests of every patched crate but `uv` itself, whose library tests are
 /// uv's CLI suite: it needs a network and far more than this fixture provides. They build in
 /// their own workspace, so the build's lock stays as uv shipped it.
@@ -71,11 +100,14 @@ fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
             "--no-run",
             "--message-format=json-render-diagnostics",
         ])
-        .stdout(Stdio::piped());
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for krate in manifest.crates.iter().filter(|c| c.name != "uv") {
         command.args(["--package", &krate.name]);
     }
     let mut child = command.spawn().context("running cargo test --no-run")?;
+    let stderr = child.stderr.take().expect("piped");
+    let relay = std::thread::spawn(move || relay_without_resolver_notes(stderr));
     let reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
     let mut binaries = Vec::new();
     for message in Message::parse_stream(reader) {
@@ -90,7 +122,9 @@ fn build(paths: &Paths, manifest: &Manifest) -> Result<Vec<TestBinary>> {
             });
         }
     }
-    if !child.wait()?.success() {
+    let status = child.wait()?;
+    relay.join().expect("the stderr relay does not panic")?;
+    if !status.success() {
         bail!("building the unit tests of the patched crates failed");
     }
     if binaries.is_empty() {
@@ -142,5 +176,39 @@ impl Stage {
             .env("HOME", &self.home)
             .env("TMPDIR", &self.home);
         Ok(command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolver_note;
+
+    #[test]
+    fn drops_only_the_resolver_notes() {
+        let stderr = "\
+warning: resolver for the non root package will be ignored, specify resolver at the workspace root:
+package:   /b/unit-tests/crates-patched/uv-fs/Cargo.toml
+workspace: /b/unit-tests/Cargo.toml
+   Compiling uv-fs v0.0.72
+warning: unused variable: `package`
+package: not part of a note
+warning: resolver for the non root package will be ignored, specify resolver at the workspace root:
+package:   /b/unit-tests/crates-patched/uv-cache/Cargo.toml
+workspace: /b/unit-tests/Cargo.toml
+error: could not compile `uv-cache`";
+        let mut in_note = false;
+        let kept: Vec<&str> = stderr
+            .lines()
+            .filter(|line| !resolver_note(line, &mut in_note))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "   Compiling uv-fs v0.0.72",
+                "warning: unused variable: `package`",
+                "package: not part of a note",
+                "error: could not compile `uv-cache`",
+            ]
+        );
     }
 }
