@@ -29,6 +29,7 @@ mod gnu_patch;
 mod integration;
 mod message;
 mod rebase;
+mod records;
 mod suite;
 
 #[derive(Subcommand)]

@@ -4,8 +4,9 @@
 //! The release comes first: it is the baseline. A test that fails at a step and passed on the
 //! release is a regression of that step, as is a test the stack adds that fails; a test that
 //! fails on the release as well could not run here and is listed with its reason. The report
-//! goes to `target/uvfix/upstream/check/tests.{md,json}`, and `upstream export` quotes each
-//! step's line in that step's PR description.
+//! goes to `target/uvfix/upstream/check/tests.{md,json}`. What each step did per test target
+//! is also kept across runs ([`records`]), and `upstream export` quotes a step's records in
+//! that step's PR description.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +18,7 @@ use uvfix_pipeline::Paths;
 
 use super::check::{Checkout, Options, Toolchain};
 use super::display;
+use super::records::{self, Key, Record, Records};
 use super::suite::{self, Area, Outcome, Runner};
 
 /// One column of the report: the release (`count` 0) or a step of the stack.
@@ -67,6 +69,7 @@ pub fn run(
     } else {
         vec![last]
     };
+    let keys = step_keys(checkout)?;
     let release_last = options.release_reruns_failures;
     counts.insert(if release_last { counts.len() } else { 0 }, 0);
     let mut runs: Vec<StepRun> = Vec::new();
@@ -104,6 +107,11 @@ pub fn run(
         runs.sort_by_key(|run| run.count);
         // After every step, so an interrupted run still leaves what it measured.
         report(paths, &out, &runs, &areas, &pythons)?;
+        let grid = record(&out, &runs, checkout, &keys)?;
+        println!(
+            "uvfix: every step's records so far in {}",
+            display(paths, &grid)
+        );
     }
     finish(&runs)
 }
@@ -251,27 +259,97 @@ pub fn verdicts(runs: &[StepRun]) -> Vec<Verdict> {
         .map(|run| {
             let mut verdict = Verdict::default();
             for (area, outcome) in &run.areas {
-                let before = base.and_then(|base| base.areas.get(area));
-                verdict.passed += outcome.passed.len();
-                verdict.ignored += outcome.ignored;
-                for name in outcome.failed.keys() {
-                    if base.is_none() {
-                        verdict.unjudged += 1;
-                    } else if before.is_some_and(|b| b.failed.contains_key(name)) {
-                        verdict.unrunnable += 1;
-                    } else {
-                        verdict.regressions.push(format!("{area}: {name}"));
-                    }
-                }
-                for name in &outcome.passed {
-                    if before.is_some_and(|b| b.failed.contains_key(name)) {
-                        verdict.fixed.push(format!("{area}: {name}"));
-                    }
-                }
+                judge(&mut verdict, base, area, outcome);
             }
             verdict
         })
         .collect()
+}
+
+/// Add one test target's outcome at a step, judged against the release, to `verdict`.
+fn judge(verdict: &mut Verdict, base: Option<&StepRun>, area: &str, outcome: &Outcome) {
+    let before = base.and_then(|base| base.areas.get(area));
+    verdict.passed += outcome.passed.len();
+    verdict.ignored += outcome.ignored;
+    for name in outcome.failed.keys() {
+        if base.is_none() {
+            verdict.unjudged += 1;
+        } else if before.is_some_and(|b| b.failed.contains_key(name)) {
+            verdict.unrunnable += 1;
+        } else {
+            verdict.regressions.push(format!("{area}: {name}"));
+        }
+    }
+    for name in &outcome.passed {
+        if before.is_some_and(|b| b.failed.contains_key(name)) {
+            verdict.fixed.push(format!("{area}: {name}"));
+        }
+    }
+}
+
+/// Each step's key: the checkout and the sha256 of every exported patch up to it.
+fn step_keys(checkout: &Checkout) -> Result<Vec<Key>> {
+    let mut patches = Vec::new();
+    let mut keys = Vec::new();
+    for patch in &checkout.exported {
+        patches.push(uvfix_pipeline::sha256_file(&patch.file)?);
+        keys.push(Key {
+            checkout: checkout.label.clone(),
+            patches: patches.clone(),
+        });
+    }
+    Ok(keys)
+}
+
+/// Keep what this run judged ([`records`]), then write each step's part of its PR
+/// description (`tests/<step>.md`) and the grid (`records/steps.md`) from every current
+/// record, this run's and earlier ones'.
+fn record(out: &Path, runs: &[StepRun], checkout: &Checkout, keys: &[Key]) -> Result<PathBuf> {
+    let store = Records::new(out);
+    let base = release(runs);
+    let ran = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    for run in runs.iter().filter(|run| run.count > 0) {
+        for (area, outcome) in &run.areas {
+            let mut verdict = Verdict::default();
+            judge(&mut verdict, base, area, outcome);
+            let fixed = base
+                .filter(|base| !base.failures_only)
+                .map(|_| verdict.fixed);
+            let record = Record {
+                key: keys[run.count - 1].clone(),
+                target: area.clone(),
+                passed: verdict.passed,
+                ignored: verdict.ignored,
+                unrunnable: verdict.unrunnable,
+                regressions: verdict.regressions,
+                fixed,
+                unjudged: verdict.unjudged,
+                ran: ran.clone(),
+            };
+            store.write(&run.name, &record)?;
+        }
+    }
+    let per_step = out.join("tests");
+    super::fresh_dir(&per_step)?;
+    let mut grid = Vec::new();
+    for (patch, key) in checkout.exported.iter().zip(keys) {
+        let current = store.current(&patch.step, key, true)?;
+        if !current.is_empty() {
+            fs_err::write(
+                per_step.join(format!("{}.md", patch.step)),
+                records::step_markdown(&checkout.label, &current),
+            )?;
+        }
+        grid.push((patch.step.clone(), current));
+    }
+    let targets: Vec<&str> = suite::AREAS.iter().map(|area| area.target).collect();
+    let path = out.join("records").join("steps.md");
+    fs_err::create_dir_all(out.join("records"))?;
+    fs_err::write(
+        &path,
+        records::grid_markdown(&checkout.label, &grid, &targets),
+    )?;
+    Ok(path)
 }
 
 /// Write `tests.md` and `tests.json`, print the table; fail on any regression.
@@ -287,14 +365,6 @@ fn report(
     fs_err::write(out.join("tests.md"), &markdown)?;
     let json = serde_json::json!({ "runs": runs, "verdicts": verdicts });
     fs_err::write(out.join("tests.json"), serde_json::to_string_pretty(&json)?)?;
-    let per_step = out.join("tests");
-    super::fresh_dir(&per_step)?;
-    for (run, verdict) in runs.iter().zip(&verdicts).filter(|(run, _)| run.count > 0) {
-        fs_err::write(
-            per_step.join(format!("{}.md", run.name)),
-            step_markdown(release(runs), run, verdict),
-        )?;
-    }
     println!("{markdown}");
     println!("uvfix: report in {}", display(paths, &out.join("tests.md")));
     Ok(())
@@ -320,47 +390,6 @@ fn finish(runs: &[StepRun]) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// One step's part, for its PR description.
-fn step_markdown(base: Option<&StepRun>, run: &StepRun, verdict: &Verdict) -> String {
-    let Some(base) = base else {
-        return format!(
-            "{} passed, {} ignored, {} failed; the release has not run yet, so no failure is \
-             judged.\n",
-            verdict.passed, verdict.ignored, verdict.unjudged
-        );
-    };
-    let mut text = format!(
-        "{} passed, {} ignored; {} failed here and on {} too (not runnable on the machine \
-         that ran them).\n\n",
-        verdict.passed, verdict.ignored, verdict.unrunnable, base.name
-    );
-    let areas: Vec<&str> = run.areas.keys().map(String::as_str).collect();
-    let _ = writeln!(text, "Test targets: {}.\n", areas.join(", "));
-    match verdict.regressions.as_slice() {
-        [] => text.push_str(
-            "No test that passes on the release fails with this step, and no snapshot changed.\n",
-        ),
-        names => {
-            text.push_str("Fail with this step, pass on the release:\n\n");
-            for name in names {
-                let _ = writeln!(text, "- `{name}`");
-            }
-        }
-    }
-    if base.failures_only {
-        text.push_str(
-            "\nThe release ran only the tests that failed with the stack, so which release \
-             failures this step fixes was not measured.\n",
-        );
-    } else if !verdict.fixed.is_empty() {
-        text.push_str("\nFail on the release, pass with this step:\n\n");
-        for name in &verdict.fixed {
-            let _ = writeln!(text, "- `{name}`");
-        }
-    }
-    text
 }
 
 fn markdown(
@@ -476,6 +505,82 @@ mod tests {
             areas: BTreeMap::from([("build".to_string(), outcome)]),
             failures_only: false,
         }
+    }
+
+    fn checkout(dir: &Path, steps: &[(&str, &str)]) -> Checkout {
+        let exported = steps
+            .iter()
+            .enumerate()
+            .map(|(index, (step, text))| {
+                let file = dir.join(format!("{step}.patch"));
+                fs_err::write(&file, text).unwrap();
+                super::super::export::ExportedPatch {
+                    entry: PathBuf::new(),
+                    step: step.to_string(),
+                    number: index + 1,
+                    status: uvfix_pipeline::manifest::Status::Proposed,
+                    claim: String::new(),
+                    crates: Vec::new(),
+                    subject: String::new(),
+                    body: String::new(),
+                    file,
+                    files: 1,
+                    added: 1,
+                    removed: 0,
+                    manifest_changes_lost: Vec::new(),
+                }
+            })
+            .collect();
+        Checkout {
+            source: PathBuf::new(),
+            sha: "210d1f6785e9".into(),
+            label: "0.12.5 (210d1f6785e9)".into(),
+            tree: PathBuf::new(),
+            exported,
+        }
+    }
+
+    #[test]
+    fn runs_in_parts_add_up_per_step_until_a_patch_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("check");
+        let co = checkout(dir.path(), &[("markers", "one"), ("shared-locks", "two")]);
+        let keys = step_keys(&co).unwrap();
+        let with_area = |mut run: StepRun, area: &str| {
+            let outcome = run.areas.remove("build").unwrap();
+            run.areas.insert(area.to_string(), outcome);
+            run
+        };
+        // One sitting: `sync` at shared-locks (step 2).
+        let mut step = with_area(run("shared-locks", &["a"], &["offline"]), "sync");
+        step.count = 2;
+        let release = with_area(run("0.12.5", &[], &["offline"]), "sync");
+        record(&out, &[release, step], &co, &keys).unwrap();
+        // Another: `tool` at the same step, with a regression.
+        let mut step = with_area(run("shared-locks", &["t"], &["broke"]), "tool");
+        step.count = 2;
+        let release = with_area(run("0.12.5", &["broke"], &[]), "tool");
+        let grid = record(&out, &[release, step], &co, &keys).unwrap();
+
+        let grid = fs_err::read_to_string(grid).unwrap();
+        assert!(grid.contains("| markers | – | – |"), "{grid}");
+        assert!(grid.contains("| 1 / 1 / 0 |"), "{grid}");
+        assert!(grid.contains("| 1 / 0 / 1 |"), "{grid}");
+        let pr = fs_err::read_to_string(out.join("tests/shared-locks.md")).unwrap();
+        assert!(pr.contains("| `sync` | 1 | 0 | 1 | 0 | 0 |"), "{pr}");
+        assert!(pr.contains("- `tool: broke`"), "{pr}");
+        assert!(!out.join("tests/markers.md").exists());
+
+        // The step below changes: its records describe a stack that is gone.
+        let co = checkout(
+            dir.path(),
+            &[("markers", "one, edited"), ("shared-locks", "two")],
+        );
+        let keys = step_keys(&co).unwrap();
+        let grid = record(&out, &[], &co, &keys).unwrap();
+        let grid = fs_err::read_to_string(grid).unwrap();
+        assert!(grid.contains("| shared-locks | – | – |"), "{grid}");
+        assert!(!out.join("tests/shared-locks.md").exists());
     }
 
     #[test]
