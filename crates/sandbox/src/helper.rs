@@ -1,16 +1,19 @@
 //! The `uvfix-sandbox` helper binary: the part of the fixture that runs *inside* a sandbox.
 //!
 //! ```text
-//! uvfix-sandbox canary DIR
+//! uvfix-sandbox canary DIR [-- PROG [ARGS]...]
 //! uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...
 //! ```
 //!
-//! `canary` prints exactly one report line on stdout (see [`CanaryOutcome`]); `landlock` restricts
-//! itself and execs `PROG`, so the restriction is inherited by everything `PROG` starts.
+//! `canary` prints exactly one report line on stdout (see [`CanaryOutcome`]); given `PROG`, it
+//! then execs it, only if the write was denied: the proof and the run share one sandbox start
+//! (a second or more for srt and docker). `landlock` restricts itself and execs `PROG`, so the
+//! restriction is inherited by everything `PROG` starts.
 //! Exit codes follow `env(1)`: 125 the helper itself failed, 126/127 `PROG` could not be executed.
 
 use std::ffi::OsString;
 use std::io::ErrorKind;
+use std::io::Write as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -19,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Errno;
 
-const USAGE: &str = "usage: uvfix-sandbox canary DIR\n       uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...";
+const USAGE: &str = "usage: uvfix-sandbox canary DIR [-- PROG [ARGS]...]\n       uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...";
 
 /// Prefix of the canary's report line, so it can be told apart from anything a wrapper prints.
 const REPORT: &str = "uvfix-canary";
@@ -68,8 +71,19 @@ pub fn helper_main() -> ExitCode {
     let rest: Vec<OsString> = args.collect();
     match sub.as_ref().and_then(|s| s.to_str()) {
         Some("canary") => match rest.as_slice() {
-            [dir] => canary(Path::new(dir)),
-            _ => usage_error("canary takes exactly one DIR"),
+            [dir] => match canary(Path::new(dir)) {
+                CanaryOutcome::Error(_) => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            },
+            [dir, dashes, program, args @ ..] if dashes == "--" => match canary(Path::new(dir)) {
+                CanaryOutcome::Denied(errno) if crate::Denial::from_errno(errno).is_some() => {
+                    exec(program, args)
+                }
+                // Not denied (or ENOENT, …: a broken setup): the program must not run where
+                // the sandbox has not shown that it holds.
+                _ => ExitCode::from(125),
+            },
+            _ => usage_error("canary takes one DIR, then optionally -- PROG [ARGS]..."),
         },
         Some("landlock") => match parse_landlock(rest) {
             Ok(parsed) => run_landlock(parsed),
@@ -86,7 +100,7 @@ fn usage_error(msg: &str) -> ExitCode {
 
 /// Try to create a fresh file in `dir`. `create_new` is `O_CREAT|O_EXCL`: the question is exactly
 /// "may this process add an entry to the directory", which is what uv needs from its cache.
-fn canary(dir: &Path) -> ExitCode {
+fn canary(dir: &Path) -> CanaryOutcome {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -117,10 +131,9 @@ fn canary(dir: &Path) -> ExitCode {
         },
     };
     println!("{}", outcome.render());
-    match outcome {
-        CanaryOutcome::Error(_) => ExitCode::FAILURE,
-        _ => ExitCode::SUCCESS,
-    }
+    // The report must be out before an `exec` replaces this process.
+    let _ = std::io::stdout().flush();
+    outcome
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -159,9 +172,14 @@ fn run_landlock(args: LandlockArgs) -> ExitCode {
         eprintln!("uvfix-sandbox: landlock: {e}");
         return ExitCode::from(125);
     }
-    // `exec` only returns on failure; PATH lookup uses the (already sandboxed) environment.
-    let err = Command::new(&args.program).args(&args.args).exec();
-    eprintln!("uvfix-sandbox: cannot execute {:?}: {err}", args.program);
+    exec(&args.program, &args.args)
+}
+
+/// Replace this process with `program`; only returns (with `env(1)`'s codes) if it cannot.
+fn exec(program: &OsString, args: &[OsString]) -> ExitCode {
+    // PATH lookup uses the (already sandboxed) environment.
+    let err = Command::new(program).args(args).exec();
+    eprintln!("uvfix-sandbox: cannot execute {program:?}: {err}");
     ExitCode::from(if err.kind() == ErrorKind::NotFound {
         127
     } else {

@@ -427,16 +427,9 @@ impl Sandbox {
         helper: &Path,
         dir: &Path,
     ) -> Result<Denial, SandboxError> {
-        let sandbox = self.name();
-        let failed = |detail: String| SandboxError::CanaryFailed { sandbox, detail };
-        let helper = match self {
-            Sandbox::ForeignOwner => foreign::stage_executable(helper)
-                .map_err(|e| failed(format!("staging the helper for uid {}: {e}", foreign::UID)))?,
-            _ => helper.to_path_buf(),
-        };
         let inv = Invocation {
-            program: helper.clone(),
-            args: vec![OsString::from("canary"), dir.as_os_str().to_owned()],
+            program: PathBuf::new(),
+            args: Vec::new(),
             env: vec![
                 (OsString::from("HOME"), layout.home.clone().into_os_string()),
                 (
@@ -446,13 +439,74 @@ impl Sandbox {
             ],
             cwd: layout.workspace.clone(),
         };
-        let output = uvfix_process::run(&mut self.command(layout, &helper, &inv), None)
-            .map_err(|e| failed(format!("running the sandbox: {e}")))?;
-        let outcome = output
-            .stdout_text()
-            .lines()
-            .find_map(helper::CanaryOutcome::parse)
-            .ok_or_else(|| failed(self.no_canary_report(layout, &output)))?;
+        let (helper, probe) = self.canary_invocation(helper, dir, &inv, false)?;
+        let mut output = uvfix_process::run(&mut self.command(layout, &helper, &probe), None)
+            .map_err(|e| self.canary_failed(format!("running the sandbox: {e}")))?;
+        self.canary_verdict(layout, dir, &mut output)
+    }
+
+    /// `inv` behind the canary, for one sandbox start that proves the denial and then runs
+    /// the command: `helper canary DIR -- PROG ARGS…` execs `inv` only if its write into `dir`
+    /// was denied. Run it with [`Sandbox::command`] and the helper returned (for
+    /// `foreign-owner` a copy uid 65534 may execute), then read the verdict with
+    /// [`Sandbox::canary_verdict`], which also takes the report line out of the output.
+    pub fn behind_canary(
+        self,
+        helper: &Path,
+        dir: &Path,
+        inv: &Invocation,
+    ) -> Result<(PathBuf, Invocation), SandboxError> {
+        self.canary_invocation(helper, dir, inv, true)
+    }
+
+    fn canary_invocation(
+        self,
+        helper: &Path,
+        dir: &Path,
+        inv: &Invocation,
+        then_run: bool,
+    ) -> Result<(PathBuf, Invocation), SandboxError> {
+        let helper = match self {
+            Sandbox::ForeignOwner => foreign::stage_executable(helper).map_err(|e| {
+                self.canary_failed(format!("staging the helper for uid {}: {e}", foreign::UID))
+            })?,
+            _ => helper.to_path_buf(),
+        };
+        let mut args = vec![OsString::from("canary"), dir.as_os_str().to_owned()];
+        if then_run {
+            args.push(OsString::from("--"));
+            args.push(inv.program.clone().into_os_string());
+            args.extend(inv.args.iter().cloned());
+        }
+        let wrapped = Invocation {
+            program: helper.clone(),
+            args,
+            env: inv.env.clone(),
+            cwd: inv.cwd.clone(),
+        };
+        Ok((helper, wrapped))
+    }
+
+    fn canary_failed(self, detail: String) -> SandboxError {
+        SandboxError::CanaryFailed {
+            sandbox: self.name(),
+            detail,
+        }
+    }
+
+    /// What the canary in `output` saw of its write into `dir`: Ok(the denial) when it is the
+    /// sandbox's own. Its report line is taken out of `output.stdout`, which then holds only
+    /// what the command after it printed.
+    pub fn canary_verdict(
+        self,
+        layout: &Layout,
+        dir: &Path,
+        output: &mut uvfix_process::Output,
+    ) -> Result<Denial, SandboxError> {
+        let sandbox = self.name();
+        let Some(outcome) = take_canary_report(&mut output.stdout) else {
+            return Err(self.canary_failed(self.no_canary_report(layout, output)));
+        };
         match outcome {
             helper::CanaryOutcome::Created(path) => {
                 Err(SandboxError::CanaryNotDenied { sandbox, path })
@@ -468,16 +522,30 @@ impl Sandbox {
                     }
                     (Some(seen), _) => Ok(seen),
                     // ENOENT, ENOSPC, …: not a denial at all, the setup is broken.
-                    (None, _) => Err(failed(format!(
+                    (None, _) => Err(self.canary_failed(format!(
                         "creating a file in {} failed with {}, which is not a denial",
                         dir.display(),
                         errno_name(errno)
                     ))),
                 }
             }
-            helper::CanaryOutcome::Error(msg) => Err(failed(msg)),
+            helper::CanaryOutcome::Error(msg) => Err(self.canary_failed(msg)),
         }
     }
+}
+
+/// The first canary report line in `stdout`, removed from it (the other bytes untouched).
+fn take_canary_report(stdout: &mut Vec<u8>) -> Option<helper::CanaryOutcome> {
+    let mut start = 0;
+    for line in stdout.split_inclusive(|&b| b == b'\n') {
+        let text = String::from_utf8_lossy(line);
+        if let Some(outcome) = helper::CanaryOutcome::parse(text.trim_end_matches(['\n', '\r'])) {
+            stdout.drain(start..start + line.len());
+            return Some(outcome);
+        }
+        start += line.len();
+    }
+    None
 }
 
 /// "EROFS (errno 30)" for reports.

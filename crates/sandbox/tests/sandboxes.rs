@@ -35,6 +35,11 @@ fn sandbox_tests() -> Vec<PerSandbox> {
             |s| s != S::None,
         ),
         (
+            "the_command_behind_the_canary_runs_once_it_was_denied",
+            the_command_behind_the_canary_runs_once_it_was_denied,
+            |s| s != S::None,
+        ),
+        (
             "workspace_is_writable_and_cache_readable",
             workspace_is_writable_and_cache_readable,
             |_| true,
@@ -119,8 +124,12 @@ fn main() -> ExitCode {
     for (name, test, skip) in foreign_owner {
         cases.push(case(name, skip, move || test(&cell()?)));
     }
-    let plain: [(&str, PlainTest); 4] = [
+    let plain: [(&str, PlainTest); 5] = [
         ("none_canary_is_not_denied", none_canary_is_not_denied),
+        (
+            "no_command_runs_behind_a_canary_that_was_not_denied",
+            no_command_runs_behind_a_canary_that_was_not_denied,
+        ),
         (
             "unavailable_sandboxes_say_why",
             unavailable_sandboxes_say_why,
@@ -216,6 +225,67 @@ fn canary_is_denied_with_the_policy_errno(sandbox: Sandbox, cell: &Cell) -> Resu
     // Nothing was left behind in the cache.
     let entries: Vec<_> = fs_err::read_dir(&cell.layout.cache).unwrap().collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
+    Ok(())
+}
+
+/// `echo MARK` behind the canary aimed at the cache, in `sandbox`: its output, the verdict.
+fn echo_behind_canary(
+    sandbox: Sandbox,
+    cell: &Cell,
+) -> (Output, Result<uvfix_sandbox::Denial, SandboxError>, Vec<u8>) {
+    sandbox.prepare(&cell.layout).expect("prepare");
+    let layout = &cell.layout;
+    let inv = Invocation {
+        program: PathBuf::from("/bin/echo"),
+        args: vec![os("ran behind the canary")],
+        env: vec![
+            ("HOME".into(), layout.home.clone().into()),
+            ("TMPDIR".into(), layout.tmp.clone().into()),
+        ],
+        cwd: layout.workspace.clone(),
+    };
+    let (helper, wrapped) = sandbox
+        .behind_canary(Path::new(HELPER), &layout.cache, &inv)
+        .expect("wrapping");
+    let out = sandbox
+        .command(layout, &helper, &wrapped)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn");
+    let mut output = uvfix_process::Output {
+        exit_code: out.status.code(),
+        stdout: out.stdout.clone(),
+        stderr: out.stderr.clone(),
+        ..uvfix_process::Output::default()
+    };
+    let verdict = sandbox.canary_verdict(layout, &layout.cache, &mut output);
+    (out, verdict, output.stdout)
+}
+
+fn the_command_behind_the_canary_runs_once_it_was_denied(
+    sandbox: Sandbox,
+    cell: &Cell,
+) -> Result<(), Failed> {
+    let (out, verdict, stdout) = echo_behind_canary(sandbox, cell);
+    assert_eq!(verdict.ok(), sandbox.denial(), "{out:?}");
+    assert!(out.status.success(), "{out:?}");
+    // The report line is taken out; what is left is the command's own output.
+    assert_eq!(String::from_utf8_lossy(&stdout), "ran behind the canary\n");
+    Ok(())
+}
+
+fn no_command_runs_behind_a_canary_that_was_not_denied() -> Result<(), Failed> {
+    let cell = cell()?;
+    let (out, verdict, stdout) = echo_behind_canary(Sandbox::None, &cell);
+    assert!(
+        matches!(verdict, Err(SandboxError::CanaryNotDenied { .. })),
+        "{verdict:?}"
+    );
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&stdout).contains("ran behind"),
+        "{out:?}"
+    );
     Ok(())
 }
 

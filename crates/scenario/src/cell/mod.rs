@@ -7,9 +7,10 @@
 //!    [`CellOptions::store`], the slot of (uv, scenario, state) instead ([`slot`]): warmed
 //!    there by the first cell of that key, a checked copy of that warm tree for the others;
 //! 3. the steps ([`steps`]): warm unsandboxed with the *same* uv and a writable cache, exactly
-//!    as a user would have; damage the cache as the state says; prove the sandbox denies
-//!    (canary with the sandbox's errno); run the scenario sandboxed with the cache digested
-//!    before and after; if uv stopped with an error, prove `uv --version` runs inside (so the
+//!    as a user would have; damage the cache as the state says; run the scenario sandboxed
+//!    with the cache digested before and after, its first command behind the canary (one
+//!    sandbox start proves the denial with the sandbox's errno, then execs uv, and only then);
+//!    if uv stopped with an error, prove `uv --version` runs inside (so the
 //!    failure is uv's, not the fixture's); judge with [`crate::expect`].
 //!
 //! Cache-absent: in a denying sandbox the cache cannot be created at all, so the rule is the

@@ -1,6 +1,7 @@
-//! The steps of one cell, in order, over one context: warm → damage → prove denial → run
-//! sandboxed → (if uv stopped: prove uv starts in the sandbox) → judge. Each step records
-//! what it saw in the cell's [`CellResult`].
+//! The steps of one cell, in order, over one context: warm → damage → prove denial and run
+//! sandboxed (one sandbox start: the canary execs the scenario's first command only once its
+//! own write was denied) → (if uv stopped: prove uv starts in the sandbox) → judge. Each step
+//! records what it saw in the cell's [`CellResult`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,10 +62,10 @@ impl Cell<'_> {
     /// fixture itself.
     pub fn run(&mut self) -> anyhow::Result<Outcome> {
         self.damage()?;
-        if let Some(verdict) = self.prove_denial()? {
-            return Ok(verdict);
-        }
-        let observed = self.run_sandboxed()?;
+        let observed = match self.run_sandboxed()? {
+            Sandboxed::Ran(observed) => observed,
+            Sandboxed::NotProven(verdict) => return Ok(verdict),
+        };
         // A scenario that ran to its end has shown that uv starts inside the sandbox; one
         // that stopped must show it before its failure can count as uv's. Asked only then, it
         // saves every passing cell one sandbox start (a second or more for srt and docker).
@@ -121,28 +122,6 @@ impl Cell<'_> {
         Ok(())
     }
 
-    /// The canary must be denied with the sandbox's errno: without that, a passing uv proves
-    /// nothing. `Some(verdict)` stops the cell there.
-    fn prove_denial(&mut self) -> anyhow::Result<Option<Outcome>> {
-        let (sandbox, layout) = (self.sandbox, self.layout());
-        if let Some(expected) = sandbox.denial() {
-            // The canary writes into the cache; with the cache absent it writes into its
-            // nearest existing ancestor (`~/.cache`), which is where uv would have to create it.
-            let target = nearest_existing(&layout.cache);
-            let seen = match sandbox.probe_write(layout, self.helper, &target) {
-                Ok(seen) => seen,
-                Err(e) => return Ok(Some(Outcome::Fail(format!("canary: {e}")))),
-            };
-            self.result.canary = Some(seen);
-            if seen != expected {
-                return Ok(Some(Outcome::Fail(format!(
-                    "canary denied with {seen} but {sandbox} expects {expected}"
-                ))));
-            }
-        }
-        Ok(None)
-    }
-
     /// `uv --version` must run inside the sandbox (exec permission, libraries, mounts), so
     /// that a failure is uv's and not the fixture's: without it, a uv that cannot even start
     /// would "pass" as an expected failure vacuously. `Some(verdict)` is the cell's FAIL.
@@ -166,17 +145,43 @@ impl Cell<'_> {
     }
 
     /// Run the scenario inside the sandbox with the cache digested before and after; stop at
-    /// the first step that fails.
-    fn run_sandboxed(&mut self) -> anyhow::Result<Observed> {
+    /// the first step that fails. In a denying sandbox the first step runs behind the canary,
+    /// which must be denied with the sandbox's errno: without that, a passing uv proves
+    /// nothing, and uv does not run at all.
+    fn run_sandboxed(&mut self) -> anyhow::Result<Sandboxed> {
+        // The canary writes into the cache; with the cache absent it writes into its nearest
+        // existing ancestor (`~/.cache`), which is where uv would have to create it.
+        let canary = self
+            .sandbox
+            .denial()
+            .map(|_| nearest_existing(&self.layout().cache));
         let before = TreeDigest::of(&self.layout().cache)?;
         let (mut stdout, mut stderr, mut last_stdout) =
             (String::new(), String::new(), String::new());
         let mut last = uvfix_process::Output::default();
         let start = Instant::now();
-        for step in &self.spec.sandboxed {
+        for (index, step) in self.spec.sandboxed.iter().enumerate() {
             let inv = step.invocation(&self.ctx());
-            let mut command = self.sandbox.command(self.layout(), self.helper, &inv);
+            let canary = canary.as_deref().filter(|_| index == 0);
+            let (helper, inv) = match canary {
+                Some(dir) => match self.sandbox.behind_canary(self.helper, dir, &inv) {
+                    Ok(wrapped) => wrapped,
+                    Err(e) => {
+                        return Ok(Sandboxed::NotProven(Outcome::Fail(format!("canary: {e}"))));
+                    }
+                },
+                None => (self.helper.to_path_buf(), inv),
+            };
+            let mut command = self.sandbox.command(self.layout(), &helper, &inv);
             last = uvfix_process::run(&mut command, Some(self.opts.timeout))?;
+            if let Some(dir) = canary {
+                match self.sandbox.canary_verdict(self.layout(), dir, &mut last) {
+                    Ok(seen) => self.result.canary = Some(seen),
+                    Err(e) => {
+                        return Ok(Sandboxed::NotProven(Outcome::Fail(format!("canary: {e}"))));
+                    }
+                }
+            }
             last_stdout = last.stdout_text();
             if self.spec.sandboxed.len() > 1 {
                 stderr.push_str(&format!("$ {}\n", step.display()));
@@ -205,8 +210,16 @@ impl Cell<'_> {
         self.result.stdout = truncate(&stdout, self.opts.output_limit);
         self.result.stderr = truncate(&stderr, self.opts.output_limit);
         self.result.cache_diff = Some(diff);
-        Ok(observed)
+        Ok(Sandboxed::Ran(observed))
     }
+}
+
+/// What the sandboxed run came to.
+enum Sandboxed {
+    /// The canary was denied as the sandbox promises (or there is none), and the scenario ran.
+    Ran(Observed),
+    /// The sandbox did not prove its denial: the cell's FAIL, uv not run.
+    NotProven(Outcome),
 }
 
 fn nearest_existing(path: &Path) -> PathBuf {
