@@ -225,9 +225,11 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     }
     println!("{}", cost.line());
     let summary = report::Summary::of(&results);
+    let dir = files.markdown.parent().unwrap_or(&out);
     eprintln!(
         "uvfix: reports in {} (matrix.md for a job summary, matrix.json, junit.xml)",
-        files.markdown.parent().unwrap_or(&out).display()
+        // Relative to the repository, so the line fits the summary's width.
+        dir.strip_prefix(&paths.root).unwrap_or(dir).display()
     );
     if summary.fail > 0 {
         bail!("{} cell(s) FAIL", summary.fail);

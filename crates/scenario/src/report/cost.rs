@@ -58,10 +58,12 @@ impl Cost {
         self.cells as f64 * 1000.0 / self.wall_ms as f64
     }
 
-    /// One line for the terminal and the reports.
+    /// Two lines for the terminal and the reports, each within the summary's 100 columns.
     pub fn line(&self) -> String {
         format!(
-            "cost: {} cells ({} warmed, the rest copies) in {:.1} s = {:.2} cells/s; per cell median {:.2} s, p95 {:.2} s; uv's own run median {:.2} s, fixture overhead / uv time median {:.2}",
+            "cost: {} cells ({} warmed, the rest copies) in {:.1} s = {:.2} cells/s\n  \
+             per cell median {:.2} s, p95 {:.2} s; uv's own run median {:.2} s; \
+             overhead / uv time median {:.2}",
             self.cells,
             self.warmed,
             self.wall_ms as f64 / 1000.0,
@@ -119,5 +121,12 @@ mod tests {
         assert_eq!(cost.uv_median_ms, 100);
         assert!((cost.overhead_median - 2.0).abs() < 1e-9);
         assert!(cost.line().contains("cells/s"));
+        assert!(
+            cost.line()
+                .lines()
+                .all(|l| l.chars().count() <= super::super::summary::WIDTH),
+            "{}",
+            cost.line()
+        );
     }
 }
