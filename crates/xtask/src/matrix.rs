@@ -225,12 +225,10 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     }
     println!("{}", cost.line());
     let summary = report::Summary::of(&results);
+    // Relative to the repository, so the line fits the summary's width.
     let dir = files.markdown.parent().unwrap_or(&out);
-    eprintln!(
-        "uvfix: reports in {} (matrix.md for a job summary, matrix.json, junit.xml)",
-        // Relative to the repository, so the line fits the summary's width.
-        dir.strip_prefix(&paths.root).unwrap_or(dir).display()
-    );
+    let dir = dir.strip_prefix(&paths.root).unwrap_or(dir).display();
+    eprintln!("uvfix: reports in {dir} (matrix.md for a job summary, matrix.json, junit.xml)");
     if summary.fail > 0 {
         bail!("{} cell(s) FAIL", summary.fail);
     }

@@ -145,9 +145,9 @@ impl Cell<'_> {
     }
 
     /// Run the scenario inside the sandbox with the cache digested before and after; stop at
-    /// the first step that fails. In a denying sandbox the first step runs behind the canary,
-    /// which must be denied with the sandbox's errno: without that, a passing uv proves
-    /// nothing, and uv does not run at all.
+    /// the first step that fails. In a denying sandbox the first step runs behind the canary:
+    /// its write must be denied with the sandbox's errno, or a passing uv would prove nothing;
+    /// if it is not, uv does not run and the cell is a FAIL.
     fn run_sandboxed(&mut self) -> anyhow::Result<Sandboxed> {
         // The canary writes into the cache; with the cache absent it writes into its nearest
         // existing ancestor (`~/.cache`), which is where uv would have to create it.
