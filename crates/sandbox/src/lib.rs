@@ -427,19 +427,15 @@ impl Sandbox {
         helper: &Path,
         dir: &Path,
     ) -> Result<Denial, SandboxError> {
-        let inv = Invocation {
-            program: PathBuf::new(),
-            args: Vec::new(),
-            env: vec![
-                (OsString::from("HOME"), layout.home.clone().into_os_string()),
-                (
-                    OsString::from("TMPDIR"),
-                    layout.tmp.clone().into_os_string(),
-                ),
-            ],
-            cwd: layout.workspace.clone(),
-        };
-        let (helper, probe) = self.canary_invocation(helper, dir, &inv, false)?;
+        let env = vec![
+            (OsString::from("HOME"), layout.home.clone().into_os_string()),
+            (
+                OsString::from("TMPDIR"),
+                layout.tmp.clone().into_os_string(),
+            ),
+        ];
+        let (helper, probe) =
+            self.canary_invocation(helper, dir, env, layout.workspace.clone(), None)?;
         let mut output = uvfix_process::run(&mut self.command(layout, &helper, &probe), None)
             .map_err(|e| self.canary_failed(format!("running the sandbox: {e}")))?;
         self.canary_verdict(layout, dir, &mut output)
@@ -456,15 +452,17 @@ impl Sandbox {
         dir: &Path,
         inv: &Invocation,
     ) -> Result<(PathBuf, Invocation), SandboxError> {
-        self.canary_invocation(helper, dir, inv, true)
+        self.canary_invocation(helper, dir, inv.env.clone(), inv.cwd.clone(), Some(inv))
     }
 
+    /// `helper canary DIR` with `env` in `cwd`, followed by `-- PROG ARGS…` of `then`.
     fn canary_invocation(
         self,
         helper: &Path,
         dir: &Path,
-        inv: &Invocation,
-        then_run: bool,
+        env: Vec<(OsString, OsString)>,
+        cwd: PathBuf,
+        then: Option<&Invocation>,
     ) -> Result<(PathBuf, Invocation), SandboxError> {
         let helper = match self {
             Sandbox::ForeignOwner => foreign::stage_executable(helper).map_err(|e| {
@@ -473,7 +471,7 @@ impl Sandbox {
             _ => helper.to_path_buf(),
         };
         let mut args = vec![OsString::from("canary"), dir.as_os_str().to_owned()];
-        if then_run {
+        if let Some(inv) = then {
             args.push(OsString::from("--"));
             args.push(inv.program.clone().into_os_string());
             args.extend(inv.args.iter().cloned());
@@ -481,8 +479,8 @@ impl Sandbox {
         let wrapped = Invocation {
             program: helper.clone(),
             args,
-            env: inv.env.clone(),
-            cwd: inv.cwd.clone(),
+            env,
+            cwd,
         };
         Ok((helper, wrapped))
     }

@@ -333,7 +333,7 @@ fn record(out: &Path, runs: &[StepRun], checkout: &Checkout, keys: &[Key]) -> Re
     super::fresh_dir(&per_step)?;
     let mut grid = Vec::new();
     for (patch, key) in checkout.exported.iter().zip(keys) {
-        let current = store.current(&patch.step, key, true)?;
+        let current = store.current(&patch.step, key)?;
         if !current.is_empty() {
             fs_err::write(
                 per_step.join(format!("{}.md", patch.step)),

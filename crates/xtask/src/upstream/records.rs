@@ -71,9 +71,9 @@ impl Records {
         Ok(())
     }
 
-    /// `step`'s records under `key`, by test target. Records under another key are removed
-    /// when `prune`, else left alone; either way they are not returned.
-    pub fn current(&self, step: &str, key: &Key, prune: bool) -> Result<Vec<Record>> {
+    /// `step`'s records under `key`, by test target. Records under another key describe a
+    /// stack that is gone: they are removed.
+    pub fn current(&self, step: &str, key: &Key) -> Result<Vec<Record>> {
         let dir = self.step_dir(step);
         let Ok(entries) = fs_err::read_dir(&dir) else {
             return Ok(Vec::new());
@@ -88,9 +88,8 @@ impl Records {
             // A record this version cannot read is as stale as one under another key.
             match serde_json::from_str::<Record>(&text) {
                 Ok(record) if &record.key == key => records.push(record),
-                _ if prune => fs_err::remove_file(&path)
+                _ => fs_err::remove_file(&path)
                     .with_context(|| format!("removing the stale record {}", path.display()))?,
-                _ => {}
             }
         }
         records.sort_by(|a, b| a.target.cmp(&b.target));
@@ -224,37 +223,24 @@ mod tests {
         records
             .write("scratch", &record(key(&["a", "b"]), "sync", 234))
             .unwrap();
-        let now = records
-            .current("scratch", &key(&["a", "b"]), false)
-            .unwrap();
+        let now = records.current("scratch", &key(&["a", "b"])).unwrap();
         assert_eq!(
             now.iter()
                 .map(|r| (r.target.as_str(), r.passed))
                 .collect::<Vec<_>>(),
             [("sync", 234), ("tool", 184)]
         );
-        // The step below changed: nothing recorded describes the stack any more.
+        // The step below changed: nothing recorded describes the stack any more, and the
+        // records under the old key are gone (asking with it again finds nothing).
         assert!(
             records
-                .current("scratch", &key(&["a2", "b"]), false)
+                .current("scratch", &key(&["a2", "b"]))
                 .unwrap()
                 .is_empty()
         );
-        // Not pruned unless asked…
-        assert_eq!(
-            records
-                .current("scratch", &key(&["a", "b"]), false)
-                .unwrap()
-                .len(),
-            2
-        );
-        // …and when asked, gone.
-        records
-            .current("scratch", &key(&["a2", "b"]), true)
-            .unwrap();
         assert!(
             records
-                .current("scratch", &key(&["a", "b"]), false)
+                .current("scratch", &key(&["a", "b"]))
                 .unwrap()
                 .is_empty()
         );
