@@ -220,7 +220,11 @@ fn clear_unpinned(root: &Path, rel: &Path) -> anyhow::Result<()> {
 /// Keep a copy of the slot's root for inspection (`UVFIX_KEEP_CELLS`): the slot itself is
 /// reused by the next cell of its key.
 pub(super) fn keep_copy(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let parent = root.parent().unwrap_or(Path::new("/"));
+    // Beside the run's store, not in it: the store is removed when the run ends.
+    let parent = root
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
     let kept = tempfile::Builder::new()
         .prefix(&format!("uvfix-kept-{name}-"))
         .tempdir_in(parent)?
