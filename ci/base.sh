@@ -10,17 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:?usage: ci/base.sh <version> [cargo xtask matrix options…]}
 shift
-series=patches/$base/series.toml
-if [ ! -f "$series" ]; then
-  bases=(patches/[0-9]*/series.toml)
-  bases=("${bases[@]#patches/}")
-  echo "ci/base.sh: no base $base: $series does not exist (bases: ${bases[*]%/series.toml})" >&2
-  exit 2
-fi
-toolchain=$(sed -n 's/^toolchain = "\(.*\)"$/\1/p' "$series")
+toolchain=$(ci/base-toolchain.sh "$base")
 if [ -n "$toolchain" ] && ! cargo "+$toolchain" --version >/dev/null 2>&1; then
-  echo "ci/base.sh: base $base builds with the rustup toolchain '$toolchain' ($series)," \
-    "which is not installed here: rustup toolchain install $toolchain" >&2
+  echo "ci/base.sh: base $base builds with the rustup toolchain '$toolchain'" \
+    "(patches/$base/series.toml), which is not installed here: rustup toolchain install $toolchain" >&2
   exit 2
 fi
 official=$(ci/fetch-official-uv.sh "$base" | tail -n 1)
