@@ -276,6 +276,26 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 
+    /// The watcher only watches: the exit status comes from `Child::wait` (had the watcher
+    /// reaped the child, that wait would fail with ECHILD), and a child still running at the
+    /// limit is left running and unreaped, for the caller to kill.
+    #[test]
+    fn exited_within_leaves_reaping_to_the_caller() {
+        let mut quick = sh("exit 7").spawn().unwrap();
+        let status = exited_within(&mut quick, Duration::from_secs(30)).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(7));
+
+        let mut slow = sh("exec sleep 30").spawn().unwrap();
+        assert!(
+            exited_within(&mut slow, Duration::from_millis(100))
+                .unwrap()
+                .is_none()
+        );
+        assert!(slow.try_wait().unwrap().is_none(), "still running");
+        slow.kill().unwrap();
+        assert_eq!(signal(slow.wait().unwrap()), Some(9));
+    }
+
     #[test]
     fn checked_names_the_command_and_its_stderr() {
         let err = checked(&mut sh("echo boom >&2; exit 1"))
