@@ -2,7 +2,7 @@
 # ci/steps.sh [cargo xtask matrix options…]
 #
 # What each step of the stack turns green, on the default base: pristine, every prefix of the
-# stack and the whole stack, each its own build (72-99 s each on 2 cores once patched and
+# stack and the whole stack, each its own build (70-122 s each on 2 cores once patched and
 # pristine are built: only the crates a step touches and the uv crates above them compile).
 #
 # The sandboxes are the ones that deny by a mechanism of their own, and run in a fraction of a
