@@ -166,9 +166,7 @@ impl Cell<'_> {
             let (helper, inv) = match canary {
                 Some(dir) => match self.sandbox.behind_canary(self.helper, dir, &inv) {
                     Ok(wrapped) => wrapped,
-                    Err(e) => {
-                        return Ok(Sandboxed::NotProven(Outcome::Fail(format!("canary: {e}"))));
-                    }
+                    Err(e) => return Ok(Sandboxed::not_proven(&e)),
                 },
                 None => (self.helper.to_path_buf(), inv),
             };
@@ -177,9 +175,7 @@ impl Cell<'_> {
             if let Some(dir) = canary {
                 match self.sandbox.canary_verdict(self.layout(), dir, &mut last) {
                     Ok(seen) => self.result.canary = Some(seen),
-                    Err(e) => {
-                        return Ok(Sandboxed::NotProven(Outcome::Fail(format!("canary: {e}"))));
-                    }
+                    Err(e) => return Ok(Sandboxed::not_proven(&e)),
                 }
             }
             last_stdout = last.stdout_text();
@@ -220,6 +216,12 @@ enum Sandboxed {
     Ran(Observed),
     /// The sandbox did not prove its denial: the cell's FAIL, uv not run.
     NotProven(Outcome),
+}
+
+impl Sandboxed {
+    fn not_proven(canary: &uvfix_sandbox::SandboxError) -> Self {
+        Self::NotProven(Outcome::Fail(format!("canary: {canary}")))
+    }
 }
 
 fn nearest_existing(path: &Path) -> PathBuf {
