@@ -198,9 +198,11 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("missing-lock"),
         "the lock file is missing and cannot be created",
     ),
-    // Another user cannot open a mode-000 `.lock` at all, not even read-only.
+    // A non-root uid cannot open a mode-000 `.lock` at all, not even read-only, so the shared
+    // lock cannot help; as root the state runs only in foreign-owner (uid 65534), as a
+    // non-root runner in every sandbox (measured as `uvfix-runner`, GitHub's case).
     row(
-        Sb::In(&[Sandbox::ForeignOwner]),
+        Sb::Denying,
         &[],
         &[St::LockMode000],
         Some("missing-lock"),
@@ -276,6 +278,8 @@ mod tests {
     #[test_case(Sandbox::RoHome, S::S1, St::Warm, Some("shared-locks"); "ro-home shares the host's python")]
     #[test_case(Sandbox::SandboxRuntime, S::S4, St::LockMissing, Some("environments"); "srt home is read-only")]
     #[test_case(Sandbox::ForeignOwner, S::S1, St::LockMode000, Some("missing-lock"); "foreign lock mode 000")]
+    #[test_case(Sandbox::Landlock, S::S7, St::LockMode000, Some("missing-lock"); "non-root runner, lock mode 000")]
+    #[test_case(Sandbox::DockerReadOnly, S::S1, St::LockMode000, Some("scratch"); "docker-ro lock mode 000: scratch comes later")]
     #[test_case(Sandbox::ForeignOwner, S::S1, St::Warm, Some("markers"); "foreign owner warm")]
     #[test_case(Sandbox::None, S::S1, St::Warm, None; "writable cache")]
     fn the_step_that_turns_a_cell_green(
