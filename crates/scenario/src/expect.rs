@@ -113,9 +113,17 @@ use ScenarioSel as Sc;
 use StateSel as Ss;
 use UvSel as U;
 
-/// Scenarios that must build an environment the warm cache does not hold: `--with`, and
-/// another interpreter than the one the cached environments were built with.
-const NEEDS_NEW_ENV: &[ScenarioId] = &[ScenarioId::S5, ScenarioId::S8, ScenarioId::S9];
+/// Scenarios that need a directory to write while uv runs: an interpreter query (a project's
+/// `.venv` interpreter is never cached: S2, S6), or an environment the warm cache does not hold
+/// (`--with`, and another interpreter than the one the cached environments were built with: S5,
+/// S8, S9).
+const NEEDS_WRITABLE_DIR: &[ScenarioId] = &[
+    ScenarioId::S2,
+    ScenarioId::S5,
+    ScenarioId::S6,
+    ScenarioId::S8,
+    ScenarioId::S9,
+];
 
 /// First match wins.
 pub const RULES: &[Rule] = &[
@@ -132,13 +140,15 @@ pub const RULES: &[Rule] = &[
     // Measured as a non-root user (ci/as-runner.sh; root opens a mode-000 file regardless):
     // 0.12.5 opens `.lock` read-write even in a writable cache and stops at "Could not acquire
     // lock … failed to open file `…/.lock`: Permission denied (os error 13)", every scenario.
+    // The stack must do the same: a writable cache is never used without its lock, which
+    // `uv cache clean` relies on (astral-sh/uv#15888). A pass here means a lockless run.
     rule(
-        U::Unfixed,
+        U::Any,
         SandboxSel::Unsandboxed,
         Sc::Any,
         Ss::In(&[St::LockMode000]),
         Expect::Fail,
-        "0.12.5 cannot open a mode-000 `.lock` for writing, even in a writable cache",
+        "a `.lock` nobody may open in a writable cache: an error, never a run without the lock",
     ),
     // A writable cache and a marker that cannot be written: tolerating it is a bonus.
     rule(
@@ -169,16 +179,17 @@ pub const RULES: &[Rule] = &[
         Expect::PlainError,
         "no cache, and neither the cache nor TMPDIR can be written",
     ),
-    // `uv run --with` layers a temporary environment over the cached one, and another
-    // interpreter needs environments the cache does not hold: with the cache and TMPDIR both
-    // read-only there is nowhere to create them. Measured: the plain-words error.
+    // The interpreter query writes its script into a temporary directory, `uv run --with`
+    // layers a temporary environment over the cached one, and another interpreter needs
+    // environments the cache does not hold: with the cache and TMPDIR both read-only there is
+    // nowhere to put them. The plain-words error.
     rule(
         U::Fixed,
         SandboxSel::TmpReadOnly,
-        Sc::In(NEEDS_NEW_ENV),
+        Sc::In(NEEDS_WRITABLE_DIR),
         Ss::Any,
         Expect::PlainError,
-        "a new environment is needed, and neither the cache nor TMPDIR is writable",
+        "an interpreter query or a new environment, and neither the cache nor TMPDIR is writable",
     ),
     // Without a cache, the patch falls back to a temporary one, as `--no-cache` does, and the
     // local wheels fill it: every scenario works and the cache location stays absent.
@@ -456,7 +467,9 @@ mod tests {
     #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S1, CacheState::CacheAbsent => Expect::PlainError ; "absent ro tmp")]
     #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S3, CacheState::Warm => Expect::Pass ; "ro tmp writes env")]
     #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S5, CacheState::Warm => Expect::PlainError ; "ro tmp with overlay")]
-    #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S2, CacheState::Warm => Expect::Pass ; "ro tmp no env")]
+    #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "ro tmp, cached interpreter")]
+    #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S2, CacheState::Warm => Expect::PlainError ; "ro tmp, project interpreter query")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::LockMode000 => Expect::Fail ; "writable cache never lockless")]
     #[test_case(Build::Patched, Sandbox::ForeignOwner, ScenarioId::S7, CacheState::LockMode000 => Expect::Pass ; "patched damaged")]
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::PassOrPlainError ; "patched git dir writable")]
     #[test_case(Build::Official(semver::Version::new(0, 12, 5)), Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::Fail ; "upstream git dir writable")]
@@ -464,20 +477,21 @@ mod tests {
     #[test_case(Build::Upstream, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "upstream with the series")]
     #[test_case(Build::Step { applied: 1, of: 8 }, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Fail ; "below the step that fixes it")]
     #[test_case(Build::Step { applied: 2, of: 8 }, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "with the step that fixes it")]
-    #[test_case(Build::Step { applied: 6, of: 8 }, Sandbox::RoRoot, ScenarioId::S5, CacheState::Warm => Expect::Fail ; "impossible before the whole stack")]
+    #[test_case(Build::Step { applied: 8, of: 9 }, Sandbox::RoRoot, ScenarioId::S5, CacheState::Warm => Expect::Fail ; "impossible before the whole stack")]
     #[test_case(Build::Step { applied: 4, of: 4 }, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "whole stack")]
     fn table(build: Build, sandbox: Sandbox, scenario: ScenarioId, state: CacheState) -> Expect {
         expected(&build, sandbox, scenario, state)
     }
 
     /// The goal, stated once more over the whole table: patched passes every warm cell in
-    /// every denying sandbox (except `--with` when TMPDIR is read-only too), and upstream is
+    /// every denying sandbox (except where a directory must be written and TMPDIR is read-only
+    /// too), and upstream is
     /// expected to fail every denying cell.
     #[test]
     fn table_encodes_the_goal() {
         for &sandbox in Sandbox::ALL.iter().filter(|s| **s != Sandbox::None) {
             for &scenario in ScenarioId::ALL {
-                let want = if !sandbox.tmp_writable() && NEEDS_NEW_ENV.contains(&scenario) {
+                let want = if !sandbox.tmp_writable() && NEEDS_WRITABLE_DIR.contains(&scenario) {
                     Expect::PlainError
                 } else {
                     Expect::Pass

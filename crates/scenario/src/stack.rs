@@ -74,11 +74,12 @@ pub const STACK: &[&str] = &[
     "markers",
     "shared-locks",
     "missing-lock",
-    "scratch",
+    "interpreter-info",
     "hints",
-    "environments",
+    "query-dir",
+    "uvx-lock",
+    "fallback",
     "temporary-cache",
-    "stdin-query",
 ];
 
 /// Whether `step` is among the first `applied` steps of [`STACK`].
@@ -93,6 +94,10 @@ use CacheState as St;
 use Sandboxes as Sb;
 use ScenarioId as S;
 
+/// Scenarios that need a directory to write while uv runs: an interpreter query (a project's
+/// `.venv` interpreter, S2 and S6) or a new environment (S5, S8, S9).
+const NEEDS_WRITABLE_DIR: &[ScenarioId] = &[S::S2, S::S5, S::S6, S::S8, S::S9];
+
 /// Sandboxes whose home is read-only as well as the cache: `uvx` cannot take the tools
 /// directory's exclusive lock there. srt too: it makes writable only what `allowWrite` lists.
 const HOME_READ_ONLY: &[Sandbox] = &[
@@ -105,10 +110,8 @@ const HOME_READ_ONLY: &[Sandbox] = &[
     Sandbox::DockerReadOnly,
 ];
 
-/// The first matching row wins. Measured with `cargo xtask matrix --steps`: for none, landlock,
-/// ro-home, ro-root and foreign-owner on base 0.12.5, then for every Linux sandbox and cache
-/// state on base 0.13.6, which corrected the rows for srt, docker-ro and a mode-000 `.lock`
-/// (README, "The stack, step by step").
+/// The first matching row wins. Measured with `cargo xtask matrix --steps` (see
+/// `docs/stack.md` for how to regenerate the step-by-step table).
 pub const STEP_RULES: &[StepRule] = &[
     row(
         Sb::Unsandboxed,
@@ -117,15 +120,9 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("markers"),
         "upstream opens `sdists-v9/.git` for writing even when it is a directory",
     ),
-    // As a non-root user, upstream cannot open a mode-000 `.lock` even in a writable cache;
-    // with the stack the shared lock fails the same way and uv goes on without it.
-    row(
-        Sb::Unsandboxed,
-        &[],
-        &[St::LockMode000],
-        Some("missing-lock"),
-        "a `.lock` nobody may open: used without it",
-    ),
+    // As a non-root user, no build can open a mode-000 `.lock` in a writable cache, and a
+    // writable cache is never used without its lock (`uv cache clean` relies on it, #15888):
+    // the stack leaves this cell failing, as upstream does.
     row(
         Sb::Unsandboxed,
         &[],
@@ -147,40 +144,35 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("temporary-cache"),
         "no cache, and none can be created: a temporary one",
     ),
+    // An interpreter query (a project's `.venv` interpreter is never cached) or a new
+    // environment, and neither the cache nor TMPDIR takes the directory it needs.
     row(
         Sb::TmpReadOnly,
-        &[S::S5, S::S8, S::S9],
+        NEEDS_WRITABLE_DIR,
         &[],
         None,
-        "a new environment, and no writable directory",
+        "an interpreter query or a new environment, and no writable directory",
     ),
     row(
         Sb::Denying,
-        &[S::S8, S::S9],
+        &[S::S5, S::S8, S::S9],
         &[],
-        Some("environments"),
-        "another interpreter needs environments the cache does not hold",
+        Some("fallback"),
+        "a new environment the cache does not hold: built outside it",
     ),
     row(
         Sb::In(HOME_READ_ONLY),
         &[S::S4],
         &[],
-        Some("environments"),
+        Some("uvx-lock"),
         "uvx locks the read-only tools directory",
     ),
     row(
-        Sb::TmpReadOnly,
+        Sb::TmpWritable,
         &[S::S2, S::S6],
         &[],
-        Some("stdin-query"),
-        "the interpreter query needs a writable directory",
-    ),
-    row(
-        Sb::TmpWritable,
-        &[S::S2, S::S5, S::S6],
-        &[],
-        Some("scratch"),
-        "an interpreter query or a `--with` overlay needs a temporary directory",
+        Some("query-dir"),
+        "a project's interpreter is queried on every run, in a temporary directory",
     ),
     // The container's `/usr/bin/python3` is the image's, not the host's the warm step ran:
     // the interpreter query runs again, and needs a temporary directory.
@@ -188,7 +180,7 @@ pub const STEP_RULES: &[StepRule] = &[
         Sb::In(&[Sandbox::DockerReadOnly]),
         &[S::S1, S::S3, S::S7],
         &[],
-        Some("scratch"),
+        Some("query-dir"),
         "another interpreter than the cache's: the query runs again in a temporary directory",
     ),
     row(
@@ -196,17 +188,17 @@ pub const STEP_RULES: &[StepRule] = &[
         &[],
         &[St::LockMissing],
         Some("missing-lock"),
-        "the lock file is missing and cannot be created",
+        "the lock file is missing and the cache refuses to create it",
     ),
     // A non-root uid cannot open a mode-000 `.lock` at all, not even read-only, so the shared
-    // lock cannot help; as root the state runs only in foreign-owner (uid 65534), as a
-    // non-root runner in every sandbox (measured as `uvfix-runner`, GitHub's case).
+    // lock cannot help; the cache refuses the lock file that would replace it. As root the state
+    // runs only in foreign-owner (uid 65534), as a non-root runner in every sandbox.
     row(
         Sb::Denying,
         &[],
         &[St::LockMode000],
         Some("missing-lock"),
-        "a `.lock` nobody may open: used without it",
+        "a `.lock` nobody may open in a cache that refuses a new one: used without it",
     ),
     // uv creates `.lock` with mode 0666: another user may still open it for writing.
     row(
@@ -272,14 +264,18 @@ mod tests {
     use test_case::test_case;
 
     // The rows the all-sandbox run on base 0.13.6 corrected, next to their neighbours.
-    #[test_case(Sandbox::DockerReadOnly, S::S1, St::Warm, Some("scratch"); "docker-ro queries its own python")]
-    #[test_case(Sandbox::DockerReadOnly, S::S1, St::LockMissing, Some("scratch"); "before the missing lock")]
-    #[test_case(Sandbox::DockerReadOnly, S::S4, St::Warm, Some("environments"); "docker-ro uvx")]
+    #[test_case(Sandbox::DockerReadOnly, S::S1, St::Warm, Some("query-dir"); "docker-ro queries its own python")]
+    #[test_case(Sandbox::DockerReadOnly, S::S1, St::LockMissing, Some("query-dir"); "before the missing lock")]
+    #[test_case(Sandbox::DockerReadOnly, S::S4, St::Warm, Some("uvx-lock"); "docker-ro uvx")]
     #[test_case(Sandbox::RoHome, S::S1, St::Warm, Some("shared-locks"); "ro-home shares the host's python")]
-    #[test_case(Sandbox::SandboxRuntime, S::S4, St::LockMissing, Some("environments"); "srt home is read-only")]
+    #[test_case(Sandbox::SandboxRuntime, S::S4, St::LockMissing, Some("uvx-lock"); "srt home is read-only")]
+    #[test_case(Sandbox::RoRoot, S::S2, St::Warm, None; "ro-root project run: no writable directory for the query")]
+    #[test_case(Sandbox::Landlock, S::S2, St::Warm, Some("query-dir"); "landlock project run: the query in TMPDIR")]
+    #[test_case(Sandbox::Landlock, S::S9, St::Warm, Some("fallback"); "another interpreter's script environment")]
+    #[test_case(Sandbox::None, S::S1, St::LockMode000, None; "a writable cache is never used without its lock")]
     #[test_case(Sandbox::ForeignOwner, S::S1, St::LockMode000, Some("missing-lock"); "foreign lock mode 000")]
     #[test_case(Sandbox::Landlock, S::S7, St::LockMode000, Some("missing-lock"); "non-root runner, lock mode 000")]
-    #[test_case(Sandbox::DockerReadOnly, S::S1, St::LockMode000, Some("scratch"); "docker-ro lock mode 000: scratch comes later")]
+    #[test_case(Sandbox::DockerReadOnly, S::S1, St::LockMode000, Some("query-dir"); "docker-ro lock mode 000: the query comes later")]
     #[test_case(Sandbox::ForeignOwner, S::S1, St::Warm, Some("markers"); "foreign owner warm")]
     #[test_case(Sandbox::None, S::S1, St::Warm, None; "writable cache")]
     fn the_step_that_turns_a_cell_green(
