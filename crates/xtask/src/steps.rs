@@ -148,6 +148,66 @@ fn render_summary(manifest: &Manifest, changes: &[StepChange]) -> String {
     out
 }
 
+/// What upstream gets from each tier, per sandbox: the cells that succeed with pristine, after
+/// the last `proposed` step (what upstream gets if it declines every design step) and with the
+/// whole stack. Empty where the stack has no `proposed` step.
+fn render_tiers(manifest: &Manifest, table: &BTreeMap<Key, Vec<Option<bool>>>) -> String {
+    use uvfix_pipeline::manifest::Status;
+    let Some(proposed) = manifest
+        .steps
+        .iter()
+        .filter(|step| step.status == Status::Proposed)
+        .map(|step| step.number)
+        .max()
+    else {
+        return String::new();
+    };
+    let whole = manifest.steps.len();
+    let mut out = format!(
+        "
+## The two tiers
+
+         The proposed tier is steps 1–{proposed}; the design tier the rest. Cells that          succeed:
+
+         | sandbox | cells | pristine | proposed tier | whole stack | the design tier adds |
+         |---|---:|---:|---:|---:|---:|
+"
+    );
+    let mut totals = [0usize; 5];
+    for &sandbox in Sandbox::ALL {
+        let runs: Vec<&Vec<Option<bool>>> = table
+            .iter()
+            .filter(|(key, runs)| key.sandbox == sandbox && runs[0].is_some())
+            .map(|(_, runs)| runs)
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let at = |build: usize| runs.iter().filter(|r| r[build] == Some(true)).count();
+        let row = [
+            runs.len(),
+            at(0),
+            at(proposed),
+            at(whole),
+            at(whole).saturating_sub(at(proposed)),
+        ];
+        for (total, n) in totals.iter_mut().zip(row) {
+            *total += n;
+        }
+        let _ = writeln!(
+            out,
+            "| {sandbox} | {} | {} | {} | {} | {} |",
+            row[0], row[1], row[2], row[3], row[4]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| all | {} | {} | {} | {} | {} |",
+        totals[0], totals[1], totals[2], totals[3], totals[4]
+    );
+    out
+}
+
 /// `steps/<id>.md`: per sandbox, the cells that succeed without the step and with it, and
 /// the cells it turns green.
 fn render_step(change: &StepChange, table: &BTreeMap<Key, Vec<Option<bool>>>) -> String {
@@ -243,7 +303,7 @@ fn write_reports(
 ) -> anyhow::Result<String> {
     let dir: PathBuf = out.join("steps");
     fs_err::create_dir_all(&dir)?;
-    let summary = render_summary(manifest, changes);
+    let summary = render_summary(manifest, changes) + &render_tiers(manifest, table);
     fs_err::write(out.join("steps.md"), &summary)?;
     fs_err::write(
         out.join("steps.json"),
@@ -314,4 +374,67 @@ pub fn run(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(statuses: &[&str]) -> Manifest {
+        let mut text = String::from(
+            "[uv]\nversion = \"0.12.5\"\nchecksum = \"00\"\n[[crate]]\nname = \"uv\"\nversion = \"0.12.5\"\n",
+        );
+        for (id, status) in ["a", "b", "c"].iter().zip(statuses) {
+            text.push_str(&format!(
+                "[[step]]\nid = \"{id}\"\npatch = \"stack/{id}.patch\"\nstatus = \"{status}\"\nclaim = \"c\"\n"
+            ));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join(Manifest::FILE), text).unwrap();
+        Manifest::load_to_forward(dir.path()).unwrap()
+    }
+
+    fn key(sandbox: Sandbox, scenario: ScenarioId) -> Key {
+        Key {
+            sandbox,
+            scenario,
+            state: CacheState::Warm,
+        }
+    }
+
+    /// The tier table counts what succeeds after the last proposed step and with the whole
+    /// stack, sandbox by sandbox.
+    #[test]
+    fn tiers_split_at_the_last_proposed_step() {
+        let manifest = manifest(&["proposed", "proposed", "optional"]);
+        let table = BTreeMap::from([
+            // Green at step 2 (proposed), green at step 3 (design), never green.
+            (
+                key(Sandbox::Landlock, ScenarioId::S1),
+                vec![Some(false), Some(false), Some(true), Some(true)],
+            ),
+            (
+                key(Sandbox::Landlock, ScenarioId::S5),
+                vec![Some(false), Some(false), Some(false), Some(true)],
+            ),
+            (
+                key(Sandbox::RoRoot, ScenarioId::S5),
+                vec![Some(false), Some(false), Some(false), Some(false)],
+            ),
+        ]);
+        let tiers = render_tiers(&manifest, &table);
+        assert!(tiers.contains("steps 1–2"), "{tiers}");
+        assert!(
+            tiers.contains("| landlock | 2 | 0 | 1 | 2 | 1 |"),
+            "{tiers}"
+        );
+        assert!(tiers.contains("| ro-root | 1 | 0 | 0 | 0 | 0 |"), "{tiers}");
+        assert!(tiers.contains("| all | 3 | 0 | 1 | 2 | 1 |"), "{tiers}");
+    }
+
+    #[test]
+    fn no_tiers_without_a_proposed_step() {
+        let manifest = manifest(&["optional"]);
+        assert_eq!(render_tiers(&manifest, &BTreeMap::new()), "");
+    }
 }
