@@ -108,7 +108,7 @@ const HOME_READ_ONLY: &[Sandbox] = &[
 /// The first matching row wins. Measured with `cargo xtask matrix --steps`: for none, landlock,
 /// ro-home, ro-root and foreign-owner on base 0.12.5, then for every Linux sandbox and cache
 /// state on base 0.13.6, which corrected the rows for srt, docker-ro and a mode-000 `.lock`
-/// (README, "The stack, step by step").
+/// (docs/history.md, "The stack, step by step").
 pub const STEP_RULES: &[StepRule] = &[
     row(
         Sb::Unsandboxed,
