@@ -8,6 +8,8 @@ mod fmt_check;
 #[cfg(unix)]
 mod matrix;
 #[cfg(unix)]
+mod report;
+#[cfg(unix)]
 mod steps;
 mod unit_tests;
 mod upstream;
@@ -74,6 +76,18 @@ enum Command {
     /// Benchmarks: warm-run time patched vs pristine, and write syscalls on the cache.
     #[cfg(unix)]
     Bench(bench::BenchArgs),
+    /// Write docs/results.md from the reports the last runs left.
+    ///
+    /// Reads target/uvfix/: the matrix (`matrix`, every base's), the steps (`matrix --steps`,
+    /// ci/steps.sh) and the benchmark (`bench`). A section per report found; the ones missing
+    /// are listed with the command that makes them. The header names the machine, the date and
+    /// the commit.
+    #[cfg(unix)]
+    Report {
+        /// Where to write [default: docs/results.md].
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
     /// Take the stack upstream: export it, check it against astral-sh/uv, forward-port it.
     Upstream {
         #[command(subcommand)]
@@ -162,6 +176,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
         Command::Bench(args) => bench::run(&paths, &args, &builder::build_helper(&paths)?)?,
+        #[cfg(unix)]
+        Command::Report { out } => report::run(&paths, out)?,
         Command::Upstream { command } => upstream::run(&paths, command)?,
     }
     Ok(())
