@@ -244,12 +244,39 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     }
     let mut uvs = Vec::new();
     if args.uvs.is_empty() {
-        for (variant, bins) in Variant::ALL
+        // As `cargo xtask build` and the test suite: a build given in UVFIX_UV_PATCHED /
+        // UVFIX_UV_PRISTINE is used as it is, the others are built.
+        let given = |v: Variant| {
+            std::env::var_os(builder::env_var(v))
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        let missing: Vec<Variant> = Variant::ALL
             .iter()
-            .zip(builder::ensure(paths, &Variant::ALL)?)
-        {
+            .copied()
+            .filter(|v| given(*v).is_none())
+            .collect();
+        let mut built = if missing.is_empty() {
+            Vec::new()
+        } else {
+            builder::ensure(paths, &missing)?
+        }
+        .into_iter();
+        for &variant in &Variant::ALL {
             let build: Build = variant.name().parse()?;
-            uvs.push(UvUnderTest::new(build, bins.uv));
+            let uv = match given(variant) {
+                Some(path) => {
+                    eprintln!("uvfix: {variant} uv substituted by {}", path.display());
+                    let uv = UvUnderTest::new(build, path);
+                    uv.check()
+                        .map_err(|err| anyhow::anyhow!("${}: {err}", builder::env_var(variant)))?;
+                    uv
+                }
+                None => {
+                    UvUnderTest::new(build, built.next().expect("one build per missing one").uv)
+                }
+            };
+            uvs.push(uv);
         }
     }
     uvs.extend(args.uvs);
