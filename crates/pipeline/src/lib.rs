@@ -148,7 +148,7 @@ impl Paths {
         let series = default.patches().join(base).join(Manifest::FILE);
         if !series.is_file() {
             return Err(Error::Other(format!(
-                "no base `{base}`: {} does not exist. Bases here: {}. To add one, see README \
+                "no base `{base}`: {} does not exist. Bases here: {}. To add one, see docs/bases.md \
                  (\"Adding a base\")",
                 series.display(),
                 default.bases()?.join(", ")

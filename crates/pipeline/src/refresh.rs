@@ -10,7 +10,7 @@
 //! build (or `cargo-patch`'s `[package.metadata.patch]`) against cargo's registry sources
 //! and shell out to git/`patch`; we need patches applied to our own extracted, checksum-
 //! verified copies in a generated workspace, strict all-or-nothing hunks, a pristine twin
-//! built the same way, and a stack of multi-crate steps. See README.
+//! built the same way, and a stack of multi-crate steps. See docs/stack.md.
 
 use std::path::{Path, PathBuf};
 

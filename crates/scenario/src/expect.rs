@@ -6,8 +6,8 @@
 //! 0.12.5 wheel) is expected to FAIL the cells the patch fixes, so a pristine cell that starts passing
 //! is reported as a failure: we want to notice when upstream changes.
 //!
-//! Pristine rows were measured with the official uv 0.12.5 binary (see the crate docs for the
-//! measurements); patched rows encode the goal until the patch lands.
+//! Pristine rows were observed with the official uv 0.12.5 binary (docs/matrix.md, "What the
+//! release does in each sandbox"); patched rows encode the goal until the patch lands.
 
 use serde::{Deserialize, Serialize};
 use uvfix_sandbox::Sandbox;

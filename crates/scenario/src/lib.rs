@@ -1,6 +1,6 @@
 //! Everything one matrix cell needs except the sandboxes themselves and the uv build.
 //!
-//! A cell is (uv under test — a [`Build`] —, sandbox, scenario S1..S7, cache state). [`cell::run_cell`] builds
+//! A cell is (uv under test — a [`Build`] —, sandbox, scenario S1–S9, cache state). [`cell::run_cell`] builds
 //! a fresh temp root, local wheels ([`wheel`]), a workspace ([`scenario`]), warms the cache
 //! unsandboxed with the same uv, damages it ([`state`]), proves the sandbox denies (canary),
 //! runs the scenario inside the sandbox with the cache digested before and after ([`digest`]),
@@ -11,25 +11,8 @@
 //! No network, ever: packages come from a `find-links` directory of wheels built at test time,
 //! and `UV_PYTHON_DOWNLOADS=never` with the system interpreter ([`python`]).
 //!
-//! # Measured with the official uv 0.12.5 (Debian 12, root, Linux Landlock ABI ≥ 4)
-//!
-//! `cargo xtask matrix --uv official-0.12.5=$UVFIX_UV` (every sandbox, scenario and state):
-//!
-//! - **Unsandboxed** (writable cache): S1..S7 pass in every state except `git-marker-is-dir`,
-//!   which fails everywhere with `Failed to initialize cache … failed to open file
-//!   …/sdists-v9/.git: Is a directory (os error 21)`. uv repairs the other damage (recreates
-//!   `.gitignore`, `.lock`, `CACHEDIR.TAG`; creates an absent cache with just those three; leaves
-//!   a dangling `CACHEDIR.TAG` symlink alone). Even warm, S2 and S6 add one
-//!   `interpreter-v4/<key>/<hash>.msgpack` per run: those are writes a read-only cache refuses.
-//! - **landlock, foreign-owner, codex** (EACCES): every scenario, every state, exit 2 with
-//!   `Failed to initialize cache at …` caused by opening `sdists-v9/.git` (warm, lock-missing,
-//!   lock-mode-000, dangling-symlink-marker), `.gitignore` (marker-missing) or `CACHEDIR.TAG`
-//!   (cachedir-tag-missing) for writing, or by creating the cache dir (cache-absent).
-//! - **ro-home, ro-root, sandbox-runtime** (EROFS): exit 2; warm, lock-missing and
-//!   dangling-symlink-marker fail first at `Could not acquire lock / Could not create temporary
-//!   file / Read-only file system (os error 30) at path "…/.cache/uv/.tmpXXXX"`; the marker
-//!   states and cache-absent at `Failed to initialize cache` as above.
-//! - Never a panic, and the cache digest never changed inside a sandbox.
+//! What the official release does in each sandbox, cell by cell, is in docs/matrix.md ("What
+//! the release does in each sandbox"); the expectation table ([`expect`]) is built on it.
 
 pub mod build;
 pub mod cell;

@@ -4,10 +4,9 @@
 //! 1. Warm `uv run python3 -c pass`, patched vs pristine, same profile: ratio of medians,
 //!    next to the same ratio for pristine against a second copy of itself (the noise floor),
 //!    and the instructions each run executes (callgrind), which the machine's load cannot
-//!    move. Every binary is timed from a fresh copy in one scratch directory: measured here,
-//!    one and the same pristine binary ran 1.32× slower from `target/` than from a new copy
-//!    in `/tmp`, so timing the binaries where they were built compares their page-cache
-//!    placement, not their code.
+//!    move. Every binary is timed from a fresh copy in one scratch directory: one and the same
+//!    binary times slower from `target/` than from a new copy in `/tmp`, so timing the binaries
+//!    where they were built compares their page-cache placement, not their code.
 //! 2. Write-intent syscalls on the cache during one warm run (strace: opens with write,
 //!    create or truncate flags, mkdir, rename, unlink, link, symlink under the cache root),
 //!    with a writable cache and a read-only one (the ro-home sandbox: EROFS).
@@ -74,8 +73,8 @@ pub struct BenchArgs {
     /// Only the matrix section.
     #[arg(long, conflicts_with = "no_matrix")]
     matrix_only: bool,
-    /// Only the timings and the syscall count: no matrix section (a quiet-machine latency run
-    /// takes a minute; the matrix section ten).
+    /// Only the timings, the instruction counts and the syscall count: no matrix section (the
+    /// longest part).
     #[arg(long)]
     no_matrix: bool,
     /// Sandboxes of the matrix section (default: all).
@@ -85,7 +84,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "S1,S4,S7")]
     matrix_scenario: Vec<String>,
     /// Cells run at once in the matrix section (default: the number of CPUs).
-    #[arg(long)]
+    #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
 }
 
@@ -267,7 +266,7 @@ fn timings(benches: &[Bench], control: &Bench, runs: usize, helper: &Path) -> Re
 /// does. Skipped, with the reason, without valgrind.
 fn instructions(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<String> {
     // Not exactly the same count twice: uv's thread pools split the work differently from run
-    // to run (about ±0.3 % here), so the spread is printed beside the median.
+    // to run, so the spread is printed beside the median.
     const RUNS: usize = 5;
     let mut report = format!(
         "instructions executed by uv in one warm run (valgrind callgrind), median of {RUNS}:\n"

@@ -8,6 +8,8 @@ mod fmt_check;
 #[cfg(unix)]
 mod matrix;
 #[cfg(unix)]
+mod report;
+#[cfg(unix)]
 mod steps;
 mod unit_tests;
 mod upstream;
@@ -21,7 +23,14 @@ use uvfix_pipeline::builder::{self, Variant};
 use uvfix_pipeline::{Manifest, Paths, fetch, refresh};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Patched-uv fixture automation")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "The patched-uv fixture: build uv with the stack, prove it in real sandboxes, take it upstream",
+    long_about = "The patched-uv fixture: build uv with the stack, prove it in real sandboxes, take it \
+                  upstream.\n\nThe main job is `cargo xtask matrix`; the test suite is `cargo nextest \
+                  run --workspace`. Everything generated goes under target/uvfix/ ($UVFIX_WORK_DIR)."
+)]
 struct Cli {
     /// The base to work on: a uv release with its own stack (`patches/<VERSION>/`)
     /// [default: $UVFIX_BASE, else patches/series.toml's release].
@@ -39,41 +48,79 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Build uv (and uvx): `patched`, `pristine`, `step-N`, `all` (patched and pristine) or
-    /// `steps` (pristine and every prefix of the stack).
+    /// Build uv (and uvx) from the stack.
+    ///
+    /// A build already given in $UVFIX_UV_PATCHED / $UVFIX_UV_PRISTINE is used instead of
+    /// building it. Prints each variant's uv; under a nextest setup script, hands the paths to
+    /// the tests.
     Build {
-        #[arg(default_value = "all")]
+        /// `patched`, `pristine`, `step-N-of-M` (the first N of the stack's M steps), `all`
+        /// (patched and pristine) or `steps` (pristine and every prefix of the stack).
+        #[arg(default_value = "all", value_name = "VARIANT")]
         variant: String,
     },
     /// Print the absolute path of a variant's `uv`, building it first if needed.
-    UvPath { variant: String },
-    /// Build the sandbox helper (Landlock wrapper, canary) and print its path; under a
-    /// nextest setup script, hand it to the tests as $UVFIX_SANDBOX_HELPER.
+    UvPath {
+        /// `patched`, `pristine` or `step-N-of-M`.
+        #[arg(value_name = "VARIANT")]
+        variant: String,
+    },
+    /// Plumbing for the nextest setup script: build the sandbox helper and print its path.
+    ///
+    /// Under a nextest setup script, hands it to the tests as $UVFIX_SANDBOX_HELPER.
+    #[command(hide = true)]
     SandboxHelper,
-    /// Patch maintenance.
+    /// Patch maintenance: where to edit a step, regenerate its patch, check its formatting.
     Patch {
         #[command(subcommand)]
         command: PatchCommand,
     },
-    /// Run the unit tests of the patched crates (the ones the stack adds included), as a
-    /// non-root user: permission bits do not bind root.
+    /// Run the unit tests of the patched crates, as a non-root user.
+    ///
+    /// The ones the stack adds included; as a non-root user because permission bits do not
+    /// bind root.
     TestPatched,
-    /// Create a store of warm caches for one test run and print its path; under a nextest
-    /// setup script, hand it to the tests as $UVFIX_CELL_STORE. Removes stores of earlier
-    /// runs older than six hours (a nextest run cannot remove its own).
+    /// Plumbing for the nextest setup script: create a store of warm caches for one test run.
+    ///
+    /// Prints its path; under a nextest setup script, hands it to the tests as
+    /// $UVFIX_CELL_STORE. Removes stores of earlier runs older than six hours (a nextest run
+    /// cannot remove its own).
     #[cfg(unix)]
+    #[command(hide = true)]
     CellStore {
         /// Only remove this user's stores, whatever their age, and create none: for after a
-        /// run (CI), when no test holds one. A store is ~0.8 GB.
+        /// run (CI), when no test holds one.
         #[arg(long)]
         clear: bool,
     },
-    /// The main job: build patched + pristine uv, run the sandbox matrix, print the table.
+    /// The main job: build patched + pristine uv, run the sandbox matrix, print a summary.
+    ///
+    /// Every cell (uv × sandbox × scenario × cache state) proves its sandbox denies before it
+    /// counts. The summary has a line per sandbox × build (pass, xfail, FAIL, skip), every FAIL
+    /// with the command that reruns it, and why sandboxes were skipped; the reports go to
+    /// target/uvfix/matrix/ (matrix.md, matrix.txt, matrix.json, junit.xml). Exits non-zero if
+    /// any cell FAILs.
     #[cfg(unix)]
     Matrix(matrix::MatrixArgs),
-    /// Benchmarks: warm-run time patched vs pristine, and write syscalls on the cache.
+    /// Benchmarks: what the stack and the fixture cost, as ratios against a noise floor.
+    ///
+    /// Warm-run time and instructions executed, patched vs pristine; write syscalls on the
+    /// cache; the matrix's cost per cell, warmed per cell and copied. The report goes to
+    /// target/uvfix/bench/bench.txt (and into docs/results.md with `cargo xtask report`).
     #[cfg(unix)]
     Bench(bench::BenchArgs),
+    /// Write docs/results.md from the reports the last runs left.
+    ///
+    /// Reads target/uvfix/: the matrix (`matrix`, every base's), the steps (`matrix --steps`,
+    /// ci/steps.sh) and the benchmark (`bench`). A section per report found; the ones missing
+    /// are listed with the command that makes them. The header names the machine, the date and
+    /// the commit.
+    #[cfg(unix)]
+    Report {
+        /// Where to write [default: docs/results.md].
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
     /// Take the stack upstream: export it, check it against astral-sh/uv, forward-port it.
     Upstream {
         #[command(subcommand)]
@@ -83,36 +130,65 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PatchCommand {
-    /// Regenerate a step's patch from the crates of its build
-    /// (`target/uvfix/build/step-N/crates-step-N/`, `patched/` for the last step).
+    /// Regenerate a step's patch from the crates of its build.
+    ///
+    /// The crates are `target/uvfix/build/step-N/crates-step-N/` (`patched/` for the last
+    /// step); `cargo xtask patch edit <STEP>` prints the directory.
     Refresh {
         /// A step id (`markers`) or number (`1`).
         step: String,
     },
     /// Print where to edit a step: the crates directory of the build that ends with it.
-    Edit { step: String },
-    /// Check that every Rust file the stack touches is as rustfmt leaves it (uv's CI runs
-    /// `cargo fmt --check`), in the vendored patched tree.
+    Edit {
+        /// A step id (`markers`) or number (`1`).
+        step: String,
+    },
+    /// Check that the Rust the stack touches is as rustfmt leaves it.
+    ///
+    /// uv's CI runs `cargo fmt --check`: every file the stack names, in each step's tree and
+    /// in the pristine one; a file reported only with the stack fails.
     Fmt,
 }
 
-/// Resolve a variant argument against the stack.
+/// Resolve a variant argument against the stack. A step is spelled as everywhere else (test
+/// names, reports, `matrix --uv`): `step-N-of-M`, M the stack's size. `step-N`, the old
+/// spelling, is still accepted: here the stack is known.
 fn variants(manifest: &Manifest, arg: &str) -> Result<Vec<Variant>> {
     let len = manifest.steps.len();
+    let last = len.saturating_sub(1);
+    let step = |n: usize| -> Result<Vec<Variant>> {
+        match n {
+            0 => bail!("steps count from 1: `{arg}` names none; `pristine` has no step applied"),
+            n if n > len => bail!("the stack has {len} steps: `{arg}` is beyond it"),
+            // The whole stack is the patched build (one build, one directory).
+            n => Ok(vec![Variant::prefix(n, len)]),
+        }
+    };
     match arg {
         "all" => Ok(Variant::ALL.to_vec()),
         "steps" => Ok(Variant::stack(manifest)),
-        _ => match Variant::from_name(arg) {
-            Some(Variant::Step(n)) if n >= len => bail!(
-                "the stack has {len} steps: `step-{n}` is `patched`, and steps are 1 to {}",
-                len.saturating_sub(1)
-            ),
-            Some(variant) => Ok(vec![variant]),
-            None => bail!(
-                "unknown variant `{arg}`: expected patched, pristine, step-1 … step-{}, all or steps",
-                len.saturating_sub(1)
-            ),
-        },
+        "patched" => Ok(vec![Variant::Patched]),
+        "pristine" => Ok(vec![Variant::Pristine]),
+        _ => {
+            let rest = arg.strip_prefix("step-").unwrap_or_default();
+            match rest.split_once("-of-") {
+                Some((n, m)) => match (n.parse::<usize>(), m.parse::<usize>()) {
+                    (Ok(n), Ok(m)) if m == len => step(n),
+                    (Ok(_), Ok(m)) => bail!(
+                        "`{arg}`: the stack has {len} steps, not {m}; steps are step-1-of-{len} \
+                         … step-{last}-of-{len} (step-{len}-of-{len} is `patched`)"
+                    ),
+                    _ => bail!("unknown variant `{arg}`: a step is step-N-of-{len}"),
+                },
+                None => match rest.parse::<usize>() {
+                    Ok(n) => step(n),
+                    Err(_) => bail!(
+                        "unknown variant `{arg}`: expected patched, pristine, step-1-of-{len} … \
+                         step-{last}-of-{len}, all or steps"
+                    ),
+                },
+            }
+        }
     }
 }
 
@@ -150,7 +226,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::UvPath { variant } => {
             let variant = variants(&Manifest::load(&paths.patches())?, &variant)?;
             let [variant] = variant[..] else {
-                bail!("uv-path takes one variant: patched, pristine or step-N");
+                bail!("uv-path takes one variant: patched, pristine or step-N-of-M");
             };
             println!("{}", builder::uv_path(&paths, variant)?.display());
         }
@@ -162,6 +238,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
         Command::Bench(args) => bench::run(&paths, &args, &builder::build_helper(&paths)?)?,
+        #[cfg(unix)]
+        Command::Report { out } => report::run(&paths, out)?,
         Command::Upstream { command } => upstream::run(&paths, command)?,
     }
     Ok(())
@@ -279,4 +357,70 @@ fn hand_to_tests(lines: &str) -> Result<()> {
             .write_all(lines.as_bytes())?;
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    /// What `cargo xtask ARGS` prints for `--help` (or a usage error).
+    fn help(args: &[&str]) -> String {
+        let err = Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
+            .err()
+            .expect("--help stops the parse");
+        err.render().to_string()
+    }
+
+    #[test]
+    fn top_level_help_lists_the_commands_users_run_and_hides_the_plumbing() {
+        insta::assert_snapshot!(help(&["--help"]));
+    }
+
+    #[test]
+    fn matrix_help() {
+        insta::assert_snapshot!(help(&["matrix", "--help"]));
+    }
+
+    #[test]
+    fn plumbing_still_parses() {
+        for args in [&["sandbox-helper"][..], &["cell-store", "--clear"]] {
+            let argv = std::iter::once("xtask").chain(args.iter().copied());
+            assert!(Cli::try_parse_from(argv).is_ok(), "{args:?}");
+        }
+    }
+
+    fn manifest(steps: usize) -> Manifest {
+        let dir = tempfile::tempdir().unwrap();
+        let mut series = String::from(
+            "[uv]\nversion = \"0.12.5\"\nchecksum = \"00\"\n\n[[crate]]\nname = \"uv\"\nversion = \"0.12.5\"\n",
+        );
+        for n in 1..=steps {
+            let id = char::from(b'a' + n as u8);
+            series.push_str(&format!(
+                "\n[[step]]\nid = \"step-{id}\"\npatch = \"stack/{n}.patch\"\nstatus = \"proposed\"\nclaim = \"c\"\n"
+            ));
+            fs_err::create_dir_all(dir.path().join("stack")).unwrap();
+            fs_err::write(dir.path().join(format!("stack/{n}.patch")), "").unwrap();
+        }
+        fs_err::write(dir.path().join(Manifest::FILE), series).unwrap();
+        Manifest::load(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn a_step_is_spelled_as_in_the_reports_and_the_old_spelling_still_works() {
+        let m = manifest(4);
+        assert_eq!(variants(&m, "step-2-of-4").unwrap(), [Variant::Step(2)]);
+        assert_eq!(variants(&m, "step-2").unwrap(), [Variant::Step(2)]);
+        assert_eq!(variants(&m, "step-4-of-4").unwrap(), [Variant::Patched]);
+        let err = variants(&m, "step-2-of-5").unwrap_err().to_string();
+        assert!(err.contains("the stack has 4 steps, not 5"), "{err}");
+        let err = variants(&m, "step-0-of-4").unwrap_err().to_string();
+        assert!(err.contains("steps count from 1"), "{err}");
+        let err = variants(&m, "step-5").unwrap_err().to_string();
+        assert!(err.contains("the stack has 4 steps"), "{err}");
+        let err = variants(&m, "nightly").unwrap_err().to_string();
+        assert!(err.contains("step-1-of-4 … step-3-of-4"), "{err}");
+    }
 }

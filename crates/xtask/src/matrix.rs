@@ -27,50 +27,100 @@ pub struct MatrixArgs {
     /// next to it). BUILD says what it is, and that decides its expectations: `patched`,
     /// `upstream` (a checkout with the series) and a whole stack `step-4-of-4` must pass;
     /// `pristine`, `official-<version>` and a partial `step-<n>-of-<m>` are unfixed.
-    #[arg(long = "uv", value_name = "BUILD=PATH", value_parser = parse_uv)]
+    #[arg(long = "uv", value_name = "BUILD=PATH", value_parser = parse_uv, help_heading = "Builds")]
     uvs: Vec<UvUnderTest>,
     /// Also test the official binary at $UVFIX_UV (see ci/fetch-official-uv.sh).
-    #[arg(long)]
+    #[arg(long, help_heading = "Builds")]
     official: bool,
-    /// Comma-separated sandbox names (default: all); the names of `--custom-sandbox`es too.
-    #[arg(long, value_delimiter = ',')]
+    /// Comma-separated sandboxes (default: all), the names of `--custom-sandbox`es included.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "NAME",
+        value_parser = SandboxName,
+        help_heading = "Cells"
+    )]
     sandbox: Option<Vec<String>>,
     /// A sandbox of your own: NAME[:ERRNO]=COMMAND PREFIX, with {workspace} {tmpdir} {home}
-    /// {cache} for the cell's paths (repeatable; canary-proved like the others; see README).
-    #[arg(long = "custom-sandbox", value_name = "NAME=PREFIX")]
+    /// {cache} for the cell's paths (repeatable; canary-proved like the others; see
+    /// docs/matrix.md).
+    #[arg(
+        long = "custom-sandbox",
+        value_name = "NAME=PREFIX",
+        help_heading = "Cells"
+    )]
     custom_sandboxes: Vec<String>,
-    /// Comma-separated scenarios, S1…S7 (default: all).
-    #[arg(long, value_enum, value_delimiter = ',', ignore_case = true)]
+    /// Comma-separated scenarios, S1–S9 (default: all).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        ignore_case = true,
+        help_heading = "Cells"
+    )]
     scenario: Option<Vec<ScenarioId>>,
     /// Comma-separated cache states (default: all).
-    #[arg(long, value_enum, value_delimiter = ',')]
+    #[arg(long, value_enum, value_delimiter = ',', help_heading = "Cells")]
     state: Option<Vec<CacheState>>,
     /// Cells run at once (default: the number of CPUs).
-    #[arg(long)]
+    #[arg(short, long, value_name = "N", help_heading = "Running")]
     jobs: Option<usize>,
-    /// Warm a cache in every cell, as before warm snapshots (slower; for comparison, or to
-    /// rule the copies out when a cell looks wrong).
-    #[arg(long)]
+    /// Warm a cache in every cell instead of once per (uv, scenario, state) and a copy per
+    /// cell (slower; for comparison, or to rule the copies out when a cell looks wrong).
+    #[arg(long, help_heading = "Running")]
     warm_per_cell: bool,
     /// Print the full grid (scenario × state rows, sandbox columns) instead of the summary;
     /// it is always written to matrix.md and matrix.txt.
-    #[arg(long)]
+    #[arg(long, help_heading = "Reports")]
     grid: bool,
     /// Where to write the reports (default: target/uvfix/matrix; for another base than the
     /// default, target/uvfix/bases/<VERSION>/matrix).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR", help_heading = "Reports")]
     out: Option<PathBuf>,
     /// Build pristine and every prefix of the stack, run the cells with each, and check what
     /// each step turns green (steps.md, steps/<id>.md, steps.json).
-    #[arg(long, conflicts_with_all = ["uvs", "official", "grid"])]
+    #[arg(long, conflicts_with_all = ["uvs", "official", "grid"], help_heading = "Modes")]
     steps: bool,
     /// Run the matrix for every base, one after the other: patches/series.toml's release, then
     /// each patches/<VERSION>/. Each base's reports go to its own directory
     /// (target/uvfix/bases/<VERSION>/matrix for the others); the summaries are printed in turn,
     /// then the bases side by side (target/uvfix/matrix/bases.md). Fails if another base's
     /// patched build does not pass a cell the first base's patched build passes.
-    #[arg(long, conflicts_with_all = ["uvs", "official", "out", "custom_sandboxes"])]
+    #[arg(
+        long,
+        conflicts_with_all = ["uvs", "official", "out", "custom_sandboxes"],
+        help_heading = "Modes"
+    )]
     all_bases: bool,
+}
+
+/// `--sandbox` values: a built-in sandbox, which the help lists, or the name of a
+/// `--custom-sandbox`, which only the run can check (it depends on the other flag), so any name
+/// parses here and an unknown one is refused by [`run`], naming it.
+#[derive(Clone)]
+struct SandboxName;
+
+impl clap::builder::TypedValueParser for SandboxName {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            Sandbox::ALL
+                .iter()
+                .map(|s| clap::builder::PossibleValue::new(s.name())),
+        ))
+    }
 }
 
 /// `--all-bases`: the matrix of each base in turn, then the bases side by side
@@ -143,6 +193,14 @@ fn parse_uv(spec: &str) -> Result<UvUnderTest, String> {
     let (build, path) = spec
         .split_once('=')
         .ok_or("--uv takes BUILD=PATH, e.g. official-0.13.9=/path/to/uv")?;
+    // `build` and `uv-path` still take the old `step-N` (they know the stack); here the build
+    // must say how large its stack is, or its expectations are unknown.
+    if build.starts_with("step-") && !build.contains("-of-") {
+        return Err(format!(
+            "`{build}`: a step build is spelled step-<n>-of-<m> (m: the steps in its stack), as \
+             in the reports, e.g. {build}-of-8 for a stack of 8"
+        ));
+    }
     let build: Build = build.parse().map_err(|e| format!("{e}"))?;
     let path = fs_err::canonicalize(path).map_err(|e| e.to_string())?;
     let uv = UvUnderTest::new(build, path);
@@ -186,12 +244,39 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     }
     let mut uvs = Vec::new();
     if args.uvs.is_empty() {
-        for (variant, bins) in Variant::ALL
+        // As `cargo xtask build` and the test suite: a build given in UVFIX_UV_PATCHED /
+        // UVFIX_UV_PRISTINE is used as it is, the others are built.
+        let given = |v: Variant| {
+            std::env::var_os(builder::env_var(v))
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        let missing: Vec<Variant> = Variant::ALL
             .iter()
-            .zip(builder::ensure(paths, &Variant::ALL)?)
-        {
+            .copied()
+            .filter(|v| given(*v).is_none())
+            .collect();
+        let mut built = if missing.is_empty() {
+            Vec::new()
+        } else {
+            builder::ensure(paths, &missing)?
+        }
+        .into_iter();
+        for &variant in &Variant::ALL {
             let build: Build = variant.name().parse()?;
-            uvs.push(UvUnderTest::new(build, bins.uv));
+            let uv = match given(variant) {
+                Some(path) => {
+                    eprintln!("uvfix: {variant} uv substituted by {}", path.display());
+                    let uv = UvUnderTest::new(build, path);
+                    uv.check()
+                        .map_err(|err| anyhow::anyhow!("${}: {err}", builder::env_var(variant)))?;
+                    uv
+                }
+                None => {
+                    UvUnderTest::new(build, built.next().expect("one build per missing one").uv)
+                }
+            };
+            uvs.push(uv);
         }
     }
     uvs.extend(args.uvs);

@@ -17,6 +17,7 @@ pub struct BaseResults {
 }
 
 /// The Markdown table: a row per sandbox, a column per base × build, each cell its counts.
+/// With one base, the columns are its builds.
 pub fn render_bases(bases: &[BaseResults]) -> String {
     let columns: Vec<(&BaseResults, &Build)> = bases
         .iter()
@@ -33,7 +34,12 @@ pub fn render_bases(bases: &[BaseResults]) -> String {
     );
     let mut out = String::from("| sandbox |");
     for (base, build) in &columns {
-        let _ = write!(out, " {build} {} |", base.base);
+        // One base (the results page): its release is said once, not in every column.
+        if bases.len() == 1 {
+            let _ = write!(out, " {build} |");
+        } else {
+            let _ = write!(out, " {build} {} |", base.base);
+        }
     }
     out.push_str("\n|---|");
     out.push_str(&"---|".repeat(columns.len()));

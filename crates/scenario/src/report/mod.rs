@@ -4,10 +4,12 @@
 //! The grid has one row per (scenario, cache state) and one column per sandbox, in the order
 //! the results first mention them (the matrix runner's order). A cell lists every uv label,
 //! e.g. `patched pass` / `pristine xfail`. Skip reasons are long, so cells show `skip[n]` and
-//! the reasons are listed once below the grid.
+//! the reasons are listed once below the grid. [`results`] renders the reports runs left
+//! behind as `docs/results.md`.
 
 mod bases;
 mod cost;
+pub mod results;
 mod summary;
 
 use std::collections::BTreeMap;

@@ -11,7 +11,8 @@ use crate::build::Build;
 use crate::cell::CellResult;
 use crate::expect::Outcome;
 
-/// Terminal width the summary keeps to (reasons are cut, commands never).
+/// Terminal width the summary keeps to: reasons are wrapped (never cut: the end of a skip
+/// reason is often the command that installs what is missing), rerun commands stay on one line.
 pub const WIDTH: usize = 100;
 
 /// The summary of `results`.
@@ -58,7 +59,7 @@ fn failures(out: &mut String, results: &[CellResult]) {
     for r in results {
         if let Outcome::Fail(reason) = &r.outcome {
             let name = format!("{}/{}/{}/{}", r.uv_label, r.sandbox, r.scenario, r.state);
-            let _ = writeln!(out, "\n{}", cut(&format!("FAIL {name}: {reason}")));
+            let _ = writeln!(out, "\n{}", wrap(&format!("FAIL {name}: {reason}"), "    "));
             let _ = writeln!(out, "  rerun: {}", rerun(&r.uv_label, &name, r));
         }
     }
@@ -81,7 +82,7 @@ fn skips(out: &mut String, results: &[CellResult], sandboxes: &[Sandbox]) {
                 out.push_str("\nskipped:\n");
                 first = false;
             }
-            let _ = writeln!(out, "{}", cut(&format!("  {sandbox}: {reason}")));
+            let _ = writeln!(out, "{}", wrap(&format!("  {sandbox}: {reason}"), "      "));
         }
     }
     out.push('\n');
@@ -104,13 +105,24 @@ fn rerun(build: &Build, name: &str, r: &CellResult) -> String {
     }
 }
 
-/// One line of at most [`WIDTH`] characters.
-fn cut(line: &str) -> String {
-    if line.chars().count() <= WIDTH {
-        line.to_owned()
-    } else {
-        format!("{}…", line.chars().take(WIDTH - 1).collect::<String>())
+/// `text` in lines of at most [`WIDTH`] columns, broken at spaces only (a path or a command
+/// word stays whole, to be copied; only a single word wider than the terminal sticks out), every
+/// line after the first indented by `indent`, the text's own line breaks included.
+fn wrap(text: &str, indent: &str) -> String {
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let options = textwrap::Options::new(WIDTH)
+            .initial_indent(if i == 0 { "" } else { indent })
+            .subsequent_indent(indent)
+            .word_splitter(textwrap::WordSplitter::NoHyphenation)
+            .break_words(false);
+        lines.extend(
+            textwrap::wrap(line, options)
+                .into_iter()
+                .map(|l| l.into_owned()),
+        );
     }
+    lines.join("\n")
 }
 
 #[cfg(test)]
@@ -141,5 +153,57 @@ mod tests {
         );
         assert!(s.contains("  seatbelt: macOS only"), "{s}");
         assert!(s.contains("4 passed, 1 failed, 1 skipped"), "{s}");
+    }
+
+    /// A skip reason ends with the command that installs what is missing, and a failure's
+    /// reason may be long too: both are wrapped within the width, whole.
+    #[test]
+    fn long_reasons_are_wrapped_not_cut() {
+        use super::super::tests::cell;
+        use crate::scenario::ScenarioId;
+        use crate::state::CacheState;
+        let install = "npm install --prefix target/uvfix/npm @openai/codex@0.63.0";
+        let skip = format!(
+            "sandbox `codex` unavailable here: codex not found in $UVFIX_CODEX, PATH or \
+             /work/a-long-checkout-directory/crates/sandbox/../../target/uvfix/npm/node_modules/.bin/codex: \
+             {install}"
+        );
+        let fail = "canary: sandbox `leaky` did not deny a write into the cache: the helper wrote \
+                    /tmp/uvr-XXXXXX/slot/home/.cache/uv/uvfix-canary and exited 0\n\
+                    second line of the reason";
+        let results = vec![
+            cell(
+                "patched",
+                "codex",
+                ScenarioId::S1,
+                CacheState::Warm,
+                Outcome::Skip(skip.clone()),
+            ),
+            cell(
+                "patched",
+                "none",
+                ScenarioId::S1,
+                CacheState::Warm,
+                Outcome::Fail(fail.into()),
+            ),
+        ];
+        let s = render_summary(&results);
+        for line in s.lines().filter(|l| !l.starts_with("  rerun:")) {
+            assert!(
+                line.chars().count() <= WIDTH,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+        // Nothing lost: the words of both reasons are all there, in order.
+        let words = |t: &str| t.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert!(
+            words(&s)
+                .windows(words(&skip).len())
+                .any(|w| w == words(&skip)),
+            "{s}"
+        );
+        assert!(s.contains("@openai/codex@0.63.0"), "{s}");
+        insta::assert_snapshot!(s);
     }
 }
