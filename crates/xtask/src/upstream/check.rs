@@ -89,7 +89,15 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         label,
     };
     let (tree, label) = (&checkout.tree, &checkout.label);
-    checkout.at_step(paths, checkout.exported.len())?;
+    if options.gates {
+        // The gates start at the revision: apply the stack only in a throwaway index, so the
+        // files the stack touches are not rewritten twice (and everything above them
+        // recompiled) before the first gate runs.
+        checkout.at_step(paths, 0)?;
+        checkout.check_applies(checkout.exported.len())?;
+    } else {
+        checkout.at_step(paths, checkout.exported.len())?;
+    }
     println!(
         "uvfix: astral-sh/uv {label} checked out at {}",
         display(paths, tree)
