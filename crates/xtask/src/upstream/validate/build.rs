@@ -12,8 +12,9 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 use uvfix_pipeline::Paths;
 
-use super::super::checkout::{TempWorktree, target_dir};
+use super::super::checkout::{self, TempWorktree, target_dir};
 use super::super::display;
+use super::super::export;
 use super::super::toolchain::{self, Chosen, ToolchainArgs};
 use super::revision::Revision;
 
@@ -34,6 +35,8 @@ pub struct Plan {
     pub revision: Revision,
     pub toolchain: Chosen,
     pub profile: Option<&'static str>,
+    /// Exported patches applied on top (the fixture's stack), none for a revision as it is.
+    pub patches: Vec<export::ExportedPatch>,
 }
 
 /// Choose the toolchain for `revision` ([`toolchain::choose`]); a missing one is an error here,
@@ -60,6 +63,7 @@ pub fn plan(
         revision: revision.clone(),
         toolchain: chosen,
         profile: revision.defines_profile(source, PROFILE).then_some(PROFILE),
+        patches: Vec::new(),
     })
 }
 
@@ -91,8 +95,15 @@ impl<'a> Builder<'a> {
     /// toolchain, or built now.
     pub fn build(&mut self, plan: &Plan) -> Result<Built> {
         let revision = &plan.revision;
+        // With patches, their contents are part of what was built.
+        let mut patches_id = String::new();
+        for patch in &plan.patches {
+            let sum = uvfix_pipeline::sha256_file(&patch.file)?;
+            patches_id.push('+');
+            patches_id.push_str(&sum[..8]);
+        }
         let bin = self.bins.join(format!(
-            "{}-rustc-{}",
+            "{}{patches_id}-rustc-{}",
             revision.sha, plan.toolchain.toolchain.version
         ));
         let built = Built {
@@ -118,8 +129,18 @@ impl<'a> Builder<'a> {
                 self.worktree = Some(TempWorktree::new(&self.source, &self.tree, &revision.sha)?)
             }
         }
+        if !plan.patches.is_empty() {
+            checkout::apply(self.paths, &self.tree, &plan.patches, &revision.asked)?;
+        }
         fs_err::create_dir_all(&self.logs)?;
-        let log = self.logs.join(format!("build-{}.log", revision.short()));
+        let log = self.logs.join(format!(
+            "build-{}{}.log",
+            revision.short(),
+            match plan.patches.is_empty() {
+                true => "",
+                false => "-stack",
+            }
+        ));
         let mut args = vec![
             "build", "--locked", "-p", "uv", "--bin", "uv", "--bin", "uvx",
         ];

@@ -34,12 +34,12 @@ pub fn section(
         pair.after.sha,
         pair.before.sha,
         pair.after.date,
-        pair.after.short(),
+        pair.after_name(),
         pair.after.subject,
         pair.before.short(),
         pair.how,
         pair.before.subject,
-        pair.after.short(),
+        pair.after_name(),
         pair.after.date,
     );
     text.push_str(&comparison.table());

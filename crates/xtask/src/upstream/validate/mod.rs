@@ -37,8 +37,12 @@ pub struct Options {
     pub repo: PathBuf,
     /// The revision(s) to validate, each against its own comparison point: commits, tags,
     /// branches.
-    #[arg(required = true, value_name = "REV")]
+    #[arg(required_unless_present = "stack", value_name = "REV")]
     pub revs: Vec<String>,
+    /// Also validate the fixture's stack, up to its last proposed step, exported and applied
+    /// to the release it is written against, against that release.
+    #[arg(long)]
+    pub stack: bool,
     /// Compare with this revision [default: the merge base with the release the stack is
     /// written against, when REV is not in that release's history; else REV's parent]. With
     /// one REV only.
@@ -72,15 +76,28 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
     let filter = filter(options)?;
     let base_tag = Manifest::load(&paths.patches())?.uv.version;
     // Every check that can fail on bad input, before anything is built or checked out.
-    let pairs = options
+    let mut pairs = options
         .revs
         .iter()
         .map(|rev| revision::pair(&source, rev, options.against.as_deref(), Some(&base_tag)))
         .collect::<Result<Vec<_>>>()?;
+    // The stack: its proposed steps as `upstream export` writes them, on the release.
+    let stack = match options.stack {
+        true => Some(proposed_stack(paths, &source, &base_tag)?),
+        false => None,
+    };
+    if let Some((pair, _)) = &stack {
+        pairs.push(pair.clone());
+    }
     let mut plans = Vec::new();
     for pair in &pairs {
         let before = build::plan(paths, &source, &pair.before, &options.toolchain)?;
-        let after = build::plan(paths, &source, &pair.after, &options.toolchain)?;
+        let mut after = build::plan(paths, &source, &pair.after, &options.toolchain)?;
+        if let Some((stack_pair, patches)) = &stack
+            && stack_pair == pair
+        {
+            after.patches = patches.clone();
+        }
         for plan in [&before, &after] {
             println!(
                 "uvfix: {} ({}): {}",
@@ -103,10 +120,14 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
     let helper = uvfix_pipeline::builder::build_helper(paths)?;
     let mut sections = Vec::new();
     let mut red = Vec::new();
-    for (pair, (before, after)) in pairs.iter().zip(&built) {
+    for ((pair, (before, after)), (_, after_plan)) in pairs.iter().zip(&built).zip(&plans) {
         let builds = [
             Build::Revision(pair.before.short().to_string()),
-            Build::Revision(pair.after.short().to_string()),
+            // The release with the exported stack applied: what `Build::Upstream` names.
+            match after_plan.patches.is_empty() {
+                true => Build::Revision(pair.after.short().to_string()),
+                false => Build::Upstream,
+            },
         ];
         let uvs = [
             UvUnderTest::new(builds[0].clone(), &before.uv),
@@ -129,7 +150,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         }
         println!(
             "\nuvfix: astral-sh/uv {} ({}) against {} ({}): {} cells",
-            pair.after.short(),
+            pair.after_name(),
             pair.after.subject,
             pair.before.short(),
             pair.how,
@@ -138,7 +159,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         let (results, cost) =
             crate::matrix::run_cells(&cells, crate::matrix::jobs(options.jobs), &helper, false)?;
         println!("{}", cost.line());
-        let out = dir.join(format!("{}-vs-{}", pair.after.short(), pair.before.short()));
+        let out = dir.join(format!("{}-vs-{}", builds[1], builds[0]));
         uvfix_scenario::report::write_reports(&results, &out)?;
         let comparison = Comparison::of(&results, &builds[0], &builds[1]);
         fs_err::write(
@@ -149,7 +170,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
             "\nastral-sh/uv {} `{}` ({}) against `{}` ({}):\n  before built with {}\n  \
              after built with {}\n\n{}{}",
             pair.after.date,
-            pair.after.short(),
+            pair.after_name(),
             pair.after.subject,
             pair.before.short(),
             pair.how,
@@ -166,7 +187,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         if !comparison.red.is_empty() {
             red.push(format!(
                 "{} ({}): {} cell(s) turned red",
-                pair.after.short(),
+                pair.after_name(),
                 pair.after.subject,
                 comparison.red.len()
             ));
@@ -198,6 +219,38 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The release the stack is written against, and the same release with the stack's steps up
+/// to the last proposed one, as `upstream export` writes them (the optional steps above it are
+/// design decisions a maintainer may refuse).
+fn proposed_stack(
+    paths: &Paths,
+    source: &std::path::Path,
+    base_tag: &str,
+) -> Result<(revision::Pair, Vec<super::export::ExportedPatch>)> {
+    let release = revision::revision(source, base_tag)?;
+    let exported = super::export::run(paths, &super::export::default_out(paths))?;
+    let last = exported
+        .iter()
+        .rposition(|p| p.status == uvfix_pipeline::manifest::Status::Proposed)
+        .context("the stack has no proposed step")?;
+    let patches = exported[..=last].to_vec();
+    let ids: Vec<&str> = patches.iter().map(|p| p.step.as_str()).collect();
+    let after = revision::Revision {
+        asked: format!("{base_tag} + the stack"),
+        subject: format!(
+            "the fixture's proposed steps ({}), as `upstream export` writes them",
+            ids.join(", ")
+        ),
+        ..release.clone()
+    };
+    let pair = revision::Pair {
+        before: release,
+        after,
+        how: "the release the stack is written against".to_string(),
+    };
+    Ok((pair, patches))
 }
 
 fn filter(options: &Options) -> Result<Filter> {

@@ -54,6 +54,17 @@ pub struct Pair {
     pub how: String,
 }
 
+impl Pair {
+    /// How the after build is named in reports: its abbreviated commit, or, for the release
+    /// with the stack applied (the same commit as before), what it is.
+    pub fn after_name(&self) -> String {
+        match self.after.sha == self.before.sha {
+            true => self.after.asked.clone(),
+            false => self.after.short().to_string(),
+        }
+    }
+}
+
 /// Resolve `rev` in `source` and choose what to compare it with: `against` if given; else the
 /// merge base with `base_tag` (the release the stack is written against) when `rev` is not
 /// already in that tag's history; else `rev`'s first parent.
