@@ -13,6 +13,11 @@
 # 3. The rebase cost, hunk by hunk: `upstream forward` against the newest crates.io releases
 #    and against `main`'s crates (`--checkout`). Both exit non-zero only when a tool fails
 #    (failing hunks are their findings), so only a tool failure here fails the job.
+# 4. uv's own CI gates (`upstream check --gates`: Cargo.lock, fmt, check and clippy of the
+#    whole workspace, the touched crates' unit tests, build/cache.rs) at the pinned release and
+#    at the stack's last proposed step ($UVFIX_GATE_STEPS=all: at every step). A gate that
+#    passes at the release and fails with the stack means the pull requests as exported would
+#    fail upstream's CI: the job fails.
 #
 # The report goes to target/uvfix/upstream/report.md (uploaded by the workflow) and to
 # $GITHUB_STEP_SUMMARY.
@@ -56,6 +61,16 @@ cargo xtask upstream forward --checkout "$checkout" --rev HEAD >"$logs/forward-m
   || forward_main_status=$?
 [ "$forward_main_status" -eq 0 ] || regression=1
 
+# 4. uv's CI gates, at the release and the last proposed step (or every step).
+last_proposed=$(awk -F'"' '/^\[\[step\]\]/ { id = "" } /^id *=/ { id = $2 }
+  /^status *= *"proposed"/ { last = id } END { print last }' patches/series.toml)
+gate_args=(--step "$last_proposed")
+if [ "${UVFIX_GATE_STEPS:-last-proposed}" = all ]; then gate_args=(); fi
+gates_status=0
+cargo xtask upstream check "$checkout" --rev "$pinned" --gates ${gate_args[@]+"${gate_args[@]}"} \
+  >"$logs/gates.log" 2>&1 || gates_status=$?
+[ "$gates_status" -eq 0 ] || regression=1
+
 verdict() { if [ "$1" -eq 0 ]; then echo "$2"; else echo "$3"; fi; }
 excerpt() {
   echo '```text'
@@ -71,6 +86,7 @@ excerpt() {
   echo "| series applies, builds and passes the unit tests at \`main\` ($main_rev) | $(verdict "$main_status" "yes" "no (a finding, see below; rebase with \`cargo xtask upstream forward\`)") |"
   echo "| \`upstream forward\` ran (newest releases) | $(verdict "$forward_status" "yes" "**NO: tool failure**") |"
   echo "| \`upstream forward --checkout\` ran (\`main\`) | $(verdict "$forward_main_status" "yes" "**NO: tool failure**") |"
+  echo "| uv's CI gates pass with the stack at $pinned (${UVFIX_GATE_STEPS:-last proposed step, $last_proposed}) | $(verdict "$gates_status" "yes" "**NO: the exported pull requests would fail uv's CI**") |"
   echo
   echo "## At $pinned"
   excerpt "$logs/pinned.log"
@@ -83,8 +99,21 @@ excerpt() {
   echo
   echo "## Rebase cost: main ($main_rev)"
   if [ "$forward_main_status" -eq 0 ]; then cat "$out/forward-checkout/report.md"; else excerpt "$logs/forward-main.log"; fi
+  echo
+  echo "## uv's CI gates at $pinned"
+  if [ -f "$out/check/gates/gates.md" ]; then
+    cat "$out/check/gates/gates.md"
+    for step_report in "$out"/check/gates/*.md; do
+      case "$step_report" in */gates.md) continue ;; esac
+      echo
+      cat "$step_report"
+    done
+  else
+    excerpt "$logs/gates.log"
+  fi
 } >"$report"
-cat "$logs/pinned.log" "$logs/main.log" "$logs/forward.log" "$logs/forward-main.log" >"$out/upstream-check.log"
+cat "$logs/pinned.log" "$logs/main.log" "$logs/forward.log" "$logs/forward-main.log" "$logs/gates.log" \
+  >"$out/upstream-check.log"
 
 cat "$report"
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat "$report" >>"$GITHUB_STEP_SUMMARY"; fi

@@ -33,6 +33,11 @@ pub enum Build {
     Official(semver::Version),
     /// An astral-sh/uv checkout with the exported series applied (`cargo xtask upstream check`).
     Upstream,
+    /// An astral-sh/uv revision built as it is (`cargo xtask upstream validate`), by its
+    /// abbreviated commit id. It is judged by comparison with another revision, not by the
+    /// table; its cells get an unfixed build's expectations, as a release's do, so a cell it
+    /// fixes shows up as an unexpected pass.
+    Revision(String),
 }
 
 /// Which rows of the expectation table apply to a build.
@@ -53,7 +58,9 @@ impl Build {
         match self {
             Build::Patched | Build::Upstream => UvSel::Fixed,
             Build::Step { applied, of } if applied == of => UvSel::Fixed,
-            Build::Step { .. } | Build::Pristine | Build::Official(_) => UvSel::Unfixed,
+            Build::Step { .. } | Build::Pristine | Build::Official(_) | Build::Revision(_) => {
+                UvSel::Unfixed
+            }
         }
     }
 }
@@ -66,13 +73,14 @@ impl fmt::Display for Build {
             Build::Patched => f.write_str("patched"),
             Build::Official(version) => write!(f, "official-{version}"),
             Build::Upstream => f.write_str("upstream"),
+            Build::Revision(sha) => write!(f, "rev-{sha}"),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown build `{0}`: expected pristine, patched, upstream, official-<version> or step-<n>-of-<m>"
+    "unknown build `{0}`: expected pristine, patched, upstream, official-<version>, step-<n>-of-<m> or rev-<commit>"
 )]
 pub struct UnknownBuild(String);
 
@@ -88,6 +96,16 @@ impl FromStr for Build {
             _ => {
                 if let Some(version) = name.strip_prefix("official-") {
                     return version.parse().map(Build::Official).map_err(|_| unknown());
+                }
+                if let Some(sha) = name.strip_prefix("rev-") {
+                    return match (7..=40).contains(&sha.len())
+                        && sha
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                    {
+                        true => Ok(Build::Revision(sha.to_owned())),
+                        false => Err(unknown()),
+                    };
                 }
                 let (applied, of) = name
                     .strip_prefix("step-")
@@ -129,6 +147,7 @@ mod tests {
     #[test_case("official-0.12.5", UvSel::Unfixed)]
     #[test_case("step-2-of-4", UvSel::Unfixed)]
     #[test_case("step-4-of-4", UvSel::Fixed)]
+    #[test_case("rev-0dbeb4cd3d12", UvSel::Unfixed)]
     fn names_round_trip_and_select(name: &str, sel: UvSel) {
         let build: Build = name.parse().unwrap();
         assert_eq!(build.to_string(), name);
@@ -139,6 +158,8 @@ mod tests {
     #[test_case("step-0-of-4"; "zero")]
     #[test_case("step-5-of-4"; "beyond the stack")]
     #[test_case("nightly"; "unknown")]
+    #[test_case("rev-0DBEB4CD"; "upper case commit")]
+    #[test_case("rev-abc"; "short commit")]
     fn rejects(name: &str) {
         assert!(name.parse::<Build>().is_err());
     }

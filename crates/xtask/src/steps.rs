@@ -57,8 +57,8 @@ pub struct StepChange {
 }
 
 /// Did uv do the job in this cell: exit 0, the expected output, the cache untouched.
-/// `None` for a skipped cell.
-fn succeeded(result: &CellResult) -> Option<bool> {
+/// `None` for a skipped cell. `upstream validate` compares revisions by the same test.
+pub fn succeeded(result: &CellResult) -> Option<bool> {
     if let Outcome::Skip(_) = result.outcome {
         return None;
     }

@@ -7,6 +7,8 @@
 //! * [`check`]: apply that export to an astral-sh/uv checkout (or bare clone) in a
 //!   throwaway worktree, build uv there, run the touched crates' unit tests, then the matrix;
 //!   with `--tests`, upstream's own integration tests instead, step by step ([`integration`]).
+//! * [`validate`]: build any astral-sh/uv revision and the one it is compared with, run the
+//!   matrix with both and say per sandbox what turned green and what turned red.
 //! * [`forward`]: try every patch against newer crates.io releases of the pinned crates with
 //!   GNU `patch --dry-run --verbose`, and report each hunk.
 //!
@@ -23,14 +25,20 @@ use uvfix_pipeline::Paths;
 use uvfix_process::shown;
 
 mod check;
+mod checkout;
 mod export;
 mod forward;
+mod gate_records;
+mod gates;
 mod gnu_patch;
 mod integration;
 mod message;
 mod rebase;
 mod records;
 mod suite;
+mod toolchain;
+#[cfg(unix)]
+mod validate;
 
 #[derive(Subcommand)]
 pub enum UpstreamCommand {
@@ -46,6 +54,12 @@ pub enum UpstreamCommand {
     /// run the touched crates' unit tests and the matrix against that build (or, with
     /// --tests, upstream's own integration tests).
     Check(check::Options),
+    /// Build an astral-sh/uv revision and the one it is compared with (its merge base with the
+    /// release the stack is written against, else its parent), run the matrix with both, and
+    /// print per sandbox the cells that succeed before and after, turned green and turned red.
+    /// Fails if a cell turned red.
+    #[cfg(unix)]
+    Validate(validate::Options),
     /// Try every patch against newer crates.io releases of the pinned crates and report
     /// each hunk (applies, offset, fuzz, FAILS). Failing hunks are a finding, not an error.
     ///
@@ -83,6 +97,8 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
             export::run(paths, &out).map(drop)
         }
         UpstreamCommand::Check(options) => check::run(paths, &options),
+        #[cfg(unix)]
+        UpstreamCommand::Validate(options) => validate::run(paths, &options),
         UpstreamCommand::Forward {
             checkout: Some(checkout),
             rev,

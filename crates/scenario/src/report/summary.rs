@@ -98,6 +98,10 @@ fn rerun(build: &Build, name: &str, r: &CellResult) -> String {
         Build::Official(_) => {
             format!("UVFIX_UV=<its uv> cargo nextest run --workspace -E 'test(={name})'")
         }
+        Build::Revision(_) => format!(
+            "cargo xtask upstream validate <uv git dir> <rev> --sandbox {} --scenario {} --state {}",
+            r.sandbox, r.scenario, r.state
+        ),
         Build::Step { .. } | Build::Upstream => format!(
             "cargo xtask matrix --uv {build}=<its uv> --sandbox {} --scenario {} --state {}",
             r.sandbox, r.scenario, r.state

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use uvfix_pipeline::manifest::{Status, Step};
 use uvfix_pipeline::{Manifest, Paths, fetch, vendor};
 
+use super::gate_records;
 use super::message::{PatchText, numstat, to_repository_paths};
 use super::{display, fresh_dir, git, output};
 
@@ -154,11 +155,17 @@ fn write_descriptions(
         ),
     )?;
     let upstream_tests = super::dir(paths).join("check").join("tests");
-    for patch in &export.patches {
+    let gates = gate_records::Store::new(&super::dir(paths).join("check").join("gates"));
+    let files: Vec<&Path> = export.patches.iter().map(|p| p.file.as_path()).collect();
+    let gate_keys = gate_records::patch_keys(&files)?;
+    for (patch, key) in export.patches.iter().zip(&gate_keys) {
         let read = |dir: &Path| fs_err::read_to_string(dir.join(format!("{}.md", patch.step))).ok();
         let reports = StepReports {
             cells: read(&reports.join("steps")),
             upstream_tests: read(&upstream_tests),
+            ci_gates: gates
+                .for_patches(&patch.step, key)
+                .map(|(record, base)| gate_records::step_markdown(&record, base.as_ref())),
         };
         fs_err::write(
             out.join(step_description_name(patch)),
@@ -492,6 +499,8 @@ pub struct StepReports {
     pub cells: Option<String>,
     /// How upstream's own tests fared with it (`cargo xtask upstream check --tests --steps`).
     pub upstream_tests: Option<String>,
+    /// uv's CI gates at this step (`cargo xtask upstream check --gates`).
+    pub ci_gates: Option<String>,
 }
 
 /// `PR-<number>-<id>.md`: one step's pull request: its message, where it sits in the stack,
@@ -541,6 +550,14 @@ pub fn describe_step(
         "Cells of `cargo xtask matrix --steps`, without this step (the steps below it only) \
          and with it:",
         "No per-step report yet: run `cargo xtask matrix --steps`, then export again.",
+    );
+    let _ = writeln!(out, "## uv's CI gates\n");
+    push_report(
+        &mut out,
+        reports.ci_gates.as_deref(),
+        "`cargo xtask upstream check --gates`, at this step:",
+        "Not run yet for this step as it is: `cargo xtask upstream check <astral-sh/uv> --rev \
+         <release> --gates`, then export again.",
     );
     let _ = writeln!(out, "## uv's own tests\n");
     push_report(
@@ -827,6 +844,10 @@ mod tests {
             cells: report.map(str::to_string),
             upstream_tests: report
                 .map(|_| "| step | passed |\n|---|---:|\n| locks | 41 |\n".into()),
+            ci_gates: report.map(|_| {
+                "| gate | command | result | time |\n| check | `cargo check` | FAIL | 1 s |\n"
+                    .into()
+            }),
         };
         let text = describe_step("0.12.5", &export, &patch, &reports);
         let tests = match report {
@@ -841,6 +862,7 @@ mod tests {
             expected,
             "## uv's own tests",
             tests,
+            "## uv's CI gates",
         ] {
             assert!(text.contains(needle), "{needle} not in {text}");
         }

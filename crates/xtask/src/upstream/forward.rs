@@ -147,7 +147,7 @@ pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> 
     let manifest = Manifest::load(&paths.patches())?;
     check_gnu_patch()?;
     let checkout = std::path::absolute(checkout)?;
-    let (sha, title) = super::check::resolve(&checkout, rev)?;
+    let (sha, title) = super::checkout::resolve(&checkout, rev)?;
     let sha = sha.as_str();
     let dir = super::dir(paths).join("forward-checkout");
     fs_err::create_dir_all(&dir)?;

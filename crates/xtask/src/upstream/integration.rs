@@ -16,10 +16,25 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 use uvfix_pipeline::Paths;
 
-use super::check::{Checkout, Options, Toolchain};
+use super::checkout::Checkout;
 use super::display;
 use super::records::{self, Key, Record, Records};
 use super::suite::{self, Area, Outcome, Runner};
+use super::toolchain::Toolchain;
+
+/// What `upstream check --tests` asked for.
+pub struct Request {
+    /// On the release and after every step, not only on the whole stack.
+    pub steps: bool,
+    /// With `steps`: only these step ids.
+    pub only_steps: Vec<String>,
+    /// The stack first, then the release on only what failed with it.
+    pub release_reruns_failures: bool,
+    /// Interpreter directories for the tests' `PATH`.
+    pub pythons: Vec<PathBuf>,
+    /// Test targets ([`suite::AREAS`] names); all when empty.
+    pub areas: Vec<String>,
+}
 
 /// One column of the report: the release (`count` 0) or a step of the stack.
 #[derive(Serialize)]
@@ -54,7 +69,7 @@ pub fn run(
     paths: &Paths,
     checkout: &Checkout,
     toolchain: &Toolchain,
-    options: &Options,
+    options: &Request,
 ) -> Result<()> {
     let out = super::dir(paths).join("check");
     let logs = out.join("logs");
@@ -74,10 +89,7 @@ pub fn run(
     counts.insert(if release_last { counts.len() } else { 0 }, 0);
     let mut runs: Vec<StepRun> = Vec::new();
     for count in counts {
-        let name = match count {
-            0 => checkout.label.clone(),
-            n => checkout.exported[n - 1].step.clone(),
-        };
+        let name = checkout.step_name(count);
         // The release after the stack: only what failed with it, by area.
         let only = (count == 0 && release_last).then(|| failed_with_the_stack(&runs));
         if only.as_ref().is_some_and(BTreeMap::is_empty) {
@@ -166,7 +178,7 @@ impl StepTests<'_> {
 }
 
 /// The patch counts (1-based) of the steps to run: every one, or those named.
-fn chosen_steps(ids: &[&str], only: &[String]) -> Result<Vec<usize>> {
+pub fn chosen_steps(ids: &[&str], only: &[String]) -> Result<Vec<usize>> {
     if let Some(unknown) = only.iter().find(|id| !ids.contains(&id.as_str())) {
         bail!(
             "--step {unknown}: no such step in the stack (its steps: {})",
@@ -196,7 +208,7 @@ fn failed_with_the_stack(runs: &[StepRun]) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-fn defines_profile(tree: &Path, name: &str) -> bool {
+pub fn defines_profile(tree: &Path, name: &str) -> bool {
     fs_err::read_to_string(tree.join("Cargo.toml"))
         .ok()
         .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
@@ -205,7 +217,7 @@ fn defines_profile(tree: &Path, name: &str) -> bool {
 
 /// The interpreter directories for the tests' `PATH`: the ones given, else the copies
 /// `ci/upstream-pythons.sh` made under `target/uvfix/upstream/pythons/`.
-fn interpreters(paths: &Paths, given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub fn interpreters(paths: &Paths, given: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if !given.is_empty() {
         return Ok(given
             .iter()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use cargo_metadata::Message;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::user::{NOBODY, as_nobody, give_to_nobody, is_root, reachable_by_others};
 
@@ -63,7 +63,7 @@ pub const AREAS: &[Area] = &[
 pub const FEATURES: &str = "test-python,test-pypi,test-python-eol,test-git";
 
 /// One run of libtest: what passed, what failed and why, how many were ignored.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     pub passed: BTreeSet<String>,
     /// Test name → the first line of its panic message.
@@ -102,8 +102,6 @@ pub fn build(
         "--no-default-features",
         "--features",
         FEATURES,
-        "--no-run",
-        "--message-format=json-render-diagnostics",
     ]);
     for area in areas {
         cargo.args(["--test", area.target]);
@@ -111,10 +109,30 @@ pub fn build(
     if let Some(profile) = profile {
         cargo.args(["--profile", profile]);
     }
+    let binaries = test_binaries(cargo)
+        .context("building upstream's integration tests failed (cargo's errors are above)")?;
+    Ok(binaries
+        .into_iter()
+        .map(|(name, binary)| (name, binary.exe))
+        .collect())
+}
+
+/// A test executable cargo built, and the directory of its package (where `cargo test`
+/// runs it).
+pub struct TestBinary {
+    pub exe: PathBuf,
+    pub package_dir: PathBuf,
+}
+
+/// Run `cargo` (a `cargo test …` without `--no-run`) with `--no-run` and cargo's JSON
+/// messages; the test executables it built, by target name. Diagnostics go to stderr,
+/// rendered, as cargo prints them.
+pub fn test_binaries(mut cargo: Command) -> Result<BTreeMap<String, TestBinary>> {
+    cargo.args(["--no-run", "--message-format=json-render-diagnostics"]);
     let mut child = cargo
         .stdout(Stdio::piped())
         .spawn()
-        .context("running cargo test --no-run in the upstream checkout")?;
+        .with_context(|| format!("running `{}`", uvfix_process::shown(&cargo)))?;
     let reader = std::io::BufReader::new(child.stdout.take().expect("piped"));
     let mut binaries = BTreeMap::new();
     for message in Message::parse_stream(reader) {
@@ -122,11 +140,23 @@ pub fn build(
             && artifact.profile.test
             && let Some(exe) = artifact.executable
         {
-            binaries.insert(artifact.target.name.clone(), exe.into_std_path_buf());
+            let package_dir = artifact
+                .manifest_path
+                .parent()
+                .map(|dir| dir.as_std_path().to_path_buf())
+                .unwrap_or_default();
+            binaries.insert(
+                artifact.target.name.clone(),
+                TestBinary {
+                    exe: exe.into_std_path_buf(),
+                    package_dir,
+                },
+            );
         }
     }
-    if !child.wait()?.success() {
-        bail!("building upstream's integration tests failed (cargo's errors are above)");
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", uvfix_process::shown(&cargo));
     }
     Ok(binaries)
 }
@@ -189,21 +219,40 @@ impl Runner {
         only: Option<&[&str]>,
         log: &Path,
     ) -> Result<Outcome> {
+        let (args, exact): (Vec<&str>, bool) = match only {
+            Some(names) => (names.to_vec(), true),
+            None => (area.filters.to_vec(), false),
+        };
+        self.run_in(exe, &args, exact, &self.package_dir, area.target, log)
+    }
+
+    /// Run the test executable `exe` of a package in `package_dir` (where `cargo test` would
+    /// run it) with libtest `filters` (`--exact` names when `exact`); `what` names it in
+    /// errors, the full output goes to `log`.
+    pub fn run_in(
+        &self,
+        exe: &Path,
+        filters: &[&str],
+        exact: bool,
+        package_dir: &Path,
+        what: &str,
+        log: &Path,
+    ) -> Result<Outcome> {
         let mut command = if self.as_nobody {
             as_nobody(exe)
         } else {
             Command::new(exe)
         };
-        match only {
-            Some(names) => command.args(names).arg("--exact"),
-            None => command.args(area.filters),
-        };
+        command.args(filters);
+        if exact {
+            command.arg("--exact");
+        }
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
         command
             .arg(format!("--test-threads={threads}"))
-            .current_dir(&self.package_dir)
+            .current_dir(package_dir)
             // What `cargo test` sets and uv's harness reads at run time (to find the workspace).
-            .env("CARGO_MANIFEST_DIR", &self.package_dir)
+            .env("CARGO_MANIFEST_DIR", package_dir)
             .env("PATH", &self.path)
             .env("HOME", self.home.path())
             .env("TMPDIR", self.home.path())
@@ -219,16 +268,11 @@ impl Runner {
         let mut outcome = parse(&text);
         outcome.seconds = started.elapsed().as_secs();
         if output.timed_out {
-            bail!(
-                "{} timed out after 90 minutes; see {}",
-                area.target,
-                log.display()
-            );
+            bail!("{what} timed out after 90 minutes; see {}", log.display());
         }
         if outcome.passed.is_empty() && outcome.failed.is_empty() && !output.success() {
             bail!(
-                "{} ran no test ({}); see {}",
-                area.target,
+                "{what} ran no test ({}); see {}",
                 output.status_text(),
                 log.display()
             );
