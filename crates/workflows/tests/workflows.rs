@@ -1,0 +1,106 @@
+//! The workflows, one test per job × matrix entry: each is emulated here with stub tools
+//! (`uvfix_workflows::emulate`) and must have no finding (`uvfix_workflows::check`): its
+//! shells exist on its runner and are bash, its scripts exist and are executable, its
+//! artifacts come from a job it needs, every sandbox it requires is installed by its own
+//! steps, nextest comes prebuilt where it runs, and on macOS everything it runs is bash 3.2.
+//! Plus one test per workflow for `cancel-in-progress`, and one for the rust-cache keys.
+//!
+//! `UVFIX_WORKFLOWS_ROOT=DIR` checks another checkout (e.g. an older commit) instead.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use uvfix_workflows::workflow::{self, Entry, Event};
+use uvfix_workflows::{check, emulate, repo_root};
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let root = repo_root();
+    let trials = match trials(&root) {
+        Ok(trials) => trials,
+        Err(e) => vec![Trial::test("workflows_load", move || Err(e.into()))],
+    };
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+fn tools_missing() -> Option<String> {
+    for tool in ["bash", "git"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            return Some(format!(
+                "`{tool}` is not installed: the emulation runs the scripts with it"
+            ));
+        }
+    }
+    None
+}
+
+fn trials(root: &std::path::Path) -> Result<Vec<Trial>, String> {
+    let workflows = workflow::load_all(root).map_err(|e| e.to_string())?;
+    let workspace = PathBuf::from(workflow::WORKSPACE);
+    let mut trials = Vec::new();
+    let skip = tools_missing();
+    for wf in &workflows {
+        let entries =
+            workflow::entries(wf, &Event::PUSH_TO_MAIN, &workspace).map_err(|e| e.to_string())?;
+        for entry in entries.into_iter().filter(|e| e.runs) {
+            let id = entry.id();
+            let root = root.to_owned();
+            let reason = skip.clone();
+            trials.push(
+                Trial::test(id, move || match reason {
+                    Some(why) => Err(format!("skipped here: {why}").into()),
+                    None => entry_test(&root, &entry),
+                })
+                .with_ignored_flag(skip.is_some()),
+            );
+        }
+        let findings = check::concurrency(wf);
+        let name = format!("{}/concurrency", wf.file.trim_end_matches(".yml"));
+        trials.push(Trial::test(name, move || verdict(&findings)));
+    }
+    let (mut on_main, mut on_pr) = (Vec::new(), Vec::new());
+    for wf in &workflows {
+        on_main.extend(
+            workflow::entries(wf, &Event::PUSH_TO_MAIN, &workspace).map_err(|e| e.to_string())?,
+        );
+        on_pr.extend(
+            workflow::entries(wf, &Event::PULL_REQUEST, &workspace).map_err(|e| e.to_string())?,
+        );
+    }
+    let findings = check::caches(&on_main, &on_pr);
+    trials.push(Trial::test("rust_cache_keys_fit_10_gb", move || {
+        verdict(&findings)
+    }));
+    Ok(trials)
+}
+
+fn entry_test(root: &std::path::Path, entry: &Entry) -> Result<(), Failed> {
+    // Every entry of the workflow, for the artifact check.
+    let wf = workflow::load(&root.join(".github/workflows").join(&entry.file))
+        .map_err(|e| e.to_string())?;
+    let all = workflow::entries(
+        &wf,
+        &Event::PUSH_TO_MAIN,
+        &PathBuf::from(workflow::WORKSPACE),
+    )
+    .map_err(|e| e.to_string())?;
+    // The jobs that upload what this one downloads run first, as on GitHub.
+    let artifacts = emulate::Artifacts::new().map_err(|e| e.to_string())?;
+    for name in check::downloads(entry) {
+        if let Some(uploader) = check::uploader(entry, &all, &name) {
+            emulate::emulate(root, uploader, &artifacts).map_err(|e| e.to_string())?;
+        }
+    }
+    let trace = emulate::emulate(root, entry, &artifacts).map_err(|e| e.to_string())?;
+    verdict(&check::entry(root, entry, &trace, &all))
+}
+
+fn verdict(findings: &[check::Finding]) -> Result<(), Failed> {
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        let list: Vec<String> = findings.iter().map(|f| format!("- {f}")).collect();
+        Err(format!("{} finding(s):\n{}", findings.len(), list.join("\n")).into())
+    }
+}
