@@ -72,7 +72,105 @@ fn trials(root: &std::path::Path) -> Result<Vec<Trial>, String> {
     trials.push(Trial::test("rust_cache_keys_fit_10_gb", move || {
         verdict(&findings)
     }));
+    let dpkg = match Command::new("dpkg").arg("--print-architecture").output() {
+        Ok(out) if out.status.success() => None,
+        _ => Some("no dpkg: ci/docker-image.sh runs on Debian and Ubuntu only".to_owned()),
+    };
+    let root = root.to_owned();
+    trials.push(
+        Trial::test("docker_image_reads_mirror_file_sources", {
+            let dpkg = dpkg.clone();
+            move || match dpkg {
+                Some(why) => Err(format!("skipped here: {why}").into()),
+                None => docker_image_reads_mirror_file_sources(&root),
+            }
+        })
+        .with_ignored_flag(dpkg.is_some()),
+    );
     Ok(trials)
+}
+
+/// GitHub's x64 runners name no host in their apt sources, only `mirror+file:LIST`:
+/// ci/docker-image.sh must bootstrap from the first mirror of that list (or
+/// `$UVFIX_APT_MIRROR`), ignore third-party sources, and say what to do when it cannot.
+fn docker_image_reads_mirror_file_sources(root: &std::path::Path) -> Result<(), Failed> {
+    let apt = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let list = apt.path().join("apt-mirrors.txt");
+    fs_err::create_dir_all(apt.path().join("sources.list.d")).map_err(|e| e.to_string())?;
+    // As the runner images write them (actions/runner-images, configure-apt-sources).
+    fs_err::write(
+        &list,
+        "http://azure.archive.ubuntu.com/ubuntu/\tpriority:1\nhttps://archive.ubuntu.com/ubuntu/\tpriority:2\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let stanza = |suites: &str| {
+        format!(
+            "Types: deb\nURIs: mirror+file:{}\nSuites: {suites}\nComponents: main universe\nSigned-By: /usr/share/keyrings/ubuntu-archive-keyring.gpg\n",
+            list.display()
+        )
+    };
+    fs_err::write(
+        apt.path().join("sources.list.d/ubuntu.sources"),
+        format!(
+            "{}\n{}",
+            stanza("noble noble-updates"),
+            stanza("noble-security")
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    fs_err::write(
+        apt.path().join("sources.list.d/microsoft-prod.list"),
+        "deb [arch=amd64] https://packages.microsoft.com/ubuntu/24.04/prod noble main\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let run = |mirror: Option<&str>| {
+        let mut command = Command::new(root.join("ci/docker-image.sh"));
+        command
+            .arg("--sources")
+            .env("UVFIX_APT_DIR", apt.path())
+            .env_remove("UVFIX_APT_MIRROR");
+        if let Some(mirror) = mirror {
+            command.env("UVFIX_APT_MIRROR", mirror);
+        }
+        command
+            .output()
+            .map_err(|e| format!("running ci/docker-image.sh: {e}"))
+    };
+    let out = run(None)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let uris: Vec<&str> = text.lines().filter(|l| l.starts_with("URIs:")).collect();
+    if !out.status.success()
+        || uris != ["URIs: http://azure.archive.ubuntu.com/ubuntu/"; 2]
+        || text.contains("microsoft")
+    {
+        return Err(format!(
+            "expected both stanzas from the list's first mirror and no third-party source, got ({}):\n{text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let out = run(Some("http://archive.ubuntu.com/ubuntu/"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text
+        .lines()
+        .filter(|l| *l == "URIs: http://archive.ubuntu.com/ubuntu/")
+        .count()
+        != 2
+    {
+        return Err(format!("UVFIX_APT_MIRROR was not used:\n{text}").into());
+    }
+    fs_err::remove_file(&list).map_err(|e| e.to_string())?;
+    let out = run(None)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !err.contains("UVFIX_APT_MIRROR") {
+        return Err(format!(
+            "an unreadable mirror list must fail naming UVFIX_APT_MIRROR, got ({}): {err}",
+            out.status
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn entry_test(root: &std::path::Path, entry: &Entry) -> Result<(), Failed> {
