@@ -64,9 +64,13 @@ fn trials(root: &std::path::Path) -> Result<Vec<Trial>, String> {
         on_main.extend(
             workflow::entries(wf, &Event::PUSH_TO_MAIN, &workspace).map_err(|e| e.to_string())?,
         );
-        on_pr.extend(
-            workflow::entries(wf, &Event::PULL_REQUEST, &workspace).map_err(|e| e.to_string())?,
-        );
+        // Only the workflows a pull request starts can save a cache from one.
+        if wf.model.on.events.pull_request.is_present() {
+            on_pr.extend(
+                workflow::entries(wf, &Event::PULL_REQUEST, &workspace)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
     }
     let findings = check::caches(&on_main, &on_pr);
     trials.push(Trial::test("rust_cache_keys_fit_10_gb", move || {
