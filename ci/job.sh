@@ -42,7 +42,7 @@ esac
 
 case "$sandbox" in
   # The npm sandboxes: as on a fresh runner, the job installs what its sandbox needs.
-  codex | codex-current | sandbox-runtime) ci/install-sandboxes.sh ;;
+  codex | codex-current | sandbox-runtime) ci/install-sandboxes.sh "$sandbox" ;;
   docker-ro)
     # An engine (started here as root if none runs, and stopped again at the end) and the
     # image, built from the host's distribution packages; the sandbox never pulls.

@@ -376,13 +376,15 @@ fn runs_sandboxes(name: &str, args: &str) -> bool {
 /// cell's own (`matrix.sandbox`).
 fn sandboxes(entry: &Entry, os: Os, trace: &Trace, findings: &mut Vec<Finding>) {
     let cell = entry.matrix_value("sandbox");
-    let mut done: BTreeSet<&str> = BTreeSet::new();
+    // The installer scripts that ran, each with its arguments: an installer given arguments
+    // installs what they name (`ci/install-sandboxes.sh codex`), one given none installs all.
+    let mut done: Vec<(&str, Vec<&str>)> = Vec::new();
     let mut reported = BTreeSet::new();
     let mut cell_ran = false;
     for event in &trace.events {
         match event {
-            Event::Script { path, .. } => {
-                done.insert(path.as_str());
+            Event::Script { path, args, .. } => {
+                done.push((path.as_str(), args.split_whitespace().collect()));
             }
             Event::Command {
                 step,
@@ -422,7 +424,15 @@ fn sandboxes(entry: &Entry, os: Os, trace: &Trace, findings: &mut Vec<Finding>) 
                             }
                         }
                         Ok(needs) => {
-                            for need in needs.iter().filter(|n| !done.contains(n.script())) {
+                            let installed = |need: &Prerequisite| {
+                                done.iter().any(|(path, args)| {
+                                    *path == need.script()
+                                        && (*need != Prerequisite::NpmSandboxes
+                                            || args.is_empty()
+                                            || args.contains(&name.as_str()))
+                                })
+                            };
+                            for need in needs.iter().filter(|n| !installed(n)) {
                                 if reported.insert((name.clone(), need.script())) {
                                     findings.push(at(
                                         entry,
