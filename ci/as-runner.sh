@@ -12,6 +12,10 @@
 #   UVFIX_RUNNER_UVS        uv builds (default "patched pristine")
 #   UVFIX_RUNNER_SCENARIOS  scenarios (default all: S1-S9, every cache state, as GitHub runs
 #                           them); e.g. S1,S4,S7 for a quicker look
+#   UVFIX_RUNNER_QUICK      sandboxes that run only S1,S4,S7 (the report's command, a tool,
+#                           `uv pip install`), every cache state; default none. .ci/run names
+#                           the ones whose denial does not depend on who runs them, to fit
+#                           its time budget
 #   UVFIX_RUNNER_STATE      what outlives a job (default /var/tmp/uvfix-runner), see below
 #
 # What a job gets, as on a fresh runner:
@@ -155,8 +159,17 @@ fresh_runner() {
   chown -R "$user:" "$home"
 }
 
+# The machine's TLS trust, where it is set through the environment (a registry proxy with
+# its own CA): the runner's tools need it to reach crates.io, PyPI and npm, as root's do.
+# Settings of this machine, not installs; GitHub's runners trust the registries as they are.
+trust=()
+for var in NODE_EXTRA_CA_CERTS SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE REQUESTS_CA_BUNDLE PIP_CERT GIT_SSL_CAINFO; do
+  if [ -n "${!var:-}" ]; then trust+=("$var=${!var}"); fi
+done
+
 as_user() {
   sudo -u "$user" -H env -i HOME="$home" USER="$user" LOGNAME="$user" CI=true \
+    ${trust[@]+"${trust[@]}"} \
     PATH="$rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     CARGO_HOME="$state/cargo-home" CARGO_TARGET_DIR="$state/target" CARGO_TERM_COLOR=never \
     UVFIX_WORK_DIR="$checkout/uvfix-work" \
@@ -166,14 +179,17 @@ as_user() {
 
 fresh_runner
 echo "ci/as-runner: as $(as_user id -un) (uid $(as_user id -u), groups: $(as_user id -Gn))" >&2
-scenario_args=()
-[ "$scenarios" = all ] || scenario_args=(--scenario "$scenarios")
+read -r -a quick <<<"${UVFIX_RUNNER_QUICK:-}"
 
 summary=()
 failed=0
 for sandbox in "${sandboxes[@]}"; do
   for v in "${uvs[@]}"; do
     job_start=$SECONDS
+    these=$scenarios
+    for q in ${quick[@]+"${quick[@]}"}; do [ "$q" != "$sandbox" ] || these=S1,S4,S7; done
+    scenario_args=()
+    [ "$these" = all ] || scenario_args=(--scenario "$these")
     fresh_runner
     log=$state/reports/$sandbox-$v.log
     status=0
@@ -192,8 +208,8 @@ for sandbox in "${sandboxes[@]}"; do
       cp -a "$checkout/uvfix-work/matrix" "$state/reports/$sandbox-$v"
     fi
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1 || true)
-    [ -n "$line" ] || line="no summary: $(grep -E '^error' "$log" | tail -n 1 || true)"
-    summary+=("$(printf '%-16s %-9s exit %-3s %4ss  %s' "$sandbox" "$v" "$status" "$((SECONDS - job_start))" "$line")")
+    [ -n "$line" ] || line="no summary; the log ends: $(tail -n 1 "$log")"
+    summary+=("$(printf '%-16s %-9s %-9s exit %-3s %4ss  %s' "$sandbox" "$v" "$these" "$status" "$((SECONDS - job_start))" "$line")")
     if [ "$status" -ne 0 ]; then
       failed=$((failed + 1))
       echo "ci/as-runner: ci/job.sh $sandbox $v failed (exit $status); its log ends with:" >&2
@@ -206,7 +222,7 @@ rm -rf "$home"
 mkdir -p "$home"
 chown "$user:" "$home"
 
-echo "ci/as-runner: fresh-runner jobs as $user (scenarios: $scenarios), logs and reports in $state/reports"
+echo "ci/as-runner: fresh-runner jobs as $user, logs and reports in $state/reports"
 printf '%s\n' "${summary[@]}"
 echo "ci/as-runner: $failed failed job(s), $((SECONDS - start)) s in all"
 [ "$failed" -eq 0 ]
