@@ -28,7 +28,5 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "ci/install-deps: cargo not found. Install Rust with rustup (https://rustup.rs), then rerun." >&2
   exit 1
 fi
-if ! cargo nextest --version >/dev/null 2>&1; then
-  echo "ci/install-deps: installing cargo-nextest from crates.io"
-  cargo install --locked cargo-nextest
-fi
+# Not cargo-nextest: most jobs never run it, and a build from source costs minutes. The jobs
+# that run it install it prebuilt (taiki-e/install-action); .ci/run builds it when missing.

@@ -3,7 +3,7 @@
 #
 # One column of the matrix: every scenario × cache state for one sandbox and one uv.
 #   <sandbox>        a name from crates/sandbox (none, landlock, ro-home, ro-root,
-#                    foreign-owner, codex, sandbox-runtime, docker-ro, seatbelt)
+#                    foreign-owner, codex, codex-current, sandbox-runtime, docker-ro, seatbelt)
 #   <uv-under-test>  patched | pristine | official-<version> | official-latest
 #   options          passed on, e.g. `--scenario S1,S4 --jobs 1`
 #
@@ -24,7 +24,8 @@ case "$uut" in
     # The fixture's own build: a binary handed in (UVFIX_UV_PATCHED / UVFIX_UV_PRISTINE, e.g.
     # the build job's artifact in CI), else built or found up to date by `cargo xtask`.
     label=$uut
-    given=UVFIX_UV_${uut^^}
+    # Not ${uut^^}: macOS runs this with /bin/bash 3.2, which has no case modification.
+    case "$uut" in patched) given=UVFIX_UV_PATCHED ;; *) given=UVFIX_UV_PRISTINE ;; esac
     if [ -n "${!given:-}" ]; then
       uv=${!given}
     else
@@ -40,7 +41,8 @@ case "$uut" in
 esac
 
 case "$sandbox" in
-  codex | sandbox-runtime) ci/install-sandboxes.sh ;;
+  # The npm sandboxes: as on a fresh runner, the job installs what its sandbox needs.
+  codex | codex-current | sandbox-runtime) ci/install-sandboxes.sh "$sandbox" ;;
   docker-ro)
     # An engine (started here as root if none runs, and stopped again at the end) and the
     # image, built from the host's distribution packages; the sandbox never pulls.
