@@ -12,10 +12,11 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
+use uvfix_run::RunStore;
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::Build;
 use uvfix_scenario::cell::{
-    CellOptions, CellResult, OFFICIAL_UV_ENV, UvUnderTest, new_store, run_cell_with,
+    CellOptions, CellResult, OFFICIAL_UV_ENV, UvUnderTest, run_cell_with, store_peak,
 };
 use uvfix_scenario::plan::{self, Filter, Planned};
 use uvfix_scenario::report::{self, Cost};
@@ -93,6 +94,9 @@ pub fn run_bases(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
             ..args.clone()
         };
         if let Err(err) = run(&paths, args, helper) {
+            if err.downcast_ref::<uvfix_run::Interrupted>().is_some() {
+                return Err(err);
+            }
             eprintln!("uvfix: base {base}: {err:#}");
             failed.push(base.clone());
         }
@@ -160,6 +164,7 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if args.all_bases {
         return run_bases(paths, args, helper);
     }
+    let explicit = Explicit::of(&args);
     let mut custom = Vec::new();
     for spec in &args.custom_sandboxes {
         custom.push(uvfix_sandbox::custom::register(spec)?);
@@ -180,9 +185,10 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
         scenarios: args.scenario,
         states: args.state,
     };
+    explicit.check_sandboxes(&filter)?;
     let out = args.out.unwrap_or_else(|| paths.base_work().join("matrix"));
     if args.steps {
-        return crate::steps::run(paths, &filter, jobs(args.jobs), &out, helper);
+        return crate::steps::run(paths, &filter, jobs(args.jobs), &out, helper, &explicit);
     }
     let mut uvs = Vec::new();
     if args.uvs.is_empty() {
@@ -232,27 +238,108 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if summary.fail > 0 {
         bail!("{} cell(s) FAIL", summary.fail);
     }
-    Ok(())
+    explicit.check_ran(&results)
+}
+
+/// What the user named on the command line. A run they asked for by name that tests nothing
+/// is an error (like nextest's `--no-tests=fail`): a script or CI job naming a sandbox that is
+/// missing must not go green. The implicit default run, every sandbox, most of them skipped on
+/// a bare machine, is not.
+pub struct Explicit(Vec<&'static str>);
+
+impl Explicit {
+    fn of(args: &MatrixArgs) -> Self {
+        let named = [
+            ("--sandbox", args.sandbox.is_some()),
+            ("--custom-sandbox", !args.custom_sandboxes.is_empty()),
+            ("--scenario", args.scenario.is_some()),
+            ("--state", args.state.is_some()),
+            ("--uv", !args.uvs.is_empty()),
+            ("--official", args.official),
+        ];
+        Self(
+            named
+                .into_iter()
+                .filter_map(|(flag, given)| given.then_some(flag))
+                .collect(),
+        )
+    }
+
+    fn asked(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.join(", "))
+    }
+
+    /// Before anything is built: every sandbox named is unavailable here.
+    fn check_sandboxes(&self, filter: &Filter) -> Result<()> {
+        let (Some(asked), Some(sandboxes)) = (self.asked(), &filter.sandboxes) else {
+            return Ok(());
+        };
+        let reasons: Vec<String> = sandboxes
+            .iter()
+            .map(|s| s.skip_reason())
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+        if reasons.is_empty() || reasons.len() < sandboxes.len() {
+            return Ok(());
+        }
+        bail!(
+            "nothing to test: every sandbox asked for ({asked}) is unavailable here:\n  {}",
+            reasons.join("\n  ")
+        )
+    }
+
+    /// After the run: no cell of an explicit request ran.
+    pub fn check_ran(&self, results: &[CellResult]) -> Result<()> {
+        let Some(asked) = self.asked() else {
+            return Ok(());
+        };
+        let mut reasons: Vec<&str> = Vec::new();
+        for result in results {
+            match &result.outcome {
+                uvfix_scenario::Outcome::Skip(why) => {
+                    if !reasons.contains(&why.as_str()) {
+                        reasons.push(why);
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        if reasons.is_empty() {
+            bail!("nothing to test: the cells asked for ({asked}) are none");
+        }
+        bail!(
+            "nothing was tested: every cell asked for ({asked}) was skipped:\n  {}",
+            reasons.join("\n  ")
+        )
+    }
 }
 
 /// Run `cells` on `jobs` threads; the results in the cells' order, and what they cost.
 ///
-/// Unless `warm_per_cell`, the cells share a store of warm snapshots for this run (see
-/// `uvfix_scenario::cell::CellOptions::store`), removed afterwards.
+/// Everything the cells put on disk lives in this run's store (`uvfix_run::RunStore`): unless
+/// `warm_per_cell`, the warm snapshots and slots the cells share (see
+/// `uvfix_scenario::cell::CellOptions::store`), else every cell's own root. The store is
+/// removed before this returns, also when the run was interrupted (then the result is
+/// `uvfix_run::Interrupted`) or a cell failed.
 pub fn run_cells(
     cells: &[Planned],
     jobs: usize,
     helper: &Path,
     warm_per_cell: bool,
 ) -> Result<(Vec<CellResult>, Cost)> {
-    let store = if warm_per_cell {
-        None
+    uvfix_run::interrupt::check()?;
+    let store = RunStore::create(&std::env::temp_dir()).context("creating the run's store")?;
+    let opts = if warm_per_cell {
+        CellOptions {
+            temp_parent: Some(store.path().to_owned()),
+            store: None,
+            ..CellOptions::default()
+        }
     } else {
-        Some(new_store(&std::env::temp_dir()).context("creating the store of warm caches")?)
-    };
-    let opts = CellOptions {
-        store: store.as_ref().map(|s| s.path().to_owned()),
-        ..CellOptions::default()
+        CellOptions {
+            store: Some(store.path().to_owned()),
+            ..CellOptions::default()
+        }
     };
     eprintln!(
         "uvfix: running {} cells, {jobs} at a time, {}",
@@ -274,6 +361,10 @@ pub fn run_cells(
         for _ in 0..jobs {
             scope.spawn(|| {
                 loop {
+                    // Interrupted: no new cell (the running ones were stopped).
+                    if uvfix_run::interrupt::interrupted().is_some() {
+                        break;
+                    }
                     let done = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&index) = order.get(done) else { break };
                     let cell = &cells[index];
@@ -308,7 +399,11 @@ pub fn run_cells(
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
     let results: Vec<CellResult> = results.into_iter().map(|(_, r)| r).collect();
-    let cost = Cost::of(&results, wall);
+    let mut cost = Cost::of(&results, wall);
+    cost.store_peak_bytes = store_peak(store.path());
+    let closed = store.close();
+    uvfix_run::interrupt::check()?;
+    closed?;
     Ok((results, cost))
 }
 

@@ -280,6 +280,7 @@ pub fn run(
     jobs: usize,
     out: &Path,
     helper: &Path,
+    explicit: &crate::matrix::Explicit,
 ) -> anyhow::Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     let ids: Vec<&str> = manifest.steps.iter().map(|s| s.id.as_str()).collect();
@@ -313,5 +314,5 @@ pub fn run(
             wrong.join("\n  ")
         );
     }
-    Ok(())
+    explicit.check_ran(&results)
 }
