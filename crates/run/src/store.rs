@@ -22,10 +22,12 @@ pub const LOCK: &str = "run.lock";
 /// The label of every container a run starts: `uvfix.store=<store path>`.
 pub const DOCKER_LABEL: &str = "uvfix.store";
 
-/// A store without a lock file (one from a version of the fixture before the lock, or one
-/// whose creator died between `mkdir` and creating the lock) counts as dead once it is this
-/// old: a run creates the lock right after the directory.
-const UNLOCKED_GRACE: Duration = Duration::from_secs(60);
+/// A store without a lock file counts as dead once it was not changed for this long: one whose
+/// creator died between `mkdir` and creating the lock, or one of a version of the fixture
+/// before the lock, which may still be running (a nextest run of that version held its store
+/// for its whole length without a lock). So the rule for those is that version's own: six
+/// hours.
+const UNLOCKED_GRACE: Duration = Duration::from_secs(6 * 3600);
 
 /// Stores open in this process: the interruption handler leaves the exit to the run while one
 /// is open, so that the run closes it.
