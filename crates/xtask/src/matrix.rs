@@ -23,6 +23,13 @@ use uvfix_scenario::report::{self, Cost};
 use uvfix_scenario::{CacheState, ScenarioId};
 
 #[derive(Args, Clone)]
+#[command(after_help = "\
+Exit status: 0 when no cell FAILs. A run that names what to test (--sandbox, --custom-sandbox,
+--scenario, --state, --uv, --official) and in which every cell is skipped exits 1 with the skip
+reasons: it tested nothing. The default run (every sandbox) exits 0 with its skips listed.
+Interrupted (SIGINT, SIGTERM, SIGHUP): the running cells are stopped, what they prepared is
+undone (immutable bits, ownership, containers), the run's store is removed, and the exit status
+is 128 + the signal. A run killed with SIGKILL is cleaned up by the next one.")]
 pub struct MatrixArgs {
     /// A uv to test instead of the built ones, as BUILD=PATH (repeatable; `uvx` must sit
     /// next to it). BUILD says what it is, and that decides its expectations: `patched`,
