@@ -185,8 +185,9 @@ fn leftovers(tmp: &Path) -> (Vec<String>, Vec<String>) {
                 .collect()
         })
         .unwrap_or_default();
+    // `-a`: the cache is `~/.cache`, a hidden directory.
     let lsattr = Command::new("lsattr")
-        .arg("-R")
+        .args(["-R", "-a"])
         .arg(tmp)
         .stderr(Stdio::null())
         .output()
@@ -195,10 +196,15 @@ fn leftovers(tmp: &Path) -> (Vec<String>, Vec<String>) {
     let immutable = lsattr
         .lines()
         .filter(|line| {
-            line.split_whitespace()
-                .next()
-                .is_some_and(|flags| flags.len() > 4 && flags.contains('i'))
+            // `FLAGS PATH` lines (flags like `----i---------e-------`); `DIR:` heads the rest.
+            line.split_once(' ').is_some_and(|(flags, _)| {
+                flags.contains('-')
+                    && flags.chars().all(|c| c == '-' || c.is_ascii_alphabetic())
+                    && flags.contains('i')
+            })
         })
+        // `-a` lists `.` and `..` of every directory too: each directory once is enough.
+        .filter(|line| !line.ends_with("/.") && !line.ends_with("/.."))
         .map(String::from)
         .collect();
     (stores, immutable)
@@ -307,6 +313,7 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
     };
     let status = wait(&mut run, Duration::from_secs(180))?;
     let stderr = output(run);
+    let mut problems = Vec::new();
     match how {
         How::Sigint | How::Sigterm => {
             let (code, name) = if how == How::Sigint {
@@ -315,10 +322,10 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
                 (143, "SIGTERM")
             };
             if status.code() != Some(code) || !stderr.contains(&format!("interrupted by {name}")) {
-                return Err(format!(
-                    "expected exit {code} saying it was interrupted by {name}, got {status}:\n{stderr}"
-                )
-                .into());
+                problems.push(format!(
+                    "expected exit {code} saying it was interrupted by {name}, got {status}; \
+                     its stderr:\n{stderr}"
+                ));
             }
         }
         How::SigkillThenNextRun => {
@@ -342,7 +349,10 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
     }
     let left = left_behind(tmp, mark);
     if !left.is_empty() {
-        return Err(format!("the run left behind:\n  {}", left.join("\n  ")).into());
+        problems.push(format!("the run left behind:\n  {}", left.join("\n  ")));
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("\n").into());
     }
     println!(
         "nothing left: no store, no immutable file, no process{}",
