@@ -28,9 +28,11 @@ fn main() -> std::process::ExitCode {
         ])
     };
     trial::run(vec![
-        case("sigint_to_the_group_mid_cell_leaves_nothing", needs(), || {
-            interrupted(How::Sigint)
-        }),
+        case(
+            "sigint_to_the_group_mid_cell_leaves_nothing",
+            needs(),
+            || interrupted(How::Sigint),
+        ),
         case("sigterm_mid_cell_leaves_nothing", needs(), || {
             interrupted(How::Sigterm)
         }),
@@ -135,7 +137,10 @@ fn run_processes(tmp: &Path, mark: u32) -> Vec<String> {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let names = |bytes: &[u8]| String::from_utf8_lossy(bytes).contains(&tmp);
-        if cwd.starts_with(&tmp) || names(&cmdline) || names(&environ) || sleepers(mark).contains(&pid)
+        if cwd.starts_with(&tmp)
+            || names(&cmdline)
+            || names(&environ)
+            || sleepers(mark).contains(&pid)
         {
             found.push(format!(
                 "pid {pid}: {}",
@@ -236,8 +241,33 @@ fn scrub(tmp: &Path, mark: u32) {
     for id in containers(tmp) {
         let _ = Command::new("docker").args(["rm", "-f", &id]).output();
     }
-    let _ = Command::new("chattr").args(["-R", "-f", "-i"]).arg(tmp).output();
+    let _ = Command::new("chattr")
+        .args(["-R", "-f", "-i"])
+        .arg(tmp)
+        .output();
     let _ = fs_err::remove_dir_all(tmp);
+}
+
+/// A run that a failing test leaves running is stopped (SIGTERM, then SIGKILL to its group).
+struct Stop(u32);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let pid = self.0.to_string();
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            // A zombie (ended, not reaped) has an empty command line.
+            let running =
+                || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+            while running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
 }
 
 fn wait(child: &mut Child, limit: Duration) -> Result<std::process::ExitStatus, Failed> {
@@ -255,15 +285,23 @@ fn wait(child: &mut Child, limit: Duration) -> Result<std::process::ExitStatus, 
 }
 
 fn output(child: Child) -> String {
-    let out = child.wait_with_output().map(|o| o.stderr).unwrap_or_default();
+    let out = child
+        .wait_with_output()
+        .map(|o| o.stderr)
+        .unwrap_or_default();
     String::from_utf8_lossy(&out).into_owned()
 }
 
 fn interrupted(how: How) -> Result<(), Failed> {
-    let bins = tempfile::Builder::new().prefix("uvfix-int-bin-").tempdir()?;
+    let bins = tempfile::Builder::new()
+        .prefix("uvfix-int-bin-")
+        .tempdir()?;
     // Directly in /tmp (ext4 here), so that the immutable attribute works, and short: srt's
     // socket paths live below it in other runs.
-    let tmp = tempfile::Builder::new().prefix("uvfix-int-").tempdir()?.keep();
+    let tmp = tempfile::Builder::new()
+        .prefix("uvfix-int-")
+        .tempdir()?
+        .keep();
     let mark = 90_000 + std::process::id() % 9_000;
     let result = interrupted_in(how, bins.path(), &tmp, mark);
     scrub(&tmp, mark);
@@ -274,9 +312,14 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
     let uv = wrappers(bins, mark)?;
     let docker = docker_ro();
     // Two keys (states), so that a docker-ro cell and an immutable cell run at the same time.
-    let sandboxes = if docker { "immutable,docker-ro" } else { "immutable" };
+    let sandboxes = if docker {
+        "immutable,docker-ro"
+    } else {
+        "immutable"
+    };
     let mut run = matrix(&uv, tmp, sandboxes, "warm,lock-missing")?;
     let pid = run.id();
+    let _stop = Stop(pid);
     let expected_sleeps = if docker { 2 } else { 1 };
     let deadline = Instant::now() + Duration::from_secs(240);
     while sleepers(mark).len() < expected_sleeps {
