@@ -382,11 +382,10 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
             let status = wait(&mut next, Duration::from_secs(300))?;
             let stderr = output(next);
             if !status.success() || !stderr.contains("left by a run that was killed") {
-                return Err(format!(
+                problems.push(format!(
                     "the next run should succeed and say it cleaned the killed run's store; \
                      {status}:\n{stderr}"
-                )
-                .into());
+                ));
             }
         }
     }
