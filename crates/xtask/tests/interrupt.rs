@@ -41,6 +41,9 @@ fn main() -> std::process::ExitCode {
             needs(),
             || interrupted(How::SigkillThenNextRun),
         ),
+        case("sigint_to_nextest_mid_cell_leaves_nothing", needs(), || {
+            interrupted(How::NextestSigint)
+        }),
     ])
 }
 
@@ -60,6 +63,9 @@ enum How {
     Sigint,
     Sigterm,
     SigkillThenNextRun,
+    /// `cargo nextest run` of the matrix tests: its setup script's store is held by a keeper
+    /// that cleans it when nextest is gone.
+    NextestSigint,
 }
 
 fn root() -> PathBuf {
@@ -107,6 +113,41 @@ fn matrix(uv: &Path, tmp: &Path, sandboxes: &str, states: &str) -> Result<Child,
         .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut xtask, 0);
     Ok(xtask.spawn()?)
+}
+
+/// `cargo nextest run` of the matrix's immutable cells (and a docker-ro one, of another key, so
+/// that both run at once), with `uv` as the patched build.
+fn nextest(uv: &Path, tmp: &Path, docker: bool) -> Result<Child, Failed> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut filter = String::from("test(=patched/immutable/S1/warm)");
+    if docker {
+        filter.push_str(" | test(=patched/docker-ro/S1/lock-missing)");
+    }
+    let mut nextest = Command::new(cargo);
+    nextest
+        .current_dir(root())
+        .env("TMPDIR", tmp)
+        .env("UVFIX_UV_PATCHED", uv)
+        .env("UVFIX_UV_PRISTINE", real_uv()?)
+        // Not the outer run's profile: its JUnit file is the outer run's to write.
+        .env("NEXTEST_PROFILE", "default")
+        // `--workspace` with a filter, not `-p uvfix`: the outer run's features, so its build
+        // is reused rather than redone.
+        // Two at a time, whatever the outer run's settings hand down.
+        .args([
+            "nextest",
+            "run",
+            "--no-fail-fast",
+            "--test-threads=2",
+            "--workspace",
+            "-E",
+        ])
+        .arg(format!("package(uvfix) & binary(matrix) & ({filter})"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut nextest, 0);
+    Ok(nextest.spawn()?)
 }
 
 /// The processes whose command line is `sleep MARK`.
@@ -317,11 +358,16 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
     } else {
         "immutable"
     };
-    let mut run = matrix(&uv, tmp, sandboxes, "warm,lock-missing")?;
+    let mut run = if how == How::NextestSigint {
+        nextest(&uv, tmp, docker)?
+    } else {
+        matrix(&uv, tmp, sandboxes, "warm,lock-missing")?
+    };
     let pid = run.id();
     let _stop = Stop(pid);
     let expected_sleeps = if docker { 2 } else { 1 };
-    let deadline = Instant::now() + Duration::from_secs(240);
+    let deadline =
+        Instant::now() + Duration::from_secs(if how == How::NextestSigint { 600 } else { 240 });
     while sleepers(mark).len() < expected_sleeps {
         if let Some(status) = run.try_wait()? {
             return Err(format!(
@@ -339,7 +385,27 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
     // Mid-cell: the sandboxes' preparations are in place now.
     let (stores, immutable) = leftovers(tmp);
     if stores.is_empty() || immutable.is_empty() {
-        return Err(format!("mid-cell, expected a store with immutable files: {stores:?}").into());
+        let homes: Vec<String> = sleepers(mark)
+            .iter()
+            .map(|pid| {
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                String::from_utf8_lossy(&environ)
+                    .split('\0')
+                    .find(|v| v.starts_with("HOME="))
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        let _ = Command::new("kill")
+            .args(["-INT", "--", &format!("-{}", run.id())])
+            .status();
+        let _ = wait(&mut run, Duration::from_secs(120));
+        return Err(format!(
+            "mid-cell, expected a store with immutable files: stores {stores:?}, sleeping in \
+             {homes:?}; the run's output:\n{}",
+            output(run)
+        )
+        .into());
     }
     let kill = |signal: &str, target: String| {
         Command::new("kill")
@@ -349,7 +415,7 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
     };
     match how {
         // A terminal's Ctrl-C: the foreground process group.
-        How::Sigint => kill("-INT", format!("-{pid}"))?,
+        How::Sigint | How::NextestSigint => kill("-INT", format!("-{pid}"))?,
         // A CI timeout or `kill`: the process alone.
         How::Sigterm => kill("-TERM", pid.to_string())?,
         How::SigkillThenNextRun => kill("-KILL", pid.to_string())?,
@@ -368,6 +434,18 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
                 problems.push(format!(
                     "expected exit {code} saying it was interrupted by {name}, got {status}; \
                      its stderr:\n{stderr}"
+                ));
+            }
+        }
+        How::NextestSigint => {
+            // nextest stops its tests and exits; the keeper then cleans the store.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !leftovers(tmp).0.is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if status.success() || !stderr.contains("interrupt") {
+                problems.push(format!(
+                    "expected nextest to fail saying it was interrupted, got {status}:\n{stderr}"
                 ));
             }
         }
