@@ -297,12 +297,19 @@ impl Explicit {
 
     /// After the run: no cell of an explicit request ran.
     pub fn check_ran(&self, results: &[CellResult]) -> Result<()> {
+        self.check_outcomes(results.iter().map(|r| &r.outcome))
+    }
+
+    fn check_outcomes<'a>(
+        &self,
+        outcomes: impl IntoIterator<Item = &'a uvfix_scenario::Outcome>,
+    ) -> Result<()> {
         let Some(asked) = self.asked() else {
             return Ok(());
         };
         let mut reasons: Vec<&str> = Vec::new();
-        for result in results {
-            match &result.outcome {
+        for outcome in outcomes {
+            match outcome {
                 uvfix_scenario::Outcome::Skip(why) => {
                     if !reasons.contains(&why.as_str()) {
                         reasons.push(why);
@@ -442,6 +449,26 @@ pub fn execution_order(cells: &[Planned]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uvfix_scenario::Outcome;
+
+    #[test]
+    fn an_explicit_request_that_ran_nothing_fails_with_its_reasons() {
+        let skipped = [
+            Outcome::Skip("sandbox `x` unavailable here: no x".into()),
+            Outcome::Skip("sandbox `x` unavailable here: no x".into()),
+        ];
+        let named = Explicit(vec!["--sandbox"]);
+        let err = named.check_outcomes(&skipped).unwrap_err().to_string();
+        assert!(err.contains("nothing was tested"), "{err}");
+        assert!(err.contains("(--sandbox)"), "{err}");
+        assert_eq!(err.matches("no x").count(), 1, "reasons once each: {err}");
+        let err = named.check_outcomes(&[]).unwrap_err().to_string();
+        assert!(err.contains("are none"), "{err}");
+        // One cell that ran is enough; the default run is never held to it.
+        let ran = [skipped[0].clone(), Outcome::ExpectedFail];
+        assert!(named.check_outcomes(&ran).is_ok());
+        assert!(Explicit(Vec::new()).check_outcomes(&skipped).is_ok());
+    }
 
     #[test]
     fn cells_of_one_key_are_spread_and_every_key_warms_in_the_first_round() {
