@@ -1,5 +1,7 @@
 //! What the cleaners ask about processes: a process's start time (a pid is reused, a pid and
-//! its start time are not) and its parent.
+//! its start time are not) and its parent; and which processes belong to a run.
+
+use std::path::Path;
 
 /// When `pid` started, in clock ticks after boot; `None` if there is no such process (or no
 /// way to tell: not Linux).
@@ -47,12 +49,12 @@ pub(crate) fn exists(pid: u32) -> bool {
     )
 }
 
-/// SIGKILL to the process group `pgid` if it is still the one a journal recorded: its leader
-/// is the process that started at `start`, or the leader is gone and members are left (a pid
-/// that leads a group with members is not given to a new process, so those are the recorded
-/// group's). A leader with another start time is a stranger: left alone.
+/// SIGKILL to the process group `pgid` if its leader is still the process a journal recorded
+/// (the one that started at `start`). A leader that is gone proves nothing about a group of
+/// that id (its pid may have gone to a stranger that made a group of its own and left it):
+/// what is left of such a group is found by [`kill_referencing`].
 pub(crate) fn kill_recorded_group(pgid: u32, start: u64) -> bool {
-    if exists(pgid) && start_time(pgid) != Some(start) {
+    if start_time(pgid) != Some(start) {
         return false;
     }
     let Some(pid) = i32::try_from(pgid)
@@ -62,6 +64,45 @@ pub(crate) fn kill_recorded_group(pgid: u32, start: u64) -> bool {
         return false;
     };
     rustix::process::kill_process_group(pid, rustix::process::Signal::KILL).is_ok()
+}
+
+/// SIGKILL to every process (but this one) that belongs to the run of `store`: its `HOME` or
+/// `TMPDIR` lies in the store (every command of a cell gets both, inside containers and
+/// bubblewrap too), or its command line names the store (a `docker run` client, a copy of a
+/// warm tree). A random path in the temp directory names nothing else. Returns how many.
+#[cfg(target_os = "linux")]
+pub(crate) fn kill_referencing(store: &Path) -> usize {
+    let me = i32::try_from(std::process::id()).unwrap_or_default();
+    let text = store.to_string_lossy();
+    let Ok(all) = procfs::process::all_processes() else {
+        return 0;
+    };
+    let mut killed = 0;
+    for process in all.flatten().filter(|p| p.pid != me) {
+        let in_env = process.environ().is_ok_and(|env| {
+            ["HOME", "TMPDIR"].iter().any(|key| {
+                env.get(std::ffi::OsStr::new(key))
+                    .is_some_and(|value| Path::new(value).starts_with(store))
+            })
+        });
+        let in_args = || {
+            process
+                .cmdline()
+                .is_ok_and(|args| args.iter().any(|arg| arg.contains(&*text)))
+        };
+        if (in_env || in_args())
+            && let Some(pid) = rustix::process::Pid::from_raw(process.pid)
+            && rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn kill_referencing(_store: &Path) -> usize {
+    0
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -78,5 +119,7 @@ mod tests {
         assert!(exists(ppid));
         // A recorded group whose leader is alive with another start time is not ours.
         assert!(!kill_recorded_group(me, start + 1));
+        // Nothing names a path that does not exist.
+        assert_eq!(kill_referencing(Path::new("/nonexistent/uvr-none")), 0);
     }
 }

@@ -136,6 +136,7 @@ pub fn clean(store: &Path) -> Result<(), Error> {
             procs::kill_recorded_group(*pgid, *start);
         }
     }
+    procs::kill_referencing(store);
     if entries.contains(&Entry::Docker)
         && let Err(e) = remove_containers(store)
     {
@@ -188,24 +189,29 @@ fn try_remove(store: &Path) -> io::Result<()> {
 }
 
 /// `docker rm -f` every container labelled with `store`: a killed `docker run` client leaves
-/// its container running.
+/// its container running. A container that goes away by itself meanwhile (`--rm`, its
+/// process killed) makes `docker rm` fail ("removal … already in progress"), so what counts
+/// is that none is left a little later.
 pub fn remove_containers(store: &Path) -> Result<(), String> {
     let limit = Some(Duration::from_secs(60));
-    let mut ps = Command::new("docker");
-    ps.args(["ps", "-aq", "--filter"])
-        .arg(format!("label={DOCKER_LABEL}={}", store.display()));
-    let out = uvfix_process::run_anyway(&mut ps, limit).map_err(|e| e.to_string())?;
-    if !out.success() {
-        return Err(format!(
-            "listing the run's containers: {}",
-            out.stderr_text().trim()
-        ));
-    }
-    let ids: Vec<String> = out
-        .stdout_text()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let list = || -> Result<Vec<String>, String> {
+        let mut ps = Command::new("docker");
+        ps.args(["ps", "-aq", "--filter"])
+            .arg(format!("label={DOCKER_LABEL}={}", store.display()));
+        let out = uvfix_process::run_anyway(&mut ps, limit).map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!(
+                "listing the run's containers: {}",
+                out.stderr_text().trim()
+            ));
+        }
+        Ok(out
+            .stdout_text()
+            .split_whitespace()
+            .map(String::from)
+            .collect())
+    };
+    let ids = list()?;
     if ids.is_empty() {
         return Ok(());
     }
@@ -213,14 +219,19 @@ pub fn remove_containers(store: &Path) -> Result<(), String> {
     rm.args(["rm", "-f"]).args(&ids);
     let out = uvfix_process::run_anyway(&mut rm, limit).map_err(|e| e.to_string())?;
     if out.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "removing the run's containers {}: {}",
-            ids.join(" "),
-            out.stderr_text().trim()
-        ))
+        return Ok(());
     }
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        if list()?.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "removing the run's containers {}: {}",
+        ids.join(" "),
+        out.stderr_text().trim()
+    ))
 }
 
 /// What [`sweep`] found of one store.

@@ -289,25 +289,40 @@ fn scrub(tmp: &Path, mark: u32) {
     let _ = fs_err::remove_dir_all(tmp);
 }
 
-/// A run that a failing test leaves running is stopped (SIGTERM, then SIGKILL to its group).
-struct Stop(u32);
+/// A run, stopped if a failing test would leave it running: SIGTERM, then SIGKILL to its
+/// group, both while it is not reaped (so that its pid is still its own).
+struct Running(Option<Child>);
 
-impl Drop for Stop {
+impl Running {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the run is still held")
+    }
+
+    fn take(mut self) -> Child {
+        self.0.take().expect("the run is still held")
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
-        let pid = self.0.to_string();
-        if Path::new(&format!("/proc/{pid}")).exists() {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        if let Ok(None) = child.try_wait() {
+            let pid = child.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let deadline = Instant::now() + Duration::from_secs(60);
-            // A zombie (ended, not reaped) has an empty command line.
-            let running =
-                || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
-            while running() && Instant::now() < deadline {
+            while let Ok(None) = child.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{pid}")])
+                        .status();
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
         }
+        let _ = child.wait();
     }
 }
 
@@ -358,27 +373,30 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
     } else {
         "immutable"
     };
-    let mut run = if how == How::NextestSigint {
+    let mut run = Running(Some(if how == How::NextestSigint {
         nextest(&uv, tmp, docker)?
     } else {
         matrix(&uv, tmp, sandboxes, "warm,lock-missing")?
-    };
-    let pid = run.id();
-    let _stop = Stop(pid);
+    }));
+    let pid = run.child().id();
     let expected_sleeps = if docker { 2 } else { 1 };
     let deadline =
         Instant::now() + Duration::from_secs(if how == How::NextestSigint { 600 } else { 240 });
     while sleepers(mark).len() < expected_sleeps {
-        if let Some(status) = run.try_wait()? {
+        if let Some(status) = run.child().try_wait()? {
             return Err(format!(
                 "the run ended ({status}) before its cells were in their sandboxes:\n{}",
-                output(run)
+                output(run.take())
             )
             .into());
         }
         if Instant::now() > deadline {
-            let _ = run.kill();
-            return Err(format!("no cell reached its sandbox in time:\n{}", output(run)).into());
+            let _ = run.child().kill();
+            return Err(format!(
+                "no cell reached its sandbox in time:\n{}",
+                output(run.take())
+            )
+            .into());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -397,13 +415,13 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
             })
             .collect();
         let _ = Command::new("kill")
-            .args(["-INT", "--", &format!("-{}", run.id())])
+            .args(["-INT", "--", &format!("-{pid}")])
             .status();
-        let _ = wait(&mut run, Duration::from_secs(120));
+        let _ = wait(run.child(), Duration::from_secs(120));
         return Err(format!(
             "mid-cell, expected a store with immutable files: stores {stores:?}, sleeping in \
              {homes:?}; the run's output:\n{}",
-            output(run)
+            output(run.take())
         )
         .into());
     }
@@ -420,8 +438,8 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
         How::Sigterm => kill("-TERM", pid.to_string())?,
         How::SigkillThenNextRun => kill("-KILL", pid.to_string())?,
     };
-    let status = wait(&mut run, Duration::from_secs(180))?;
-    let stderr = output(run);
+    let status = wait(run.child(), Duration::from_secs(180))?;
+    let stderr = output(run.take());
     let mut problems = Vec::new();
     match how {
         How::Sigint | How::Sigterm => {
@@ -456,9 +474,9 @@ fn interrupted_in(how: How, bins: &Path, tmp: &Path, mark: u32) -> Result<(), Fa
             for line in &left {
                 println!("  {line}");
             }
-            let mut next = matrix(&real_uv()?, tmp, "none", "warm")?;
-            let status = wait(&mut next, Duration::from_secs(300))?;
-            let stderr = output(next);
+            let mut next = Running(Some(matrix(&real_uv()?, tmp, "none", "warm")?));
+            let status = wait(next.child(), Duration::from_secs(300))?;
+            let stderr = output(next.take());
             if !status.success() || !stderr.contains("left by a run that was killed") {
                 problems.push(format!(
                     "the next run should succeed and say it cleaned the killed run's store; \
