@@ -64,3 +64,36 @@ fn give_write_bits(path: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// foreign-owner as a non-root user without sudo strips write bits; the undo gives the owner
+    /// its write bit back everywhere below, and leaves symlinks alone.
+    #[test]
+    fn write_bits_come_back_below_the_path() {
+        let dir = assert_fs::TempDir::new().unwrap();
+        let cache = dir.path().join("cache");
+        fs_err::create_dir_all(cache.join("sub")).unwrap();
+        fs_err::write(cache.join("sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink("sub/f", cache.join("link")).unwrap();
+        for path in [cache.join("sub/f"), cache.join("sub"), cache.clone()] {
+            let mode = fs_err::metadata(&path).unwrap().permissions().mode();
+            fs_err::set_permissions(&path, PermissionsExt::from_mode(mode & !0o222)).unwrap();
+        }
+        undo(&Entry::WriteBits {
+            path: cache.clone(),
+        })
+        .unwrap();
+        for path in [cache.join("sub/f"), cache.join("sub"), cache.clone()] {
+            let mode = fs_err::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o200, 0o200, "{}", path.display());
+        }
+        // A preparation whose path is gone is nothing to undo.
+        undo(&Entry::Immutable {
+            dir: dir.path().join("gone"),
+        })
+        .unwrap();
+    }
+}
