@@ -4,6 +4,18 @@
 //!
 //! Commands whose output a person should see as it happens (cargo's progress) are not run
 //! through here: they inherit stderr and are spawned where they are used.
+//!
+//! Because every command is a group of its own, a Ctrl-C in the terminal does not reach it
+//! (the terminal signals its foreground group only), and a SIGTERM to the fixture does not
+//! either. So the groups not yet reaped are kept in [`groups`]: an interrupted run stops them
+//! all there ([`stop_all`]), and after that no new command starts (only [`run_anyway`], for
+//! the cleaning up itself).
+
+#[cfg(unix)]
+mod groups;
+
+#[cfg(unix)]
+pub use groups::{on_spawn, stop_all, stopping};
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -36,6 +48,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{command}` not started: the run was interrupted")]
+    Stopped { command: String },
     #[error("`{command}` failed ({status}){}", detail(stderr))]
     Failed {
         command: String,
@@ -94,8 +108,22 @@ fn signal(_status: std::process::ExitStatus) -> Option<i32> {
     None
 }
 
-/// Run `command` to completion (or until `timeout`), capturing its output.
+/// Run `command` to completion (or until `timeout`), capturing its output. Refused with
+/// [`Error::Stopped`] once the run was interrupted ([`stop_all`]).
 pub fn run(command: &mut Command, timeout: Option<Duration>) -> Result<Output, Error> {
+    run_inner(command, timeout, false)
+}
+
+/// [`run`], even after [`stop_all`]: for undoing what an interrupted run prepared.
+pub fn run_anyway(command: &mut Command, timeout: Option<Duration>) -> Result<Output, Error> {
+    run_inner(command, timeout, true)
+}
+
+fn run_inner(
+    command: &mut Command,
+    timeout: Option<Duration>,
+    anyway: bool,
+) -> Result<Output, Error> {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -109,30 +137,42 @@ pub fn run(command: &mut Command, timeout: Option<Duration>) -> Result<Output, E
         command: shown.clone(),
         source,
     };
-    let mut child = command.spawn().map_err(|source| Error::Spawn {
-        command: shown.clone(),
-        source,
+    let spawn = |command: &mut Command| {
+        command.spawn().map_err(|source| Error::Spawn {
+            command: shown.clone(),
+            source,
+        })
+    };
+    #[cfg(unix)]
+    let mut child = groups::spawn(command, anyway, spawn).map_err(|e| match e {
+        groups::Refused::Stopping => Error::Stopped {
+            command: shown.clone(),
+        },
+        groups::Refused::Spawn(e) => e,
     })?;
+    #[cfg(not(unix))]
+    let mut child = {
+        let _ = anyway;
+        spawn(command)?
+    };
     let pipes = collect(&mut child);
     let mut timed_out = false;
-    let exited = match timeout {
-        None => Some(child.wait().map_err(wait_error)?),
-        Some(limit) => exited_within(&mut child, limit).map_err(wait_error)?,
-    };
-    let status = match exited {
-        Some(status) => status,
-        None => {
-            timed_out = true;
-            // Not reaped yet, so the group named after the child's pid is still its own.
-            #[cfg(unix)]
-            let _ = rustix::process::kill_process_group(
-                rustix::process::Pid::from_child(&child),
-                rustix::process::Signal::KILL,
-            );
-            let _ = child.kill();
-            child.wait().map_err(wait_error)?
-        }
-    };
+    let exited = exited_within(&mut child, timeout).map_err(wait_error)?;
+    if exited.is_none() {
+        timed_out = true;
+        // Not reaped yet, so the group named after the child's pid is still its own.
+        #[cfg(unix)]
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::KILL,
+        );
+        let _ = child.kill();
+    }
+    // The child has exited (or was killed) and is not reaped yet: its group leaves the
+    // registry before its pid can be reused.
+    #[cfg(unix)]
+    groups::forget(child.id());
+    let status = child.wait().map_err(wait_error)?;
     let mut out = Output {
         exit_code: status.code(),
         signal: signal(status),
@@ -151,14 +191,15 @@ pub fn run(command: &mut Command, timeout: Option<Duration>) -> Result<Output, E
     Ok(out)
 }
 
-/// The child's exit status if it exits within `limit`, else `None` with the child left
-/// unreaped. No polling: a poll interval is latency added to every command, and the matrix
-/// runs thousands of short ones (a 20 ms poll was half the fixture's cost per cell).
+/// `Some(())` once the child has exited (within `limit`, if given), `None` at the limit; either
+/// way the child is left unreaped, for the caller. No polling: a poll interval is latency
+/// added to every command, and the matrix runs thousands of short ones (a 20 ms poll was half
+/// the fixture's cost per cell).
 #[cfg(unix)]
 fn exited_within(
     child: &mut std::process::Child,
-    limit: Duration,
-) -> std::io::Result<Option<std::process::ExitStatus>> {
+    limit: Option<Duration>,
+) -> std::io::Result<Option<()>> {
     use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
     let pid = Pid::from_child(child);
     let (tx, rx) = mpsc::channel();
@@ -175,27 +216,34 @@ fn exited_within(
         };
         let _ = tx.send(exited.map(drop));
     });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(())) => child.wait().map(Some),
-        Ok(Err(errno)) => Err(errno.into()),
-        Err(_) => child.try_wait(),
+    let exited = match limit {
+        Some(limit) => rx.recv_timeout(limit).ok(),
+        None => rx.recv().ok(),
+    };
+    match exited {
+        Some(Ok(())) => Ok(Some(())),
+        Some(Err(errno)) => Err(errno.into()),
+        None => Ok(None),
     }
 }
 
-/// Without `waitid`: poll, briefly.
+/// Without `waitid`: poll, briefly (here the child is reaped: nothing needs its pid kept).
 #[cfg(not(unix))]
 fn exited_within(
     child: &mut std::process::Child,
-    limit: Duration,
-) -> std::io::Result<Option<std::process::ExitStatus>> {
+    limit: Option<Duration>,
+) -> std::io::Result<Option<()>> {
+    let Some(limit) = limit else {
+        return child.wait().map(|_| Some(()));
+    };
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
+        if child.try_wait()?.is_some() {
+            return Ok(Some(()));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    child.try_wait()
+    Ok(child.try_wait()?.map(|_| ()))
 }
 
 /// Like [`run`] without a time limit, and a non-zero exit is an error carrying stderr.
@@ -282,12 +330,17 @@ mod tests {
     #[test]
     fn exited_within_leaves_reaping_to_the_caller() {
         let mut quick = sh("exit 7").spawn().unwrap();
-        let status = exited_within(&mut quick, Duration::from_secs(30)).unwrap();
-        assert_eq!(status.and_then(|s| s.code()), Some(7));
+        let exited = exited_within(&mut quick, Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(exited, Some(()));
+        assert_eq!(
+            quick.wait().unwrap().code(),
+            Some(7),
+            "reaped here, not before"
+        );
 
         let mut slow = sh("exec sleep 30").spawn().unwrap();
         assert!(
-            exited_within(&mut slow, Duration::from_millis(100))
+            exited_within(&mut slow, Some(Duration::from_millis(100)))
                 .unwrap()
                 .is_none()
         );

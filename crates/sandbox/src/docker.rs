@@ -128,6 +128,14 @@ pub(crate) fn command(layout: &Layout, helper: &Path, inv: &Invocation) -> Comma
         .arg(format!("--user={uid}:{gid}"))
         // A writable /tmp as in the usual `--read-only --tmpfs /tmp`; TMPDIR is the layout's.
         .args(["--tmpfs", "/tmp"]);
+    // A killed `docker run` client leaves its container running: the label lets whoever
+    // cleans up after the run find and remove it (see `uvfix_run`).
+    if let Some(store) = uvfix_run::journal::attached() {
+        uvfix_run::journal::record(&uvfix_run::Entry::Docker);
+        let mut label = OsString::from(format!("--label={}=", uvfix_run::store::DOCKER_LABEL));
+        label.push(store);
+        cmd.arg(label);
+    }
     cmd.arg(volume(&layout.home, true));
     let shared = [&layout.home, &layout.workspace, &layout.tmp];
     for dir in &shared[1..] {

@@ -125,12 +125,29 @@ pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
     // The cache is left absent when it is: the cell's canary then aims at its nearest existing
     // parent, which is denied below (non-root) or root-owned 0755 (root).
     if !is_root() {
+        // Recorded before it is done (see `uvfix_run`): a root-owned tree in the user's store
+        // is one the user cannot remove.
+        use uvfix_run::{Entry, journal::record};
         return match non_root_target(layout) {
-            Some(dir) if passwordless_sudo() => sudo_chown(dir, "0:0"),
-            Some(dir) if dir == layout.cache => walk(dir, &mut |path, meta| {
-                set_mode(path, meta, meta.mode() & !0o222)
-            }),
+            Some(dir) if passwordless_sudo() => {
+                record(&Entry::SudoChown {
+                    path: dir.to_owned(),
+                    owner: me(),
+                });
+                sudo_chown(dir, "0:0")
+            }
+            Some(dir) if dir == layout.cache => {
+                record(&Entry::WriteBits {
+                    path: dir.to_owned(),
+                });
+                walk(dir, &mut |path, meta| {
+                    set_mode(path, meta, meta.mode() & !0o222)
+                })
+            }
             Some(dir) => {
+                record(&Entry::WriteBits {
+                    path: dir.to_owned(),
+                });
                 let meta = fs::metadata(dir)?;
                 set_mode(dir, &meta, meta.mode() & !0o222)
             }
@@ -171,12 +188,7 @@ pub(crate) fn release(layout: &Layout) -> io::Result<()> {
     match non_root_target(layout) {
         // Handed to root by prepare(): take it back (only what prepare() can have given away).
         Some(dir) if fs::symlink_metadata(dir)?.uid() == 0 && passwordless_sudo() => {
-            let me = format!(
-                "{}:{}",
-                rustix::process::getuid().as_raw(),
-                rustix::process::getgid().as_raw()
-            );
-            sudo_chown(dir, &me)
+            sudo_chown(dir, &me())
         }
         Some(dir) if dir == layout.cache => walk(dir, &mut |path, meta| {
             set_mode(path, meta, meta.mode() | 0o200)
@@ -187,6 +199,15 @@ pub(crate) fn release(layout: &Layout) -> io::Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// `UID:GID` of this process, for handing a tree back.
+fn me() -> String {
+    format!(
+        "{}:{}",
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw()
+    )
 }
 
 /// `path`, or a world-readable copy of it when uid 65534 could not execute it in place. Only

@@ -85,7 +85,12 @@ pub(crate) fn availability() -> Availability {
 
 pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
     match target(layout) {
-        Some(dir) => chattr("+i", &dir),
+        Some(dir) => {
+            // Recorded before it is done: a run killed half-way through `chattr -R` must still
+            // have it undone by the next one (see `uvfix_run`).
+            uvfix_run::journal::record(&uvfix_run::Entry::Immutable { dir: dir.clone() });
+            chattr("+i", &dir)
+        }
         None => Err(io::Error::other(format!(
             "neither {} nor its parent exists",
             layout.cache.display()

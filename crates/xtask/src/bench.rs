@@ -97,12 +97,14 @@ pub fn run(paths: &Paths, args: &BenchArgs, helper: &Path) -> Result<()> {
                 "strace is needed for the syscall count: apt-get install strace (ci/install-deps.sh)"
             );
         }
-        let scratch = tempfile::Builder::new().prefix("uvfix-bench-").tempdir()?;
+        // A run's store (`uvfix_run`): removed at the end, also when interrupted or killed.
+        let scratch = uvfix_run::RunStore::create(&std::env::temp_dir())?;
         let (benches, control) = warm(&bins, helper, scratch.path())?;
         report.push_str(&timings(&benches, &control, args.runs, helper)?);
         report.push_str(&instructions(&benches, helper, scratch.path())?);
         report.push_str(&syscalls(&benches, helper, scratch.path())?);
         report.push('\n');
+        scratch.close()?;
     }
     if args.no_matrix {
         return write_report(paths, &report);
@@ -203,6 +205,9 @@ fn warm(bins: &[(Variant, PathBuf)], helper: &Path, scratch: &Path) -> Result<(V
             fs_err::copy(uv.with_file_name(exe), bin.join(exe))
                 .with_context(|| format!("copying the {name} `{exe}` for the timings"))?;
         }
+        // Interrupted: no further command (the bench's run in the terminal's group got the
+        // signal too).
+        uvfix_run::interrupt::check()?;
         let bench = Bench {
             name: name.clone(),
             uv: bin.join("uv"),
@@ -233,6 +238,9 @@ fn timings(benches: &[Bench], control: &Bench, runs: usize, helper: &Path) -> Re
         // Interleave, and rotate who goes first, so drift on a shared machine and whatever the
         // previous run left warm hit every binary alike.
         for offset in 0..all.len() {
+            // Interrupted: no further command (the bench's run in the terminal's group got the
+            // signal too).
+            uvfix_run::interrupt::check()?;
             let at = (round + offset) % all.len();
             let bench = all[at];
             let start = Instant::now();
@@ -279,6 +287,7 @@ fn instructions(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<Stri
     for bench in benches {
         let mut runs = Vec::new();
         for run in 0..RUNS {
+            uvfix_run::interrupt::check()?;
             let out = scratch.join(format!("callgrind-{}-{run}.out", bench.name));
             runs.push(callgrind_count(bench, helper, &out)?);
         }
@@ -365,6 +374,9 @@ fn syscalls(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<String> 
                 ));
                 continue;
             }
+            // Interrupted: no further command (the bench's run in the terminal's group got the
+            // signal too).
+            uvfix_run::interrupt::check()?;
             let (count, status, calls) = strace_writes(bench, sandbox, helper, scratch)?;
             report.push_str(&format!(
                 "  {:<9}  {cache:<10}  {count:>5}  {status}\n",

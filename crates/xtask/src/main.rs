@@ -83,15 +83,27 @@ enum Command {
     /// Plumbing for the nextest setup script: create a store of warm caches for one test run.
     ///
     /// Prints its path; under a nextest setup script, hands it to the tests as
-    /// $UVFIX_CELL_STORE. Removes stores of earlier runs older than six hours (a nextest run
-    /// cannot remove its own).
+    /// $UVFIX_CELL_STORE. The store lives as long as the nextest run (run by hand: the calling
+    /// shell); a keeper process holds it and removes it then. Stores that runs killed earlier
+    /// left behind are cleaned first.
     #[cfg(unix)]
     #[command(hide = true)]
     CellStore {
-        /// Only remove this user's stores, whatever their age, and create none: for after a
-        /// run (CI), when no test holds one.
+        /// Only clean the stores runs that died left behind (this user's), and create none. A
+        /// store a live run holds is left alone and named. A store is ~0.8 GB.
         #[arg(long)]
         clear: bool,
+    },
+    /// The keeper of a store handed over by `cell-store` (internal): holds its lock until
+    /// the process `--watch` is gone, then cleans it.
+    #[cfg(unix)]
+    #[command(hide = true)]
+    KeepStore {
+        #[arg(long)]
+        watch: u32,
+        #[arg(long)]
+        start: Option<u64>,
+        store: std::path::PathBuf,
     },
     /// The main job: build patched + pristine uv, run the sandbox matrix, print a summary.
     ///
@@ -197,12 +209,28 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
+            // Interrupted: 128 + the signal, as a shell reports it.
+            #[cfg(unix)]
+            if let Some(interrupted) = err.downcast_ref::<uvfix_run::Interrupted>() {
+                return ExitCode::from(interrupted.exit_code());
+            }
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
+    #[cfg(unix)]
+    match &cli.command {
+        Command::KeepStore {
+            watch,
+            start,
+            store,
+        } => return Ok(uvfix_run::keeper::keep(store, *watch, *start)?),
+        // The runs that put things on the host: a signal stops them cleanly (`uvfix_run`).
+        Command::Matrix(_) | Command::Bench(_) => uvfix_run::interrupt::install()?,
+        _ => {}
+    }
     let mut paths = Paths::discover()?;
     if let Some(base) = cli.base.as_deref() {
         paths = paths.with_base(Some(base))?;
@@ -234,6 +262,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::TestPatched => unit_tests::run(&paths)?,
         #[cfg(unix)]
         Command::CellStore { clear } => cell_store(clear)?,
+        #[cfg(unix)]
+        Command::KeepStore { .. } => unreachable!("handled above"),
         #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
@@ -278,24 +308,30 @@ fn build(paths: &Paths, variant: &str) -> Result<()> {
     hand_to_tests(&lines)
 }
 
-/// `cargo xtask cell-store`: a fresh store of warm caches for this run (older ones removed).
-/// With `clear`: remove every store, create none.
+/// `cargo xtask cell-store`: a fresh store of warm caches for this run, handed to a keeper
+/// that holds it for the nextest run's lifetime (`uvfix_run::keeper`); stores of runs that
+/// died are cleaned first. With `clear`: only that cleaning.
 #[cfg(unix)]
 fn cell_store(clear: bool) -> Result<()> {
-    use uvfix_scenario::cell::{CELL_STORE_ENV, new_store, prune_stores};
+    use uvfix_scenario::cell::CELL_STORE_ENV;
     let temp = std::env::temp_dir();
-    let age = if clear { 0 } else { 6 * 3600 };
-    let pruned = prune_stores(&temp, std::time::Duration::from_secs(age))?;
-    if pruned > 0 || clear {
-        eprintln!(
-            "uvfix: removed {pruned} store(s) of earlier runs from {}",
-            temp.display()
-        );
-    }
     if clear {
+        let swept = uvfix_run::sweep(&temp)?;
+        for swept in &swept {
+            eprintln!("uvfix: {}", swept.line);
+        }
+        if swept.is_empty() {
+            eprintln!("uvfix: no store of a dead run in {}", temp.display());
+        }
         return Ok(());
     }
-    let store = new_store(&temp)?.keep();
+    let store = uvfix_run::RunStore::create(&temp)?;
+    let store = uvfix_run::keeper::hand_over(
+        store,
+        &std::env::current_exe()?,
+        &["keep-store"],
+        uvfix_run::keeper::owner(),
+    )?;
     println!("{}", store.display());
     hand_to_tests(&format!("{CELL_STORE_ENV}={}\n", store.display()))
 }

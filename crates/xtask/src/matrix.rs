@@ -12,16 +12,24 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
+use uvfix_run::RunStore;
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::Build;
 use uvfix_scenario::cell::{
-    CellOptions, CellResult, OFFICIAL_UV_ENV, UvUnderTest, new_store, run_cell_with,
+    CellOptions, CellResult, OFFICIAL_UV_ENV, UvUnderTest, run_cell_with, store_peak,
 };
 use uvfix_scenario::plan::{self, Filter, Planned};
 use uvfix_scenario::report::{self, Cost};
 use uvfix_scenario::{CacheState, ScenarioId};
 
 #[derive(Args, Clone)]
+#[command(after_help = "\
+Exit status: 0 when no cell FAILs. A run that names what to test (--sandbox, --custom-sandbox,
+--scenario, --state, --uv, --official) and in which every cell is skipped exits 1 with the skip
+reasons: it tested nothing. The default run (every sandbox) exits 0 with its skips listed.
+Interrupted (SIGINT, SIGTERM, SIGHUP): the running cells are stopped, what they prepared is
+undone (immutable bits, ownership, containers), the run's store is removed, and the exit status
+is 128 + the signal. A run killed with SIGKILL is cleaned up by the next one.")]
 pub struct MatrixArgs {
     /// A uv to test instead of the built ones, as BUILD=PATH (repeatable; `uvx` must sit
     /// next to it). BUILD says what it is, and that decides its expectations: `patched`,
@@ -143,6 +151,9 @@ pub fn run_bases(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
             ..args.clone()
         };
         if let Err(err) = run(&paths, args, helper) {
+            if err.downcast_ref::<uvfix_run::Interrupted>().is_some() {
+                return Err(err);
+            }
             eprintln!("uvfix: base {base}: {err:#}");
             failed.push(base.clone());
         }
@@ -218,6 +229,7 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if args.all_bases {
         return run_bases(paths, args, helper);
     }
+    let explicit = Explicit::of(&args);
     let mut custom = Vec::new();
     for spec in &args.custom_sandboxes {
         custom.push(uvfix_sandbox::custom::register(spec)?);
@@ -238,9 +250,10 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
         scenarios: args.scenario,
         states: args.state,
     };
+    explicit.check_sandboxes(&filter)?;
     let out = args.out.unwrap_or_else(|| paths.base_work().join("matrix"));
     if args.steps {
-        return crate::steps::run(paths, &filter, jobs(args.jobs), &out, helper);
+        return crate::steps::run(paths, &filter, jobs(args.jobs), &out, helper, &explicit);
     }
     let mut uvs = Vec::new();
     if args.uvs.is_empty() {
@@ -317,27 +330,115 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if summary.fail > 0 {
         bail!("{} cell(s) FAIL", summary.fail);
     }
-    Ok(())
+    explicit.check_ran(&results)
+}
+
+/// What the user named on the command line. A run they asked for by name that tests nothing
+/// is an error (like nextest's `--no-tests=fail`): a script or CI job naming a sandbox that is
+/// missing must not go green. The implicit default run, every sandbox, most of them skipped on
+/// a bare machine, is not.
+pub struct Explicit(Vec<&'static str>);
+
+impl Explicit {
+    fn of(args: &MatrixArgs) -> Self {
+        let named = [
+            ("--sandbox", args.sandbox.is_some()),
+            ("--custom-sandbox", !args.custom_sandboxes.is_empty()),
+            ("--scenario", args.scenario.is_some()),
+            ("--state", args.state.is_some()),
+            ("--uv", !args.uvs.is_empty()),
+            ("--official", args.official),
+        ];
+        Self(
+            named
+                .into_iter()
+                .filter_map(|(flag, given)| given.then_some(flag))
+                .collect(),
+        )
+    }
+
+    fn asked(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.join(", "))
+    }
+
+    /// Before anything is built: every sandbox named is unavailable here.
+    fn check_sandboxes(&self, filter: &Filter) -> Result<()> {
+        let (Some(asked), Some(sandboxes)) = (self.asked(), &filter.sandboxes) else {
+            return Ok(());
+        };
+        let reasons: Vec<String> = sandboxes
+            .iter()
+            .map(|s| s.skip_reason())
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+        if reasons.is_empty() || reasons.len() < sandboxes.len() {
+            return Ok(());
+        }
+        bail!(
+            "nothing to test: every sandbox asked for ({asked}) is unavailable here:\n  {}",
+            reasons.join("\n  ")
+        )
+    }
+
+    /// After the run: no cell of an explicit request ran.
+    pub fn check_ran(&self, results: &[CellResult]) -> Result<()> {
+        self.check_outcomes(results.iter().map(|r| &r.outcome))
+    }
+
+    fn check_outcomes<'a>(
+        &self,
+        outcomes: impl IntoIterator<Item = &'a uvfix_scenario::Outcome>,
+    ) -> Result<()> {
+        let Some(asked) = self.asked() else {
+            return Ok(());
+        };
+        let mut reasons: Vec<&str> = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                uvfix_scenario::Outcome::Skip(why) => {
+                    if !reasons.contains(&why.as_str()) {
+                        reasons.push(why);
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+        if reasons.is_empty() {
+            bail!("nothing to test: the cells asked for ({asked}) are none");
+        }
+        bail!(
+            "nothing was tested: every cell asked for ({asked}) was skipped:\n  {}",
+            reasons.join("\n  ")
+        )
+    }
 }
 
 /// Run `cells` on `jobs` threads; the results in the cells' order, and what they cost.
 ///
-/// Unless `warm_per_cell`, the cells share a store of warm snapshots for this run (see
-/// `uvfix_scenario::cell::CellOptions::store`), removed afterwards.
+/// Everything the cells put on disk lives in this run's store (`uvfix_run::RunStore`): unless
+/// `warm_per_cell`, the warm snapshots and slots the cells share (see
+/// `uvfix_scenario::cell::CellOptions::store`), else every cell's own root. The store is
+/// removed before this returns, also when the run was interrupted (then the result is
+/// `uvfix_run::Interrupted`) or a cell failed.
 pub fn run_cells(
     cells: &[Planned],
     jobs: usize,
     helper: &Path,
     warm_per_cell: bool,
 ) -> Result<(Vec<CellResult>, Cost)> {
-    let store = if warm_per_cell {
-        None
+    uvfix_run::interrupt::check()?;
+    let store = RunStore::create(&std::env::temp_dir()).context("creating the run's store")?;
+    let opts = if warm_per_cell {
+        CellOptions {
+            temp_parent: Some(store.path().to_owned()),
+            store: None,
+            ..CellOptions::default()
+        }
     } else {
-        Some(new_store(&std::env::temp_dir()).context("creating the store of warm caches")?)
-    };
-    let opts = CellOptions {
-        store: store.as_ref().map(|s| s.path().to_owned()),
-        ..CellOptions::default()
+        CellOptions {
+            store: Some(store.path().to_owned()),
+            ..CellOptions::default()
+        }
     };
     eprintln!(
         "uvfix: running {} cells, {jobs} at a time, {}",
@@ -359,6 +460,10 @@ pub fn run_cells(
         for _ in 0..jobs {
             scope.spawn(|| {
                 loop {
+                    // Interrupted: no new cell (the running ones were stopped).
+                    if uvfix_run::interrupt::interrupted().is_some() {
+                        break;
+                    }
                     let done = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&index) = order.get(done) else { break };
                     let cell = &cells[index];
@@ -393,7 +498,11 @@ pub fn run_cells(
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
     let results: Vec<CellResult> = results.into_iter().map(|(_, r)| r).collect();
-    let cost = Cost::of(&results, wall);
+    let mut cost = Cost::of(&results, wall);
+    cost.store_peak_bytes = store_peak(store.path());
+    let closed = store.close();
+    uvfix_run::interrupt::check()?;
+    closed?;
     Ok((results, cost))
 }
 
@@ -425,6 +534,26 @@ pub fn execution_order(cells: &[Planned]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uvfix_scenario::Outcome;
+
+    #[test]
+    fn an_explicit_request_that_ran_nothing_fails_with_its_reasons() {
+        let skipped = [
+            Outcome::Skip("sandbox `x` unavailable here: no x".into()),
+            Outcome::Skip("sandbox `x` unavailable here: no x".into()),
+        ];
+        let named = Explicit(vec!["--sandbox"]);
+        let err = named.check_outcomes(&skipped).unwrap_err().to_string();
+        assert!(err.contains("nothing was tested"), "{err}");
+        assert!(err.contains("(--sandbox)"), "{err}");
+        assert_eq!(err.matches("no x").count(), 1, "reasons once each: {err}");
+        let err = named.check_outcomes(&[]).unwrap_err().to_string();
+        assert!(err.contains("are none"), "{err}");
+        // One cell that ran is enough; the default run is never held to it.
+        let ran = [skipped[0].clone(), Outcome::ExpectedFail];
+        assert!(named.check_outcomes(&ran).is_ok());
+        assert!(Explicit(Vec::new()).check_outcomes(&skipped).is_ok());
+    }
 
     #[test]
     fn cells_of_one_key_are_spread_and_every_key_warms_in_the_first_round() {

@@ -340,6 +340,7 @@ pub fn run(
     jobs: usize,
     out: &Path,
     helper: &Path,
+    explicit: &crate::matrix::Explicit,
 ) -> anyhow::Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     let ids: Vec<&str> = manifest.steps.iter().map(|s| s.id.as_str()).collect();
@@ -373,7 +374,7 @@ pub fn run(
             wrong.join("\n  ")
         );
     }
-    Ok(())
+    explicit.check_ran(&results)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 mod layout;
 mod slot;
 mod steps;
+mod usage;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use uvfix_sandbox::{Availability, Denial, Sandbox};
 
 pub use self::layout::{CellDirs, make_layout, stage_binary};
-pub use self::slot::{STORE_PREFIX, new_store, prune_stores};
+pub use self::usage::store_peak;
 use crate::build::Build;
 use crate::digest::TreeDiff;
 use crate::expect::{self, Expect, Outcome};
@@ -343,6 +344,8 @@ fn in_slot(
     python: PathBuf,
     store: &Path,
 ) -> anyhow::Result<Outcome> {
+    // What the cells do that outlives them goes into the store's journal (`uvfix_run`).
+    uvfix_run::journal::attach(store).context("opening the store's journal")?;
     let slot = slot::Slot::claim(store, &slot_key(uv, result, &python)?)?;
     let warm = !slot.is_warm();
     let dirs = if warm {

@@ -30,43 +30,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::TreeDigest;
 
-/// A run's store is `<temp dir>/uvr-XXXXXX`: short, see [`key`].
-pub const STORE_PREFIX: &str = "uvr-";
-
-/// A new, empty store in `parent`, for one run; removed when the value is dropped.
-pub fn new_store(parent: &Path) -> std::io::Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(STORE_PREFIX)
-        .tempdir_in(parent)
-}
-
-/// Remove this user's stores in `parent` last changed at least `age` ago (zero: all): a nextest run
-/// cannot remove its own (setup scripts have no teardown), so the next run's setup does.
-/// Another user's store in a shared temp dir is theirs to remove, and root's prune must not
-/// pull one from under a run of theirs.
-pub fn prune_stores(parent: &Path, age: std::time::Duration) -> std::io::Result<usize> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = rustix::process::geteuid().as_raw();
-    let mut removed = 0;
-    for entry in fs_err::read_dir(parent)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(STORE_PREFIX) || !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let meta = entry.metadata()?;
-        let old = meta
-            .modified()?
-            .elapsed()
-            .is_ok_and(|elapsed| elapsed >= age);
-        if meta.uid() == uid && old {
-            fs_err::remove_dir_all(entry.path())?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
 /// Below a slot: the directories that stay from the warm on (see the module docs).
 const PINNED: [&str; 2] = ["home/wheels", "home/.local/bin"];
 
@@ -116,6 +79,7 @@ impl Slot {
 
     /// Start from nothing: the warm happens in the slot's root itself.
     pub fn reset(&self) -> anyhow::Result<()> {
+        super::usage::cleared(&self.root, true);
         for path in [&self.snapshot, &self.root] {
             if path.exists() {
                 fs_err::remove_dir_all(path)?;
@@ -134,6 +98,14 @@ impl Slot {
         copy_unpinned(&self.root, &partial, Path::new(""))?;
         fs_err::write(&self.digest_file, TreeDigest::of(cache)?.fingerprint())?;
         fs_err::rename(&partial, &self.snapshot)?;
+        let pinned = PINNED
+            .iter()
+            .map(|p| super::usage::measure(&self.root.join(p)));
+        super::usage::warmed(
+            &self.root,
+            super::usage::measure(&self.snapshot),
+            pinned.sum(),
+        );
         Ok(())
     }
 
@@ -142,6 +114,7 @@ impl Slot {
     pub fn restore(&self, cache: &Path) -> anyhow::Result<()> {
         clear_unpinned(&self.root, Path::new(""))?;
         copy_unpinned(&self.snapshot, &self.root, Path::new(""))?;
+        super::usage::copied(&self.root);
         let expected = fs_err::read_to_string(&self.digest_file)?;
         let seen = TreeDigest::of(cache)?.fingerprint();
         if seen != expected {
@@ -155,6 +128,7 @@ impl Slot {
 
     /// After the cell: drop what it changed, keep the slot small (the snapshot stays).
     pub fn clear(&self) -> anyhow::Result<()> {
+        super::usage::cleared(&self.root, false);
         clear_unpinned(&self.root, Path::new(""))
     }
 }
@@ -294,25 +268,5 @@ mod tests {
             format!("{err:#}").contains("differs from the snapshot"),
             "{err:#}"
         );
-    }
-
-    #[test]
-    fn prune_takes_old_stores_only_and_nothing_else() {
-        let parent = assert_fs::TempDir::new().unwrap();
-        let store = new_store(parent.path()).unwrap().keep();
-        fs_err::write(store.join("k.warm"), "x").unwrap();
-        fs_err::create_dir(parent.path().join("uvfix-other")).unwrap();
-        fs_err::write(parent.path().join("uvr-file"), "not a store").unwrap();
-
-        let six_hours = std::time::Duration::from_secs(6 * 3600);
-        assert_eq!(prune_stores(parent.path(), six_hours).unwrap(), 0);
-        assert!(store.is_dir());
-        assert_eq!(
-            prune_stores(parent.path(), std::time::Duration::ZERO).unwrap(),
-            1
-        );
-        assert!(!store.exists());
-        assert!(parent.path().join("uvfix-other").is_dir());
-        assert!(parent.path().join("uvr-file").is_file());
     }
 }

@@ -23,6 +23,10 @@ pub struct Cost {
     pub uv_median_ms: u64,
     /// Per cell, (cell time − uv's time) / uv's time; the median of that.
     pub overhead_median: f64,
+    /// The most the run's store took on disk at once (`crate::cell::store_peak`); `None`
+    /// when not measured (every cell warming its own cache).
+    #[serde(default)]
+    pub store_peak_bytes: Option<u64>,
 }
 
 impl Cost {
@@ -47,6 +51,7 @@ impl Cost {
             p95_ms: quantile(&mut durations, 95),
             uv_median_ms: quantile(&mut uv, 50),
             overhead_median: overhead.get(overhead.len() / 2).copied().unwrap_or(0.0),
+            store_peak_bytes: None,
         }
     }
 
@@ -58,12 +63,20 @@ impl Cost {
         self.cells as f64 * 1000.0 / self.wall_ms as f64
     }
 
-    /// Two lines for the terminal and the reports, each within the summary's 100 columns.
+    /// Two lines for the terminal and the reports (three with the store's peak), each within
+    /// the summary's 100 columns.
     pub fn line(&self) -> String {
+        let store = self.store_peak_bytes.map_or(String::new(), |bytes| {
+            format!(
+                "\n  store of warm caches: peak {:.2} GB on disk (measured after each warm and \
+                 copy); removed",
+                bytes as f64 / 1e9
+            )
+        });
         format!(
             "cost: {} cells ({} warmed, the rest copies) in {:.1} s = {:.2} cells/s\n  \
              per cell median {:.2} s, p95 {:.2} s; uv's own run median {:.2} s; \
-             overhead / uv time median {:.2}",
+             overhead / uv time median {:.2}{store}",
             self.cells,
             self.warmed,
             self.wall_ms as f64 / 1000.0,
@@ -121,6 +134,12 @@ mod tests {
         assert_eq!(cost.uv_median_ms, 100);
         assert!((cost.overhead_median - 2.0).abs() < 1e-9);
         assert!(cost.line().contains("cells/s"));
+        assert!(!cost.line().contains("store"));
+        let cost = Cost {
+            store_peak_bytes: Some(512_345_678),
+            ..cost
+        };
+        assert!(cost.line().contains("peak 0.51 GB"), "{}", cost.line());
         assert!(
             cost.line()
                 .lines()
