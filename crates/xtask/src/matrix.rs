@@ -252,6 +252,7 @@ pub fn run_cells(
     };
     let opts = CellOptions {
         store: store.as_ref().map(|s| s.path().to_owned()),
+        reference: reference(cells),
         ..CellOptions::default()
     };
     eprintln!(
@@ -310,6 +311,22 @@ pub fn run_cells(
     let results: Vec<CellResult> = results.into_iter().map(|(_, r)| r).collect();
     let cost = Cost::of(&results, wall);
     Ok((results, cost))
+}
+
+/// The build every writable cell's writes are compared with (see `uvfix_scenario::writeset`):
+/// the run's pristine build, else the one `$UVFIX_UV_PRISTINE` names (a job that tests one
+/// build, `ci/job.sh none patched`, still has pristine's binary at hand).
+fn reference(cells: &[Planned]) -> Option<UvUnderTest> {
+    cells
+        .iter()
+        .map(|c| &c.uv)
+        .find(|uv| uv.build == Build::Pristine)
+        .cloned()
+        .or_else(|| {
+            let path = std::env::var_os(builder::env_var(Variant::Pristine))?;
+            let uv = UvUnderTest::new(Build::Pristine, path);
+            uv.check().is_ok().then_some(uv)
+        })
 }
 
 /// The order to run `cells` in: cells of one (uv, scenario, state) share a slot and take

@@ -21,6 +21,7 @@
 mod layout;
 mod slot;
 mod steps;
+mod writes;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ use crate::digest::TreeDiff;
 use crate::expect::{self, Expect, Outcome};
 use crate::scenario::ScenarioId;
 use crate::state::CacheState;
+use crate::writeset::{WriteCheck, WriteSet};
 
 /// A uv build to test: what it is and its binaries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +120,10 @@ pub struct CellOptions {
     /// and warm snapshot, for one run. `None`: every cell warms its own cache in a fresh
     /// temp root. Default: `$UVFIX_CELL_STORE` (set by the nextest setup script).
     pub store: Option<PathBuf>,
+    /// The build whose writes into a writable cache every other build's must equal
+    /// (pristine; see [`crate::writeset`] and `writes`). `None`: writable cells say that
+    /// their writes were not compared.
+    pub reference: Option<UvUnderTest>,
 }
 
 /// Names the directory of warm snapshots shared by a run's cells ([`CellOptions::store`]).
@@ -134,6 +140,7 @@ impl Default for CellOptions {
             store: std::env::var_os(CELL_STORE_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            reference: None,
         }
     }
 }
@@ -165,6 +172,16 @@ pub struct CellResult {
     pub command: String,
     /// The temp root, when kept.
     pub root: Option<PathBuf>,
+    /// A foreign state's proof, as uv's uid: what was denied to it and what was open.
+    #[serde(default)]
+    pub state_proof: Option<String>,
+    /// What the scenario wrote into a writable cache (sandbox `none`), by shape.
+    #[serde(default)]
+    pub write_set: Option<WriteSet>,
+    /// Those writes compared with pristine's (`None`: pristine's own cell, or a denying
+    /// sandbox, where the cache must stay unchanged anyway).
+    #[serde(default)]
+    pub write_check: Option<WriteCheck>,
 }
 
 /// Parts of [`CellResult::duration_ms`].
@@ -199,6 +216,14 @@ pub fn run_cell(
     )
 }
 
+/// Why the cell cannot run here: the sandbox is unavailable, or the state means nothing in it.
+fn skip_reason(sandbox: Sandbox, state: CacheState) -> Option<String> {
+    match sandbox.availability() {
+        Availability::Unavailable(reason) => Some(reason),
+        Availability::Available => state.skip_reason(sandbox),
+    }
+}
+
 pub fn run_cell_with(
     uv: &UvUnderTest,
     sandbox: Sandbox,
@@ -206,6 +231,31 @@ pub fn run_cell_with(
     state: CacheState,
     helper: &Path,
     opts: &CellOptions,
+) -> CellResult {
+    let mut reference = None;
+    if skip_reason(sandbox, state).is_none() {
+        // The reference build's own writable cell: run once per run, whoever needs it first.
+        if sandbox == Sandbox::None && opts.reference.as_ref() == Some(uv) {
+            match writes::recorded(uv, scenario, state, helper, opts) {
+                Ok(result) => return result,
+                Err(e) => eprintln!("uvfix: the run's record of {}: {e:#}", uv.build),
+            }
+        }
+        // Before this cell claims its slot: see `writes`.
+        reference = writes::reference(uv, sandbox, scenario, state, helper, opts);
+    }
+    run_cell_inner(uv, sandbox, scenario, state, helper, opts, reference)
+}
+
+/// One cell, with its write-set reference already at hand.
+fn run_cell_inner(
+    uv: &UvUnderTest,
+    sandbox: Sandbox,
+    scenario: ScenarioId,
+    state: CacheState,
+    helper: &Path,
+    opts: &CellOptions,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> CellResult {
     let start = Instant::now();
     let rule = expect::rule_for(&uv.build, sandbox, scenario, state);
@@ -226,15 +276,14 @@ pub fn run_cell_with(
         timing: Timing::default(),
         command: scenario.spec().command_display(),
         root: None,
+        state_proof: None,
+        write_set: None,
+        write_check: None,
     };
-    let skip = match sandbox.availability() {
-        Availability::Unavailable(reason) => Some(reason),
-        Availability::Available => state.skip_reason(sandbox),
-    };
-    result.outcome = match skip {
+    result.outcome = match skip_reason(sandbox, state) {
         Some(reason) => Outcome::Skip(reason),
         // Setup trouble is the fixture's failure, reported in words, never a panic.
-        None => in_temp_root(&mut result, uv, helper, opts)
+        None => in_temp_root(&mut result, uv, helper, opts, reference)
             .unwrap_or_else(|e| Outcome::Fail(format!("{e:#}"))),
     };
     result.duration_ms = millis(start.elapsed());
@@ -247,6 +296,7 @@ fn in_temp_root(
     uv: &UvUnderTest,
     helper: &Path,
     opts: &CellOptions,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> anyhow::Result<Outcome> {
     uv.check().map_err(anyhow::Error::msg)?;
     let python = match &opts.python {
@@ -254,7 +304,7 @@ fn in_temp_root(
         None => crate::python::find_python()?,
     };
     if let Some(store) = &opts.store {
-        return in_slot(result, uv, helper, opts, python, store);
+        return in_slot(result, uv, helper, opts, python, store, reference);
     }
     let parent = opts.temp_parent.clone().unwrap_or_else(std::env::temp_dir);
     // Short on purpose: srt puts unix sockets under the cell's TMPDIR, and a socket path may
@@ -272,7 +322,7 @@ fn in_temp_root(
     } else {
         Some(tmp)
     };
-    let outcome = in_root(result, uv, helper, opts, python, &root);
+    let outcome = in_root(result, uv, helper, opts, python, &root, reference);
     // Foreign-owner chowns parts of the root; we are root, so removal still works.
     if let Some(tmp) = tmp
         && let Err(e) = tmp.close()
@@ -298,10 +348,14 @@ fn cell<'a>(
     opts: &'a CellOptions,
     python: PathBuf,
     dirs: CellDirs,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> steps::Cell<'a> {
     steps::Cell {
         sandbox: result.sandbox,
         state: result.state,
+        uids: result.state.uids(result.sandbox),
+        reference,
+        foreign: Vec::new(),
         spec: result.scenario.spec(),
         helper,
         opts,
@@ -321,15 +375,14 @@ fn in_root(
     opts: &CellOptions,
     python: PathBuf,
     root: &Path,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> anyhow::Result<Outcome> {
     let dirs = lay_out(uv, root)?;
-    let sandbox = result.sandbox;
-    let mut cell = cell(result, helper, opts, python, dirs);
+    let mut cell = cell(result, helper, opts, python, dirs, reference);
     let outcome = cell.warm_up().and_then(|()| cell.run());
-    // Foreign-owner as non-root strips write bits; give them back so the root can be removed.
-    if let Err(e) = sandbox.release(&cell.dirs.layout) {
-        eprintln!("uvfix: {e}");
-    }
+    // Foreign-owner as non-root strips write bits, a foreign state gives a piece away; take
+    // them back so the root can be removed.
+    cell.release();
     outcome
 }
 
@@ -342,6 +395,7 @@ fn in_slot(
     opts: &CellOptions,
     python: PathBuf,
     store: &Path,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> anyhow::Result<Outcome> {
     let slot = slot::Slot::claim(store, &slot_key(uv, result, &python)?)?;
     let warm = !slot.is_warm();
@@ -353,9 +407,9 @@ fn in_slot(
         slot.restore(&dirs.layout.cache)?;
         dirs
     };
-    let (sandbox, name) = (result.sandbox, result.scenario.name());
+    let name = result.scenario.name();
     let keep = opts.keep_root;
-    let mut cell = cell(result, helper, opts, python, dirs);
+    let mut cell = cell(result, helper, opts, python, dirs, reference);
     let outcome = if warm {
         cell.warm_up()
             .and_then(|()| slot.save(&cell.dirs.layout.cache))
@@ -363,9 +417,7 @@ fn in_slot(
     } else {
         cell.run()
     };
-    if let Err(e) = sandbox.release(&cell.dirs.layout) {
-        eprintln!("uvfix: {e}");
-    }
+    cell.release();
     if keep {
         cell.result.root = Some(slot::keep_copy(&slot.root, name)?);
     }
