@@ -19,6 +19,7 @@
 //! `Sandbox::None` in general, the diff is recorded but does not decide the outcome.
 
 mod layout;
+mod lock;
 mod slot;
 mod steps;
 mod writes;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use uvfix_sandbox::{Availability, Denial, Sandbox};
 
 pub use self::layout::{CellDirs, make_layout, stage_binary};
+pub use self::lock::LockReport;
 pub use self::slot::{STORE_PREFIX, new_store, prune_stores};
 use crate::build::Build;
 use crate::digest::TreeDiff;
@@ -182,6 +184,10 @@ pub struct CellResult {
     /// sandbox, where the cache must stay unchanged anyway).
     #[serde(default)]
     pub write_check: Option<WriteCheck>,
+    /// The lock probe (S1 cells whose uv went ahead): did uv hold the cache lock, and did
+    /// `uv cache clean` wait for it.
+    #[serde(default)]
+    pub lock: Option<LockReport>,
 }
 
 /// Parts of [`CellResult::duration_ms`].
@@ -279,6 +285,7 @@ fn run_cell_inner(
         state_proof: None,
         write_set: None,
         write_check: None,
+        lock: None,
     };
     result.outcome = match skip_reason(sandbox, state) {
         Some(reason) => Outcome::Skip(reason),

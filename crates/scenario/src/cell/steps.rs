@@ -15,7 +15,7 @@ use super::layout::CellDirs;
 use super::{CellOptions, CellResult, millis, truncate};
 use crate::digest::TreeDigest;
 use crate::expect::{self, Observed, Outcome};
-use crate::scenario::{Arg, Ctx, Program, Scenario, Step, WarmStep};
+use crate::scenario::{Arg, Ctx, Program, Scenario, ScenarioId, Step, WarmStep};
 use crate::state::{CacheState, FOREIGN_OWNER, Uids};
 use crate::writeset::{WriteCheck, WriteSet};
 
@@ -100,7 +100,45 @@ impl Cell<'_> {
                 return Ok(Outcome::Fail(check.to_string()));
             }
         }
+        // Where uv goes ahead, S1's plain `uv run` races `uv cache clean` (`super::lock`).
+        if self.spec.id == ScenarioId::S1 && observed.exit_code == Some(0) && observed.stdout_ok {
+            let report = self.lock_probe()?;
+            self.result.lock = Some(report.clone());
+            if report.fail && !verdict.is_fail() {
+                return Ok(Outcome::Fail(report.to_string()));
+            }
+        }
         Ok(verdict)
+    }
+
+    /// Hold a `uv run` in this cell's sandbox, as this cell's uid, while the cache's owner
+    /// runs `uv cache clean` outside it.
+    fn lock_probe(&self) -> anyhow::Result<super::lock::LockReport> {
+        let layout = self.layout();
+        let release = layout.workspace.join(".uvfix-release");
+        let step = |args: Vec<Arg>| Step {
+            program: Program::Uv,
+            args,
+        };
+        let held = step(
+            ["run", "python3", "-c", &super::lock::hold_code(&release)]
+                .map(|a| Arg::Lit(a.to_owned()))
+                .to_vec(),
+        );
+        let clean = step(vec![Arg::Lit("cache".into()), Arg::Lit("clean".into())]);
+        let report = super::lock::probe(super::lock::Probe {
+            cache: &layout.cache,
+            release: &release,
+            held: self.command(self.helper, &held.invocation(&self.ctx())),
+            clean: super::lock::clean_as_owner(&layout.cache, &clean.invocation(&self.ctx())),
+            lockless_allowed: self
+                .result
+                .canary
+                .map(|denial| format!("the cache refused writes (the canary saw {denial})")),
+            timeout: self.opts.timeout,
+        });
+        let _ = fs_err::remove_file(&release);
+        report
     }
 
     /// Warm the cache unsandboxed, with a writable cache and the same uv, as a user would.

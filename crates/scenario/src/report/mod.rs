@@ -401,6 +401,7 @@ pub(crate) mod tests {
             state_proof: None,
             write_set: None,
             write_check: None,
+            lock: None,
         }
     }
 
