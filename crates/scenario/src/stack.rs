@@ -129,6 +129,13 @@ pub const STEP_RULES: &[StepRule] = &[
     row(
         Sb::Unsandboxed,
         &[],
+        &[St::MarkerForeign],
+        Some("markers"),
+        "upstream opens another user's existing markers for writing",
+    ),
+    row(
+        Sb::Unsandboxed,
+        &[],
         &[],
         None,
         "a writable cache works without the stack",
@@ -200,11 +207,12 @@ pub const STEP_RULES: &[StepRule] = &[
     ),
     // A non-root uid cannot open a mode-000 `.lock` at all, not even read-only, so the shared
     // lock cannot help; as root the state runs only in foreign-owner (uid 65534), as a
-    // non-root runner in every sandbox (measured as `uvfix-runner`, GitHub's case).
+    // non-root runner in every sandbox (measured as `uvfix-runner`, GitHub's case). Another
+    // user's 0600 `.lock` likewise (foreign-owner measured as root; the rest by reasoning).
     row(
         Sb::Denying,
         &[],
-        &[St::LockMode000],
+        &[St::LockMode000, St::LockForeign],
         Some("missing-lock"),
         "a `.lock` nobody may open: used without it",
     ),
@@ -282,6 +290,10 @@ mod tests {
     #[test_case(Sandbox::DockerReadOnly, S::S1, St::LockMode000, Some("scratch"); "docker-ro lock mode 000: scratch comes later")]
     #[test_case(Sandbox::ForeignOwner, S::S1, St::Warm, Some("markers"); "foreign owner warm")]
     #[test_case(Sandbox::None, S::S1, St::Warm, None; "writable cache")]
+    #[test_case(Sandbox::None, S::S1, St::MarkerForeign, Some("markers"); "foreign markers")]
+    #[test_case(Sandbox::None, S::S1, St::LockForeign, None; "foreign lock writable: never green")]
+    #[test_case(Sandbox::ForeignOwner, S::S1, St::LockForeign, Some("missing-lock"); "foreign lock read-only")]
+    #[test_case(Sandbox::Landlock, S::S8, St::BucketForeign, Some("environments"); "foreign bucket read-only")]
     fn the_step_that_turns_a_cell_green(
         sandbox: Sandbox,
         scenario: ScenarioId,
