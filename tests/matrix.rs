@@ -74,6 +74,7 @@ fn run(cell: &Planned, opts: &CellOptions) -> Result<(), Failed> {
             for line in [
                 result.state_proof.as_ref().map(|p| format!("state proof: {p}")),
                 result.write_check.as_ref().map(ToString::to_string),
+                result.lock.as_ref().map(ToString::to_string),
             ]
             .into_iter()
             .flatten()

@@ -52,6 +52,13 @@ impl std::fmt::Display for LockReport {
     }
 }
 
+/// Why the probe cannot run here: it reads the kernel's lock table, which only Linux shows
+/// (`/proc/locks`); macOS runners report the probe as not run.
+pub(crate) fn unavailable() -> Option<String> {
+    (!Path::new("/proc/locks").exists())
+        .then(|| "there is no /proc/locks here to see the locks in (Linux only)".into())
+}
+
 /// A flock on an inode, from one `/proc/locks` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Flock {

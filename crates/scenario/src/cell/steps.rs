@@ -85,7 +85,7 @@ impl Cell<'_> {
         {
             return Ok(verdict);
         }
-        let verdict = expect::judge(self.result.expected, &observed);
+        let mut verdict = expect::judge(self.result.expected, &observed);
         // A build that ran to success in a writable cache must have written what pristine
         // writes there: a build that moves writes out of the cache fails here, by name.
         if let (Some(seen), Some(reference)) = (&self.result.write_set, &self.reference)
@@ -94,18 +94,16 @@ impl Cell<'_> {
         {
             let check = super::writes::check(seen, reference, &self.foreign);
             self.result.write_check = Some(check.clone());
-            if let WriteCheck::Differs { .. } = check
-                && !verdict.is_fail()
-            {
-                return Ok(Outcome::Fail(check.to_string()));
+            if let WriteCheck::Differs { .. } = check {
+                verdict = also_fail(verdict, check.to_string());
             }
         }
         // Where uv goes ahead, S1's plain `uv run` races `uv cache clean` (`super::lock`).
         if self.spec.id == ScenarioId::S1 && observed.exit_code == Some(0) && observed.stdout_ok {
             let report = self.lock_probe()?;
             self.result.lock = Some(report.clone());
-            if report.fail && !verdict.is_fail() {
-                return Ok(Outcome::Fail(report.to_string()));
+            if report.fail {
+                verdict = also_fail(verdict, report.to_string());
             }
         }
         Ok(verdict)
@@ -114,6 +112,14 @@ impl Cell<'_> {
     /// Hold a `uv run` in this cell's sandbox, as this cell's uid, while the cache's owner
     /// runs `uv cache clean` outside it.
     fn lock_probe(&self) -> anyhow::Result<super::lock::LockReport> {
+        if let Some(why) = super::lock::unavailable() {
+            return Ok(super::lock::LockReport {
+                held: false,
+                clean: "was not run".into(),
+                verdict: format!("not probed: {why}"),
+                fail: false,
+            });
+        }
         let layout = self.layout();
         let release = layout.workspace.join(".uvfix-release");
         let step = |args: Vec<Arg>| Step {
@@ -421,6 +427,14 @@ impl Cell<'_> {
         self.result.stderr = truncate(&stderr, self.opts.output_limit);
         self.result.cache_diff = Some(diff);
         Ok(Sandboxed::Ran(observed))
+    }
+}
+
+/// `verdict`, failed for `why` as well: one FAIL names every guard that failed.
+fn also_fail(verdict: Outcome, why: String) -> Outcome {
+    match verdict {
+        Outcome::Fail(first) => Outcome::Fail(format!("{first}; {why}")),
+        _ => Outcome::Fail(why),
     }
 }
 
