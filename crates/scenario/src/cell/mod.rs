@@ -1,7 +1,9 @@
 //! One matrix cell: (uv, sandbox, scenario, cache state) → [`CellResult`].
 //!
 //! Order of work, and why:
-//! 1. availability and state applicability → `Skip(reason)` (never a silent pass);
+//! 1. availability and state applicability → `Skip(reason)` (never a silent pass); in a
+//!    writable cache, pristine's cell of the same key as the write-set reference ([`writes`]:
+//!    the run's record, made once, before this cell claims its slot);
 //! 2. a fresh world-traversable temp root with `home/`, `workspace/`, `tmp/`, `wheels/`
 //!    ([`layout`]), fixture wheels, the workspace files and the staged binaries; with a
 //!    [`CellOptions::store`], the slot of (uv, scenario, state) instead ([`slot`]): warmed
@@ -12,11 +14,16 @@
 //!    sandbox start proves the denial with the sandbox's errno, then execs uv, and only then);
 //!    if uv stopped with an error, prove `uv --version` runs inside (so the
 //!    failure is uv's, not the fixture's); judge with [`crate::expect`].
+//!    A state with a foreign piece first proves, as uv's uid, that the piece is closed to it
+//!    ([`crate::state`]); a writable cell that ran to success must have written what pristine
+//!    wrote ([`crate::writeset`]); an S1 cell whose uv went ahead races `uv cache clean` against
+//!    a held `uv run` ([`lock`]). One FAIL names every guard that failed.
 //!
 //! Cache-absent: in a denying sandbox the cache cannot be created at all, so the rule is the
 //! same as for every other state — the "after" digest must equal the "before" one (absent →
 //! absent). Unsandboxed (a writable cache) uv creates its cache as usual; there, and for
-//! `Sandbox::None` in general, the diff is recorded but does not decide the outcome.
+//! `Sandbox::None` in general, the diff is not required to be empty: what was written is
+//! compared with what pristine writes instead.
 
 mod layout;
 mod lock;
