@@ -178,12 +178,13 @@ pub const RULES: &[Rule] = &[
     ),
     // The target semantics: a run without the lock only where the cache refused a write.
     // Here the cache is writable and its `.lock` exists: an error as before (or waiting),
-    // never a lockless run. The S1 cell's lock probe checks the lock itself.
+    // never a lockless run. The S1 cell's lock probe checks the lock itself. A mode-000
+    // `.lock` (which only a non-root runner meets here) is the same case.
     rule(
         U::Fixed,
         SandboxSel::Unsandboxed,
         Sc::Any,
-        Ss::In(&[St::LockForeign]),
+        Ss::In(&[St::LockForeign, St::LockMode000]),
         Expect::Error,
         "a writable cache whose `.lock` cannot be opened: an error, never a run without the lock",
     ),
@@ -531,6 +532,7 @@ mod tests {
     #[test_case(Build::Patched, Sandbox::ForeignOwner, ScenarioId::S7, CacheState::LockMode000 => Expect::Pass ; "patched damaged")]
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::PassOrPlainError ; "patched git dir writable")]
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S4, CacheState::LockForeign => Expect::Error ; "patched foreign lock writable")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S4, CacheState::LockMode000 => Expect::Error ; "patched lock 000 writable")]
     #[test_case(Build::Pristine, Sandbox::None, ScenarioId::S4, CacheState::LockForeign => Expect::Fail ; "pristine foreign lock writable")]
     #[test_case(Build::Patched, Sandbox::ForeignOwner, ScenarioId::S4, CacheState::LockForeign => Expect::Pass ; "patched foreign lock read-only")]
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S2, CacheState::MarkerForeign => Expect::Pass ; "patched foreign markers")]

@@ -117,14 +117,16 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("markers"),
         "upstream opens `sdists-v9/.git` for writing even when it is a directory",
     ),
-    // As a non-root user, upstream cannot open a mode-000 `.lock` even in a writable cache;
-    // with the stack the shared lock fails the same way and uv goes on without it.
+    // As a non-root user, upstream cannot open a mode-000 `.lock` even in a writable cache.
+    // The target semantics keep that an error (a run without the lock only where the cache
+    // refused a write), so no step turns it green; the `missing-lock` step as it stands goes
+    // on without the lock, which the cells and their lock probe report.
     row(
         Sb::Unsandboxed,
         &[],
-        &[St::LockMode000],
-        Some("missing-lock"),
-        "a `.lock` nobody may open: used without it",
+        &[St::LockMode000, St::LockForeign],
+        None,
+        "a writable cache whose `.lock` cannot be opened: an error with or without the stack",
     ),
     row(
         Sb::Unsandboxed,
@@ -292,6 +294,7 @@ mod tests {
     #[test_case(Sandbox::None, S::S1, St::Warm, None; "writable cache")]
     #[test_case(Sandbox::None, S::S1, St::MarkerForeign, Some("markers"); "foreign markers")]
     #[test_case(Sandbox::None, S::S1, St::LockForeign, None; "foreign lock writable: never green")]
+    #[test_case(Sandbox::None, S::S3, St::LockMode000, None; "lock 000 writable: never green")]
     #[test_case(Sandbox::ForeignOwner, S::S1, St::LockForeign, Some("missing-lock"); "foreign lock read-only")]
     #[test_case(Sandbox::Landlock, S::S8, St::BucketForeign, Some("environments"); "foreign bucket read-only")]
     fn the_step_that_turns_a_cell_green(
