@@ -90,7 +90,7 @@ fn non_root_target(layout: &Layout) -> Option<&Path> {
 }
 
 /// `sudo -n true` succeeds: sudo without a password (asked once per process).
-fn passwordless_sudo() -> bool {
+pub(crate) fn passwordless_sudo() -> bool {
     static SUDO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SUDO.get_or_init(|| {
         find_in_path("sudo").is_some()

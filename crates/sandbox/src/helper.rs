@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! uvfix-sandbox canary DIR [-- PROG [ARGS]...]
+//! uvfix-sandbox open-read FILE | open-write FILE
 //! uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...
 //! ```
 //!
 //! `canary` prints exactly one report line on stdout (see [`CanaryOutcome`]); given `PROG`, it
 //! then execs it, only if the write was denied: the proof and the run share one sandbox start
-//! (a second or more for srt and docker). `landlock` restricts itself and execs `PROG`, so the
-//! restriction is inherited by everything `PROG` starts.
+//! (a second or more for srt and docker). `open-read` and `open-write` open an existing file
+//! (never creating or truncating it, never writing) and report the same way: the proof that a
+//! cache state's foreign piece really is closed to the uid a cell's uv runs as. `landlock`
+//! restricts itself and execs `PROG`, so the restriction is inherited by everything `PROG`
+//! starts.
 //! Exit codes follow `env(1)`: 125 the helper itself failed, 126/127 `PROG` could not be executed.
 
 use std::ffi::OsString;
@@ -22,17 +26,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::Errno;
 
-const USAGE: &str = "usage: uvfix-sandbox canary DIR [-- PROG [ARGS]...]\n       uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...";
+const USAGE: &str = "usage: uvfix-sandbox canary DIR [-- PROG [ARGS]...]\n       uvfix-sandbox open-read FILE | open-write FILE\n       uvfix-sandbox landlock [--rw DIR]... [--deny-tcp] -- PROG [ARGS]...";
 
 /// Prefix of the canary's report line, so it can be told apart from anything a wrapper prints.
 const REPORT: &str = "uvfix-canary";
 
 /// What the canary saw, as printed on one stdout line:
-/// `uvfix-canary created PATH`, `uvfix-canary denied errno=N`, `uvfix-canary error MESSAGE`.
+/// `uvfix-canary created PATH`, `uvfix-canary opened PATH`, `uvfix-canary denied errno=N`,
+/// `uvfix-canary error MESSAGE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CanaryOutcome {
     /// The file was created (and removed again): the directory is writable.
     Created(PathBuf),
+    /// `open-read`/`open-write`: the existing file was opened (and closed, untouched).
+    Opened(PathBuf),
     /// `open(O_CREAT|O_EXCL)` failed with this errno.
     Denied(Errno),
     /// Something that is not an errno went wrong.
@@ -43,6 +50,7 @@ impl CanaryOutcome {
     fn render(&self) -> String {
         match self {
             CanaryOutcome::Created(path) => format!("{REPORT} created {}", path.display()),
+            CanaryOutcome::Opened(path) => format!("{REPORT} opened {}", path.display()),
             CanaryOutcome::Denied(errno) => format!("{REPORT} denied errno={}", *errno as i32),
             CanaryOutcome::Error(msg) => format!("{REPORT} error {}", msg.replace('\n', " ")),
         }
@@ -52,6 +60,8 @@ impl CanaryOutcome {
         let rest = line.trim_end().strip_prefix(REPORT)?.strip_prefix(' ')?;
         if let Some(path) = rest.strip_prefix("created ") {
             Some(CanaryOutcome::Created(PathBuf::from(path)))
+        } else if let Some(path) = rest.strip_prefix("opened ") {
+            Some(CanaryOutcome::Opened(PathBuf::from(path)))
         } else if let Some(errno) = rest.strip_prefix("denied errno=") {
             errno
                 .parse()
@@ -84,6 +94,13 @@ pub fn helper_main() -> ExitCode {
                 _ => ExitCode::from(125),
             },
             _ => usage_error("canary takes one DIR, then optionally -- PROG [ARGS]..."),
+        },
+        Some(sub @ ("open-read" | "open-write")) => match rest.as_slice() {
+            [file] => match open_existing(Path::new(file), sub == "open-write") {
+                CanaryOutcome::Error(_) => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            },
+            _ => usage_error(&format!("{sub} takes one FILE")),
         },
         Some("landlock") => match parse_landlock(rest) {
             Ok(parsed) => run_landlock(parsed),
@@ -132,6 +149,29 @@ fn canary(dir: &Path) -> CanaryOutcome {
     };
     println!("{}", outcome.render());
     // The report must be out before an `exec` replaces this process.
+    let _ = std::io::stdout().flush();
+    outcome
+}
+
+/// Open the existing `file` for reading, or for writing without truncating it, and close it
+/// again: nothing is created, nothing written.
+fn open_existing(file: &Path, write: bool) -> CanaryOutcome {
+    // std, not fs_err, as in `canary`: the raw errno is the answer.
+    let outcome = match std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open(file)
+    {
+        Ok(opened) => {
+            drop(opened);
+            CanaryOutcome::Opened(file.to_owned())
+        }
+        Err(e) => match e.raw_os_error() {
+            Some(errno) => CanaryOutcome::Denied(Errno::from_raw(errno)),
+            None => CanaryOutcome::Error(e.to_string()),
+        },
+    };
+    println!("{}", outcome.render());
     let _ = std::io::stdout().flush();
     outcome
 }
@@ -195,6 +235,7 @@ mod tests {
     fn canary_lines_round_trip() {
         for outcome in [
             CanaryOutcome::Created(PathBuf::from("/c/.uvfix-canary-1")),
+            CanaryOutcome::Opened(PathBuf::from("/c/.lock")),
             CanaryOutcome::Denied(Errno::EROFS),
             CanaryOutcome::Error("no errno".into()),
         ] {

@@ -51,6 +51,7 @@ pub mod foreign;
 mod helper;
 mod immutable;
 pub mod landlock;
+pub mod owner;
 mod probe;
 pub mod trial;
 
@@ -506,7 +507,7 @@ impl Sandbox {
             return Err(self.canary_failed(self.no_canary_report(layout, output)));
         };
         match outcome {
-            helper::CanaryOutcome::Created(path) => {
+            helper::CanaryOutcome::Created(path) | helper::CanaryOutcome::Opened(path) => {
                 Err(SandboxError::CanaryNotDenied { sandbox, path })
             }
             helper::CanaryOutcome::Denied(errno) => {

@@ -13,8 +13,11 @@ use std::process::{ExitCode, Output, Stdio};
 use assert_fs::TempDir;
 use assert_fs::prelude::*;
 use predicates::prelude::*;
+use uvfix_sandbox::owner::{self, Probe, Seen};
 use uvfix_sandbox::trial::{self, Case, Failed, case, first_skip};
-use uvfix_sandbox::{Availability, Denial, Invocation, Layout, Sandbox, SandboxError, is_root};
+use uvfix_sandbox::{
+    Availability, Denial, Errno, Invocation, Layout, Sandbox, SandboxError, is_root,
+};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_uvfix-sandbox");
 const SEED: &str = "seed.txt";
@@ -146,6 +149,12 @@ fn main() -> ExitCode {
     for (name, test) in plain {
         cases.push(case(name, None, test));
     }
+    cases.push(case(
+        "owner_probes_see_what_another_uid_may_do",
+        (!owner::can_switch_users())
+            .then(|| "needs root or passwordless sudo to give files away".to_owned()),
+        owner_probes_see_what_another_uid_may_do,
+    ));
     trial::run(cases)
 }
 
@@ -560,5 +569,55 @@ fn canary_reports_a_missing_directory_as_a_failure_not_a_denial() -> Result<(), 
         matches!(&err, SandboxError::CanaryFailed { detail, .. } if detail.contains("ENOENT")),
         "{err}"
     );
+    Ok(())
+}
+
+/// The probes a cache state's proof rests on: a root-owned directory and files are closed to
+/// an unprivileged uid (as root: 65534; as a user with sudo: that user), the directory opens
+/// once it is given to that uid, and a 0644 file stays readable.
+fn owner_probes_see_what_another_uid_may_do() -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().tempdir_in("/tmp")?;
+    fs_err::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let piece = dir.path().join("bucket");
+    fs_err::create_dir(&piece)?;
+    let (lock, marker) = (piece.join(".lock"), piece.join("CACHEDIR.TAG"));
+    fs_err::write(&lock, "")?;
+    fs_err::set_permissions(&lock, std::fs::Permissions::from_mode(0o600))?;
+    fs_err::write(&marker, "Signature")?;
+    let (prober, group) = if is_root() {
+        (uvfix_sandbox::foreign::UID, uvfix_sandbox::foreign::UID)
+    } else {
+        (owner::my_uid(), owner::my_gid())
+    };
+    owner::give(&piece, 0, 0)?;
+    let helper = Path::new(HELPER);
+    let denied = Ok(Seen::Denied(Errno::EACCES));
+    assert_eq!(
+        owner::probe_as(prober, group, helper, Probe::Create(&piece)),
+        denied
+    );
+    assert_eq!(
+        owner::probe_as(prober, group, helper, Probe::OpenRead(&lock)),
+        denied
+    );
+    assert_eq!(
+        owner::probe_as(prober, group, helper, Probe::OpenWrite(&marker)),
+        denied
+    );
+    assert_eq!(
+        owner::probe_as(prober, group, helper, Probe::OpenRead(&marker)),
+        Ok(Seen::Allowed)
+    );
+    owner::give(&piece, prober, group)?;
+    assert_eq!(
+        owner::probe_as(prober, group, helper, Probe::Create(&piece)),
+        Ok(Seen::Allowed)
+    );
+    assert!(
+        fs_err::read_dir(&piece)?.count() == 2,
+        "the probes leave nothing behind"
+    );
+    owner::give(&piece, owner::my_uid(), owner::my_gid())?;
     Ok(())
 }

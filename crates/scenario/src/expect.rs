@@ -28,6 +28,10 @@ pub enum Expect {
     PlainError,
     /// Either [`Expect::Pass`] or [`Expect::PlainError`].
     PassOrPlainError,
+    /// Stops with an error: a non-zero exit, no panic, not killed. Where going on would be
+    /// wrong (a writable cache whose `.lock` uv may not open: going on means going on without
+    /// the lock), a run to success is the failure.
+    Error,
 }
 
 /// The verdict of one cell.
@@ -149,6 +153,60 @@ pub const RULES: &[Rule] = &[
         Ss::In(&[St::LockMode000]),
         Expect::Fail,
         "a `.lock` nobody may open in a writable cache: an error, never a run without the lock",
+    ),
+    // The foreign states, measured as uid 65534 owning the cache with root owning the piece
+    // (`cargo xtask matrix --sandbox none`, the pristine build): every scenario stops at
+    // "Could not acquire lock … failed to open file `…/.lock`: Permission denied (os error 13)".
+    rule(
+        U::Unfixed,
+        SandboxSel::Unsandboxed,
+        Sc::Any,
+        Ss::In(&[St::LockForeign]),
+        Expect::Fail,
+        "0.12.5 cannot open another user's 0600 `.lock`, even in a writable cache",
+    ),
+    // Measured: every scenario stops at "Failed to initialize cache … failed to open file
+    // `…/sdists-v9/.git`: Permission denied (os error 13)", unslothai/unsloth#10647's error.
+    rule(
+        U::Unfixed,
+        SandboxSel::Unsandboxed,
+        Sc::Any,
+        Ss::In(&[St::MarkerForeign]),
+        Expect::Fail,
+        "0.12.5 opens existing markers for writing, even another user's",
+    ),
+    // Measured: S1–S7 only read the environments bucket and pass; S8 stops at "failed to
+    // create directory `…/environments-v2/<key>`: Permission denied (os error 13)", S9 at
+    // "failed to remove file `…/environments-v2/script-<key>/CACHEDIR.TAG`: Permission denied".
+    rule(
+        U::Unfixed,
+        SandboxSel::Unsandboxed,
+        Sc::In(&[ScenarioId::S8, ScenarioId::S9]),
+        Ss::In(&[St::BucketForeign]),
+        Expect::Fail,
+        "0.12.5 must write a new environment into the refused bucket",
+    ),
+    // The target semantics: a run without the lock only where the cache refused a write.
+    // Here the cache is writable and its `.lock` exists: an error as before (or waiting),
+    // never a lockless run. The S1 cell's lock probe checks the lock itself. A mode-000
+    // `.lock` (which only a non-root runner meets here) is the same case.
+    rule(
+        U::Fixed,
+        SandboxSel::Unsandboxed,
+        Sc::Any,
+        Ss::In(&[St::LockForeign, St::LockMode000]),
+        Expect::Error,
+        "a writable cache whose `.lock` cannot be opened: an error, never a run without the lock",
+    ),
+    // The environment has to go into the refused bucket: the design tier (`fallback`) builds
+    // it outside the cache, as for a read-only one, and every other bucket is still written.
+    rule(
+        U::Fixed,
+        SandboxSel::Unsandboxed,
+        Sc::In(&[ScenarioId::S8, ScenarioId::S9]),
+        Ss::In(&[St::BucketForeign]),
+        Expect::Pass,
+        "a new environment in a bucket another user owns: built outside the cache",
     ),
     // A writable cache and a marker that cannot be written: tolerating it is a bonus.
     rule(
@@ -386,6 +444,13 @@ pub fn judge(expect: Expect, obs: &Observed) -> Outcome {
             "not a plain-words error: {}",
             describe_failure(obs)
         )),
+        Expect::Error if passed => {
+            Outcome::Fail("ran to success where it must stop with an error".into())
+        }
+        Expect::Error if obs.exit_code.is_some_and(|c| c != 0) && !panicked(obs) => {
+            Outcome::ExpectedFail
+        }
+        Expect::Error => Outcome::Fail(format!("not an error: {}", describe_failure(obs))),
     }
 }
 
@@ -436,6 +501,10 @@ mod tests {
     #[test_case(Expect::PassOrPlainError, obs(0, true, "") => Outcome::Pass ; "either pass")]
     #[test_case(Expect::PassOrPlainError, obs(2, false, PLAIN) => Outcome::ExpectedFail ; "either error")]
     #[test_case(Expect::PassOrPlainError, obs(2, false, EACCES) => matches Outcome::Fail(_) ; "either raw")]
+    #[test_case(Expect::Error, obs(2, false, EACCES) => Outcome::ExpectedFail ; "error")]
+    #[test_case(Expect::Error, obs(0, true, "warning: using the cache without it") => matches Outcome::Fail(_) ; "error expected but passed")]
+    #[test_case(Expect::Error, obs(101, false, "thread 'main' panicked at x") => matches Outcome::Fail(_) ; "a panic is not an error")]
+    #[test_case(Expect::Error, obs(0, false, "") => matches Outcome::Fail(_) ; "exit 0 is not an error")]
     fn judges(expect: Expect, o: Observed) -> Outcome {
         judge(expect, &o)
     }
@@ -472,6 +541,15 @@ mod tests {
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::LockMode000 => Expect::Fail ; "writable cache never lockless")]
     #[test_case(Build::Patched, Sandbox::ForeignOwner, ScenarioId::S7, CacheState::LockMode000 => Expect::Pass ; "patched damaged")]
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::PassOrPlainError ; "patched git dir writable")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S4, CacheState::LockForeign => Expect::Error ; "patched foreign lock writable")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S4, CacheState::LockMode000 => Expect::Error ; "patched lock 000 writable")]
+    #[test_case(Build::Pristine, Sandbox::None, ScenarioId::S4, CacheState::LockForeign => Expect::Fail ; "pristine foreign lock writable")]
+    #[test_case(Build::Patched, Sandbox::ForeignOwner, ScenarioId::S4, CacheState::LockForeign => Expect::Pass ; "patched foreign lock read-only")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S2, CacheState::MarkerForeign => Expect::Pass ; "patched foreign markers")]
+    #[test_case(Build::Pristine, Sandbox::None, ScenarioId::S2, CacheState::MarkerForeign => Expect::Fail ; "pristine foreign markers")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S5, CacheState::BucketForeign => Expect::Pass ; "patched foreign bucket read")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S8, CacheState::BucketForeign => Expect::Pass ; "patched foreign bucket written")]
+    #[test_case(Build::Pristine, Sandbox::None, ScenarioId::S5, CacheState::BucketForeign => Expect::Pass ; "pristine foreign bucket read")]
     #[test_case(Build::Official(semver::Version::new(0, 12, 5)), Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::Fail ; "upstream git dir writable")]
     #[test_case(Build::Pristine, Sandbox::Landlock, ScenarioId::S5, CacheState::MarkerMissing => Expect::Fail ; "upstream denied")]
     #[test_case(Build::Upstream, Sandbox::Landlock, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "upstream with the series")]

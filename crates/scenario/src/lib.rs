@@ -25,6 +25,7 @@ pub mod scenario;
 pub mod stack;
 pub mod state;
 pub mod wheel;
+pub mod writeset;
 
 pub use build::{Build, UvSel};
 pub use cell::{CellOptions, CellResult, Timing, UvUnderTest, run_cell, run_cell_with};

@@ -1,6 +1,7 @@
 //! Which cells the matrix has, shared by `cargo xtask matrix` and the test suite so the two
 //! can never disagree: every uv under test × every sandbox × every scenario × every cache
-//! state, minus the combinations that mean nothing (see [`CacheState::skip_reason`]).
+//! state. A combination that means nothing here (see [`CacheState::skip_reason`]: a state
+//! that cannot bite for the uid uv runs as) is a cell that is skipped with its reason.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,8 @@ pub struct Planned {
     pub state: CacheState,
     /// Why the sandbox cannot run on this machine; such cells are skips, never passes.
     pub unavailable: Option<String>,
+    /// Why the cache state means nothing in this sandbox here; such cells are skips too.
+    pub not_applicable: Option<String>,
 }
 
 impl Planned {
@@ -64,15 +67,13 @@ pub fn cells(uvs: &[UvUnderTest], filter: &Filter) -> Vec<Planned> {
         for scenario in pick(ScenarioId::ALL, &filter.scenarios) {
             for state in pick(CacheState::ALL, &filter.states) {
                 for &sandbox in &sandboxes {
-                    if state.skip_reason(sandbox).is_some() {
-                        continue;
-                    }
                     out.push(Planned {
                         uv: uv.clone(),
                         sandbox,
                         scenario,
                         state,
                         unavailable: availability[&sandbox].clone(),
+                        not_applicable: state.skip_reason(sandbox),
                     });
                 }
             }

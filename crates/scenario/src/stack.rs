@@ -120,9 +120,31 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("markers"),
         "upstream opens `sdists-v9/.git` for writing even when it is a directory",
     ),
-    // As a non-root user, no build can open a mode-000 `.lock` in a writable cache, and a
-    // writable cache is never used without its lock (`uv cache clean` relies on it, #15888):
-    // the stack leaves this cell failing, as upstream does.
+    // As a non-root user, no build can open a mode-000 `.lock` (or another user's 0600 one) in
+    // a writable cache, and a writable cache is never used without its lock (`uv cache clean`
+    // relies on it, #15888): no step turns these green.
+    row(
+        Sb::Unsandboxed,
+        &[],
+        &[St::LockMode000, St::LockForeign],
+        None,
+        "a writable cache whose `.lock` cannot be opened: an error with or without the stack",
+    ),
+    row(
+        Sb::Unsandboxed,
+        &[],
+        &[St::MarkerForeign],
+        Some("markers"),
+        "upstream opens another user's existing markers for writing",
+    ),
+    // A new environment in a bucket another user owns: the design tier builds it outside.
+    row(
+        Sb::Unsandboxed,
+        &[S::S8, S::S9],
+        &[St::BucketForeign],
+        Some("fallback"),
+        "a new environment the refused bucket cannot take: built outside the cache",
+    ),
     row(
         Sb::Unsandboxed,
         &[],
@@ -192,11 +214,12 @@ pub const STEP_RULES: &[StepRule] = &[
     ),
     // A non-root uid cannot open a mode-000 `.lock` at all, not even read-only, so the shared
     // lock cannot help; the cache refuses the lock file that would replace it. As root the state
-    // runs only in foreign-owner (uid 65534), as a non-root runner in every sandbox.
+    // runs only in foreign-owner (uid 65534), as a non-root runner in every sandbox. Another
+    // user's 0600 `.lock` likewise (foreign-owner measured as root; the rest by reasoning).
     row(
         Sb::Denying,
         &[],
-        &[St::LockMode000],
+        &[St::LockMode000, St::LockForeign],
         Some("missing-lock"),
         "a `.lock` nobody may open in a cache that refuses a new one: used without it",
     ),
@@ -278,6 +301,12 @@ mod tests {
     #[test_case(Sandbox::DockerReadOnly, S::S1, St::LockMode000, Some("query-dir"); "docker-ro lock mode 000: the query comes later")]
     #[test_case(Sandbox::ForeignOwner, S::S1, St::Warm, Some("markers"); "foreign owner warm")]
     #[test_case(Sandbox::None, S::S1, St::Warm, None; "writable cache")]
+    #[test_case(Sandbox::None, S::S1, St::MarkerForeign, Some("markers"); "foreign markers")]
+    #[test_case(Sandbox::None, S::S1, St::LockForeign, None; "foreign lock writable: never green")]
+    #[test_case(Sandbox::None, S::S3, St::LockMode000, None; "lock 000 writable: never green")]
+    #[test_case(Sandbox::ForeignOwner, S::S1, St::LockForeign, Some("missing-lock"); "foreign lock read-only")]
+    #[test_case(Sandbox::Landlock, S::S8, St::BucketForeign, Some("fallback"); "foreign bucket read-only")]
+    #[test_case(Sandbox::None, S::S8, St::BucketForeign, Some("fallback"); "foreign bucket writable cache")]
     fn the_step_that_turns_a_cell_green(
         sandbox: Sandbox,
         scenario: ScenarioId,

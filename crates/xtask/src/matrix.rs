@@ -432,11 +432,13 @@ pub fn run_cells(
         CellOptions {
             temp_parent: Some(store.path().to_owned()),
             store: None,
+            reference: reference(cells),
             ..CellOptions::default()
         }
     } else {
         CellOptions {
             store: Some(store.path().to_owned()),
+            reference: reference(cells),
             ..CellOptions::default()
         }
     };
@@ -504,6 +506,22 @@ pub fn run_cells(
     uvfix_run::interrupt::check()?;
     closed?;
     Ok((results, cost))
+}
+
+/// The build every writable cell's writes are compared with (see `uvfix_scenario::writeset`):
+/// the run's pristine build, else the one `$UVFIX_UV_PRISTINE` names (a job that tests one
+/// build, `ci/job.sh none patched`, still has pristine's binary at hand).
+fn reference(cells: &[Planned]) -> Option<UvUnderTest> {
+    cells
+        .iter()
+        .map(|c| &c.uv)
+        .find(|uv| uv.build == Build::Pristine)
+        .cloned()
+        .or_else(|| {
+            let path = std::env::var_os(builder::env_var(Variant::Pristine))?;
+            let uv = UvUnderTest::new(Build::Pristine, path);
+            uv.check().is_ok().then_some(uv)
+        })
 }
 
 /// The order to run `cells` in: cells of one (uv, scenario, state) share a slot and take

@@ -1,7 +1,9 @@
 //! One matrix cell: (uv, sandbox, scenario, cache state) → [`CellResult`].
 //!
 //! Order of work, and why:
-//! 1. availability and state applicability → `Skip(reason)` (never a silent pass);
+//! 1. availability and state applicability → `Skip(reason)` (never a silent pass); in a
+//!    writable cache, pristine's cell of the same key as the write-set reference ([`writes`]:
+//!    the run's record, made once, before this cell claims its slot);
 //! 2. a fresh world-traversable temp root with `home/`, `workspace/`, `tmp/`, `wheels/`
 //!    ([`layout`]), fixture wheels, the workspace files and the staged binaries; with a
 //!    [`CellOptions::store`], the slot of (uv, scenario, state) instead ([`slot`]): warmed
@@ -12,16 +14,23 @@
 //!    sandbox start proves the denial with the sandbox's errno, then execs uv, and only then);
 //!    if uv stopped with an error, prove `uv --version` runs inside (so the
 //!    failure is uv's, not the fixture's); judge with [`crate::expect`].
+//!    A state with a foreign piece first proves, as uv's uid, that the piece is closed to it
+//!    ([`crate::state`]); a writable cell that ran to success must have written what pristine
+//!    wrote ([`crate::writeset`]); an S1 cell whose uv went ahead races `uv cache clean` against
+//!    a held `uv run` ([`lock`]). One FAIL names every guard that failed.
 //!
 //! Cache-absent: in a denying sandbox the cache cannot be created at all, so the rule is the
 //! same as for every other state — the "after" digest must equal the "before" one (absent →
 //! absent). Unsandboxed (a writable cache) uv creates its cache as usual; there, and for
-//! `Sandbox::None` in general, the diff is recorded but does not decide the outcome.
+//! `Sandbox::None` in general, the diff is not required to be empty: what was written is
+//! compared with what pristine writes instead.
 
 mod layout;
+mod lock;
 mod slot;
 mod steps;
 mod usage;
+mod writes;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -33,12 +42,14 @@ use serde::{Deserialize, Serialize};
 use uvfix_sandbox::{Availability, Denial, Sandbox};
 
 pub use self::layout::{CellDirs, make_layout, stage_binary};
+pub use self::lock::LockReport;
 pub use self::usage::store_peak;
 use crate::build::Build;
 use crate::digest::TreeDiff;
 use crate::expect::{self, Expect, Outcome};
 use crate::scenario::ScenarioId;
 use crate::state::CacheState;
+use crate::writeset::{WriteCheck, WriteSet};
 
 /// A uv build to test: what it is and its binaries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +130,10 @@ pub struct CellOptions {
     /// and warm snapshot, for one run. `None`: every cell warms its own cache in a fresh
     /// temp root. Default: `$UVFIX_CELL_STORE` (set by the nextest setup script).
     pub store: Option<PathBuf>,
+    /// The build whose writes into a writable cache every other build's must equal
+    /// (pristine; see [`crate::writeset`] and `writes`). `None`: writable cells say that
+    /// their writes were not compared.
+    pub reference: Option<UvUnderTest>,
 }
 
 /// Names the directory of warm snapshots shared by a run's cells ([`CellOptions::store`]).
@@ -135,6 +150,7 @@ impl Default for CellOptions {
             store: std::env::var_os(CELL_STORE_ENV)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            reference: None,
         }
     }
 }
@@ -166,6 +182,20 @@ pub struct CellResult {
     pub command: String,
     /// The temp root, when kept.
     pub root: Option<PathBuf>,
+    /// A foreign state's proof, as uv's uid: what was denied to it and what was open.
+    #[serde(default)]
+    pub state_proof: Option<String>,
+    /// What the scenario wrote into a writable cache (sandbox `none`), by shape.
+    #[serde(default)]
+    pub write_set: Option<WriteSet>,
+    /// Those writes compared with pristine's (`None`: pristine's own cell, or a denying
+    /// sandbox, where the cache must stay unchanged anyway).
+    #[serde(default)]
+    pub write_check: Option<WriteCheck>,
+    /// The lock probe (S1 cells whose uv went ahead): did uv hold the cache lock, and did
+    /// `uv cache clean` wait for it.
+    #[serde(default)]
+    pub lock: Option<LockReport>,
 }
 
 /// Parts of [`CellResult::duration_ms`].
@@ -200,6 +230,14 @@ pub fn run_cell(
     )
 }
 
+/// Why the cell cannot run here: the sandbox is unavailable, or the state means nothing in it.
+fn skip_reason(sandbox: Sandbox, state: CacheState) -> Option<String> {
+    match sandbox.availability() {
+        Availability::Unavailable(reason) => Some(reason),
+        Availability::Available => state.skip_reason(sandbox),
+    }
+}
+
 pub fn run_cell_with(
     uv: &UvUnderTest,
     sandbox: Sandbox,
@@ -207,6 +245,31 @@ pub fn run_cell_with(
     state: CacheState,
     helper: &Path,
     opts: &CellOptions,
+) -> CellResult {
+    let mut reference = None;
+    if skip_reason(sandbox, state).is_none() {
+        // The reference build's own writable cell: run once per run, whoever needs it first.
+        if sandbox == Sandbox::None && opts.reference.as_ref() == Some(uv) {
+            match writes::recorded(uv, scenario, state, helper, opts) {
+                Ok(result) => return result,
+                Err(e) => eprintln!("uvfix: the run's record of {}: {e:#}", uv.build),
+            }
+        }
+        // Before this cell claims its slot: see `writes`.
+        reference = writes::reference(uv, sandbox, scenario, state, helper, opts);
+    }
+    run_cell_inner(uv, sandbox, scenario, state, helper, opts, reference)
+}
+
+/// One cell, with its write-set reference already at hand.
+fn run_cell_inner(
+    uv: &UvUnderTest,
+    sandbox: Sandbox,
+    scenario: ScenarioId,
+    state: CacheState,
+    helper: &Path,
+    opts: &CellOptions,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> CellResult {
     let start = Instant::now();
     let rule = expect::rule_for(&uv.build, sandbox, scenario, state);
@@ -227,15 +290,15 @@ pub fn run_cell_with(
         timing: Timing::default(),
         command: scenario.spec().command_display(),
         root: None,
+        state_proof: None,
+        write_set: None,
+        write_check: None,
+        lock: None,
     };
-    let skip = match sandbox.availability() {
-        Availability::Unavailable(reason) => Some(reason),
-        Availability::Available => state.skip_reason(sandbox),
-    };
-    result.outcome = match skip {
+    result.outcome = match skip_reason(sandbox, state) {
         Some(reason) => Outcome::Skip(reason),
         // Setup trouble is the fixture's failure, reported in words, never a panic.
-        None => in_temp_root(&mut result, uv, helper, opts)
+        None => in_temp_root(&mut result, uv, helper, opts, reference)
             .unwrap_or_else(|e| Outcome::Fail(format!("{e:#}"))),
     };
     result.duration_ms = millis(start.elapsed());
@@ -248,6 +311,7 @@ fn in_temp_root(
     uv: &UvUnderTest,
     helper: &Path,
     opts: &CellOptions,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> anyhow::Result<Outcome> {
     uv.check().map_err(anyhow::Error::msg)?;
     let python = match &opts.python {
@@ -255,7 +319,7 @@ fn in_temp_root(
         None => crate::python::find_python()?,
     };
     if let Some(store) = &opts.store {
-        return in_slot(result, uv, helper, opts, python, store);
+        return in_slot(result, uv, helper, opts, python, store, reference);
     }
     let parent = opts.temp_parent.clone().unwrap_or_else(std::env::temp_dir);
     // Short on purpose: srt puts unix sockets under the cell's TMPDIR, and a socket path may
@@ -273,7 +337,7 @@ fn in_temp_root(
     } else {
         Some(tmp)
     };
-    let outcome = in_root(result, uv, helper, opts, python, &root);
+    let outcome = in_root(result, uv, helper, opts, python, &root, reference);
     // Foreign-owner chowns parts of the root; we are root, so removal still works.
     if let Some(tmp) = tmp
         && let Err(e) = tmp.close()
@@ -299,10 +363,14 @@ fn cell<'a>(
     opts: &'a CellOptions,
     python: PathBuf,
     dirs: CellDirs,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> steps::Cell<'a> {
     steps::Cell {
         sandbox: result.sandbox,
         state: result.state,
+        uids: result.state.uids(result.sandbox),
+        reference,
+        foreign: Vec::new(),
         spec: result.scenario.spec(),
         helper,
         opts,
@@ -322,15 +390,14 @@ fn in_root(
     opts: &CellOptions,
     python: PathBuf,
     root: &Path,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> anyhow::Result<Outcome> {
     let dirs = lay_out(uv, root)?;
-    let sandbox = result.sandbox;
-    let mut cell = cell(result, helper, opts, python, dirs);
+    let mut cell = cell(result, helper, opts, python, dirs, reference);
     let outcome = cell.warm_up().and_then(|()| cell.run());
-    // Foreign-owner as non-root strips write bits; give them back so the root can be removed.
-    if let Err(e) = sandbox.release(&cell.dirs.layout) {
-        eprintln!("uvfix: {e}");
-    }
+    // Foreign-owner as non-root strips write bits, a foreign state gives a piece away; take
+    // them back so the root can be removed.
+    cell.release();
     outcome
 }
 
@@ -343,6 +410,7 @@ fn in_slot(
     opts: &CellOptions,
     python: PathBuf,
     store: &Path,
+    reference: Option<Result<writes::Reference, String>>,
 ) -> anyhow::Result<Outcome> {
     // What the cells do that outlives them goes into the store's journal (`uvfix_run`).
     uvfix_run::journal::attach(store).context("opening the store's journal")?;
@@ -356,9 +424,9 @@ fn in_slot(
         slot.restore(&dirs.layout.cache)?;
         dirs
     };
-    let (sandbox, name) = (result.sandbox, result.scenario.name());
+    let name = result.scenario.name();
     let keep = opts.keep_root;
-    let mut cell = cell(result, helper, opts, python, dirs);
+    let mut cell = cell(result, helper, opts, python, dirs, reference);
     let outcome = if warm {
         cell.warm_up()
             .and_then(|()| slot.save(&cell.dirs.layout.cache))
@@ -366,9 +434,7 @@ fn in_slot(
     } else {
         cell.run()
     };
-    if let Err(e) = sandbox.release(&cell.dirs.layout) {
-        eprintln!("uvfix: {e}");
-    }
+    cell.release();
     if keep {
         cell.result.root = Some(slot::keep_copy(&slot.root, name)?);
     }

@@ -400,6 +400,10 @@ pub(crate) mod tests {
             timing: Default::default(),
             command: "uv run python3 -c 'print(1)'".into(),
             root: None,
+            state_proof: None,
+            write_set: None,
+            write_check: None,
+            lock: None,
         }
     }
 

@@ -158,6 +158,10 @@ mod tests {
             timing: Default::default(),
             command: String::new(),
             root: None,
+            state_proof: None,
+            write_set: None,
+            write_check: None,
+            lock: None,
         }
     }
 
