@@ -144,15 +144,14 @@ pub const RULES: &[Rule] = &[
     // Measured as a non-root user (ci/as-runner.sh; root opens a mode-000 file regardless):
     // 0.12.5 opens `.lock` read-write even in a writable cache and stops at "Could not acquire
     // lock … failed to open file `…/.lock`: Permission denied (os error 13)", every scenario.
-    // The stack must do the same: a writable cache is never used without its lock, which
-    // `uv cache clean` relies on (astral-sh/uv#15888). A pass here means a lockless run.
+    // The stack must not run without the lock here either (the `Expect::Error` row below).
     rule(
-        U::Any,
+        U::Unfixed,
         SandboxSel::Unsandboxed,
         Sc::Any,
         Ss::In(&[St::LockMode000]),
         Expect::Fail,
-        "a `.lock` nobody may open in a writable cache: an error, never a run without the lock",
+        "0.12.5 cannot open a mode-000 `.lock` for writing, even in a writable cache",
     ),
     // The foreign states, measured as uid 65534 owning the cache with root owning the piece
     // (`cargo xtask matrix --sandbox none`, the pristine build): every scenario stops at
@@ -538,7 +537,7 @@ mod tests {
     #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S5, CacheState::Warm => Expect::PlainError ; "ro tmp with overlay")]
     #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S1, CacheState::Warm => Expect::Pass ; "ro tmp, cached interpreter")]
     #[test_case(Build::Patched, Sandbox::RoRoot, ScenarioId::S2, CacheState::Warm => Expect::PlainError ; "ro tmp, project interpreter query")]
-    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::LockMode000 => Expect::Fail ; "writable cache never lockless")]
+    #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::LockMode000 => Expect::Error ; "writable cache never lockless")]
     #[test_case(Build::Patched, Sandbox::ForeignOwner, ScenarioId::S7, CacheState::LockMode000 => Expect::Pass ; "patched damaged")]
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S1, CacheState::GitMarkerIsDir => Expect::PassOrPlainError ; "patched git dir writable")]
     #[test_case(Build::Patched, Sandbox::None, ScenarioId::S4, CacheState::LockForeign => Expect::Error ; "patched foreign lock writable")]

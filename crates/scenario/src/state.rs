@@ -64,7 +64,7 @@ pub enum CacheState {
     CacheAbsent,
     /// The cache is writable, but its environments bucket (`environments-v2`) belongs to
     /// another user (root) and is not writable: one refused bucket must not make uv stop
-    /// writing the others (see [`FOREIGN_BUCKET`] for why this bucket).
+    /// writing the others.
     BucketForeign,
     /// The cache is writable, but its `.lock` belongs to another user (root), mode 0600: uv
     /// can neither open nor replace-in-place it, and must not go on without a lock.

@@ -178,6 +178,11 @@ fn entry(
     scope.set_str("github.event_name", event.name);
     scope.set_str("github.ref", event.git_ref);
     scope.set_str("github.workspace", &workspace.to_string_lossy());
+    // No emulated event is a `workflow_dispatch`, so every input it declares reads as null,
+    // as GitHub's `inputs` context does in a scheduled or pushed run.
+    for name in dispatch_inputs(&workflow.text) {
+        scope.set(&format!("inputs.{name}"), Evaluation::Null);
+    }
     for (key, value) in &matrix {
         scope.set(&format!("matrix.{key}"), value.clone());
     }
@@ -457,4 +462,25 @@ fn value(v: &yaml_serde::Value) -> Result<Evaluation, String> {
             .ok_or_else(|| format!("matrix value {n}")),
         other => Err(format!("a matrix value that is not a scalar: {other:?}")),
     }
+}
+
+/// The names of the inputs a workflow's `on.workflow_dispatch` declares. Read from the YAML
+/// itself: the model keeps the inputs only inside its trigger enum, whose shape depends on how
+/// `on:` is spelled.
+fn dispatch_inputs(text: &str) -> Vec<String> {
+    let Ok(value) = yaml_serde::from_str::<yaml_serde::Value>(text) else {
+        return Vec::new();
+    };
+    value
+        .get("on")
+        .and_then(|on| on.get("workflow_dispatch"))
+        .and_then(|dispatch| dispatch.get("inputs"))
+        .and_then(yaml_serde::Value::as_mapping)
+        .map(|inputs| {
+            inputs
+                .keys()
+                .filter_map(|key| key.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
