@@ -26,10 +26,13 @@ use crate::helper::CanaryOutcome;
 use crate::probe::{is_root, tool};
 use crate::{Errno, Invocation, base_command, direct_command, foreign};
 
-/// Whether this process may give files away and run commands as other users: root, or
-/// passwordless sudo.
+/// Whether this process may give files away and run commands as other users: root with
+/// `setpriv`, or passwordless sudo.
 pub fn can_switch_users() -> bool {
-    is_root() || foreign::passwordless_sudo()
+    if is_root() {
+        return crate::probe::find_in_path("setpriv").is_some();
+    }
+    foreign::passwordless_sudo()
 }
 
 /// This process's effective uid.

@@ -202,7 +202,7 @@ impl CacheState {
         }
         if !can_switch_users {
             return Some(format!(
-                "{self} gives a piece of the cache to another user: that needs root or passwordless sudo"
+                "{self} gives a piece of the cache to another user: that needs root (with setpriv) or passwordless sudo"
             ));
         }
         if sandbox == Sandbox::ForeignOwner && self != CacheState::LockForeign {
