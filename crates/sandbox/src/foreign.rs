@@ -103,10 +103,10 @@ pub(crate) fn passwordless_sudo() -> bool {
     })
 }
 
-/// `sudo -n chown -R OWNER dir` (symlinks themselves, never their targets: chown -R's default).
-fn sudo_chown(dir: &Path, owner: &str) -> io::Result<()> {
+/// `sudo -n chown -hR OWNER dir`: symlinks themselves, never their targets.
+pub(crate) fn sudo_chown(dir: &Path, owner: &str) -> io::Result<()> {
     let output = Command::new(tool("sudo"))
-        .args(["-n", "chown", "-R", owner])
+        .args(["-n", "chown", "-hR", owner])
         .arg(dir)
         .stdin(std::process::Stdio::null())
         .output()?;
@@ -114,7 +114,7 @@ fn sudo_chown(dir: &Path, owner: &str) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::other(format!(
-            "`sudo -n chown -R {owner} {}` failed: {}",
+            "`sudo -n chown -hR {owner} {}` failed: {}",
             dir.display(),
             String::from_utf8_lossy(&output.stderr).trim()
         )))

@@ -90,20 +90,7 @@ pub fn give(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
         }
         return Ok(());
     }
-    let output = Command::new(tool("sudo"))
-        .args(["-n", "chown", "-hR", &format!("{uid}:{gid}")])
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .output()?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "`sudo -n chown -hR {uid}:{gid} {}` failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
-    }
+    crate::foreign::sudo_chown(path, &format!("{uid}:{gid}"))
 }
 
 /// What a uid may do with one path.
