@@ -584,7 +584,8 @@ mod tests {
             --> crates/uv-dev/src/compile.rs:39:9\n    \
             |\n\
             39 |         cache.root(),\n    \
-            |         ^^^^^^^^^^^^ expected `&Cache`, found `&Path`\n\n\
+            |         ^^^^^^^^^^^^ expected `&Cache`, found `&Path`\n\n    \
+            Checking uv v0.12.5 (/tmp/uv/crates/uv)\n\
             error: could not compile `uv-dev` (lib) due to 1 previous error\n\
             warning: build failed, waiting for other jobs to finish...\n";
         let kept = excerpt(text);
@@ -597,6 +598,7 @@ mod tests {
             kept.iter()
                 .any(|l| l.contains("crates/uv-dev/src/compile.rs:39:9"))
         );
+        assert!(!kept.iter().any(|l| l.contains("Checking")), "{kept:?}");
     }
 
     #[test]
