@@ -337,7 +337,7 @@ pub fn step_markdown(record: &StepRecord, base: Option<&StepRecord>) -> String {
         if observed.ok {
             continue;
         }
-        let _ = writeln!(
+        let _ = write!(
             details,
             "\n`{}` {}:\n",
             observed.gate.name(),

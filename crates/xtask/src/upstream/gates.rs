@@ -370,7 +370,7 @@ impl StepGates<'_> {
             _ => stdout.clone(),
         };
         fs_err::write(log, format!("$ {shown}\n{kept}{stderr}"))?;
-        let excerpt = match out.success() {
+        let mut excerpt = match out.success() {
             true => Vec::new(),
             false => match gate {
                 Gate::Fmt => stdout
@@ -381,6 +381,9 @@ impl StepGates<'_> {
                 _ => excerpt(&stderr),
             },
         };
+        if gate == Gate::Lock && !out.success() {
+            excerpt.extend(self.lock_change()?);
+        }
         Ok(Observed {
             gate,
             command: shown,
@@ -392,6 +395,31 @@ impl StepGates<'_> {
             seconds: 0,
             log: log.to_path_buf(),
         })
+    }
+
+    /// The change to `Cargo.lock` the step needs (cargo's `--locked` error does not say), made
+    /// offline in the worktree, which the next step resets anyway.
+    fn lock_change(&self) -> Result<Vec<String>> {
+        let mut cargo = self.cargo(&["metadata", "--offline", "--format-version", "1"]);
+        let updated = uvfix_process::run(&mut cargo, None)?;
+        if !updated.success() {
+            return Ok(Vec::new());
+        }
+        let diff = super::output(super::git(&self.checkout.tree).args([
+            "diff",
+            "--unified=0",
+            "--no-color",
+            "--",
+            "Cargo.lock",
+        ]))?;
+        let mut lines = vec!["The Cargo.lock change the step needs (`git diff -U0`):".to_string()];
+        lines.extend(
+            diff.lines()
+                .filter(|l| !l.starts_with("diff --git") && !l.starts_with("index "))
+                .take(EXCERPT_LINES)
+                .map(str::to_string),
+        );
+        Ok(lines)
     }
 
     /// `cargo test --lib -p …` of `crates`: built, then each binary run by the runner.
@@ -530,7 +558,12 @@ fn excerpt(text: &str) -> Vec<String> {
             .collect();
     };
     let mut kept = Vec::new();
+    // cargo's progress lines interleave with the diagnostics: they say nothing about the error.
+    let progress = ["Checking ", "Compiling ", "Building ", "Blocking "];
     for line in &lines[start..] {
+        if progress.iter().any(|p| line.trim_start().starts_with(p)) {
+            continue;
+        }
         kept.push(line.to_string());
         if kept.len() >= EXCERPT_LINES || line.starts_with("error: could not compile") {
             break;
@@ -551,7 +584,8 @@ mod tests {
             --> crates/uv-dev/src/compile.rs:39:9\n    \
             |\n\
             39 |         cache.root(),\n    \
-            |         ^^^^^^^^^^^^ expected `&Cache`, found `&Path`\n\n\
+            |         ^^^^^^^^^^^^ expected `&Cache`, found `&Path`\n\n    \
+            Checking uv v0.12.5 (/tmp/uv/crates/uv)\n\
             error: could not compile `uv-dev` (lib) due to 1 previous error\n\
             warning: build failed, waiting for other jobs to finish...\n";
         let kept = excerpt(text);
@@ -564,6 +598,7 @@ mod tests {
             kept.iter()
                 .any(|l| l.contains("crates/uv-dev/src/compile.rs:39:9"))
         );
+        assert!(!kept.iter().any(|l| l.contains("Checking")), "{kept:?}");
     }
 
     #[test]

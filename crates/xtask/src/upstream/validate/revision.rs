@@ -111,12 +111,13 @@ fn default_before(
             ));
         }
     }
-    let parent = revision(source, &format!("{}^1", after.sha)).with_context(|| {
+    let mut parent = revision(source, &format!("{}^1", after.sha)).with_context(|| {
         format!(
             "{} has no parent to compare with; pass --against REV",
             after.short()
         )
     })?;
+    parent.asked = format!("{}^", after.asked);
     Ok((parent, "its parent".to_string()))
 }
 
