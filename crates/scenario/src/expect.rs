@@ -197,15 +197,16 @@ pub const RULES: &[Rule] = &[
         Expect::Error,
         "a writable cache whose `.lock` cannot be opened: an error, never a run without the lock",
     ),
-    // The environment has to go into the refused bucket: the design tier (`fallback`) builds
-    // it outside the cache, as for a read-only one, and every other bucket is still written.
+    // The environment has to be linked from the refused bucket: the design tier (`fallback`)
+    // stores an ephemeral `uvx` environment in the archive and uses it there, and builds a
+    // script's in a temporary directory; every other bucket is written as pristine writes it.
     rule(
         U::Fixed,
         SandboxSel::Unsandboxed,
         Sc::In(&[ScenarioId::S8, ScenarioId::S9]),
         Ss::In(&[St::BucketForeign]),
         Expect::Pass,
-        "a new environment in a bucket another user owns: built outside the cache",
+        "a new environment in a bucket another user owns: used without the refused link",
     ),
     // A writable cache and a marker that cannot be written: tolerating it is a bonus.
     rule(

@@ -137,13 +137,15 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("markers"),
         "upstream opens another user's existing markers for writing",
     ),
-    // A new environment in a bucket another user owns: the design tier builds it outside.
+    // A new environment in a bucket another user owns: the design tier uses it without the
+    // refused link (S8: stored in the archive, as a writable cache would; S9: in a temporary
+    // directory).
     row(
         Sb::Unsandboxed,
         &[S::S8, S::S9],
         &[St::BucketForeign],
         Some("fallback"),
-        "a new environment the refused bucket cannot take: built outside the cache",
+        "a new environment the refused bucket cannot link: used without the link",
     ),
     row(
         Sb::Unsandboxed,
