@@ -4,6 +4,8 @@
 mod bench;
 #[cfg(unix)]
 mod bench_matrix;
+#[cfg(unix)]
+mod explicit;
 mod fmt_check;
 #[cfg(unix)]
 mod matrix;
