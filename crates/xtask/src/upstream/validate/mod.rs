@@ -30,8 +30,8 @@ use uvfix_scenario::pool;
 use uvfix_scenario::{Build, CacheState, ScenarioId};
 
 use self::compare::Comparison;
-use super::display;
 use super::toolchain::ToolchainArgs;
+use super::workdir::{self, display};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -110,7 +110,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         }
         plans.push((before, after));
     }
-    let dir = super::dir(paths).join("validate");
+    let dir = workdir::dir(paths).join("validate");
     let mut built = Vec::new();
     {
         let mut builder = build::Builder::new(paths, &source, &dir);
