@@ -1,4 +1,6 @@
-//! `cargo xtask upstream …`: take the series to astral-sh/uv and keep checking it there.
+//! `cargo xtask upstream …`: take the series to astral-sh/uv and keep checking it there. The
+//! commands and their logic; `xtask` parses the command line into [`UpstreamCommand`] and
+//! calls [`run`].
 //!
 //! * [`export`]: the series as `git format-patch` mail with repo-relative paths
 //!   (`crates/uv-cache/src/lib.rs`), plus a PR description. Made by the real tools: a
@@ -37,6 +39,7 @@ mod rebase;
 mod records;
 mod suite;
 mod toolchain;
+pub mod user;
 #[cfg(unix)]
 mod validate;
 mod workdir;
