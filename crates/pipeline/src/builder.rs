@@ -398,6 +398,13 @@ pub fn env_var(variant: Variant) -> String {
     )
 }
 
+/// The `uv` handed over in [`env_var`] for `variant`, when one is (an empty value is none).
+pub fn given(variant: Variant) -> Option<PathBuf> {
+    std::env::var_os(env_var(variant))
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+}
+
 /// `variant`'s `uv` for a test: the setup script's path when there is one, else build.
 pub fn uv_for_tests(variant: Variant) -> Result<PathBuf, Error> {
     match std::env::var_os(env_var(variant)) {

@@ -16,9 +16,11 @@
 
 pub mod build;
 pub mod cell;
+pub mod compare;
 pub mod digest;
 pub mod expect;
 pub mod plan;
+pub mod pool;
 pub mod python;
 pub mod report;
 pub mod scenario;

@@ -126,7 +126,7 @@ pub fn run(paths: &Paths, args: &BenchArgs, helper: &Path) -> Result<()> {
     report.push_str(&crate::bench_matrix::section(
         &uvs,
         &filter,
-        crate::matrix::jobs(args.jobs),
+        uvfix_scenario::pool::jobs(args.jobs),
         helper,
     )?);
     write_report(paths, &report)

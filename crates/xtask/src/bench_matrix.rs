@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use anyhow::Result;
+use uvfix_pipeline::builder::{self, Variant};
 use uvfix_scenario::cell::UvUnderTest;
 use uvfix_scenario::plan::{self, Filter};
+use uvfix_scenario::pool::run_cells;
 use uvfix_scenario::report::{Cost, Summary};
-
-use crate::matrix::run_cells;
 
 /// Run the cells of `uvs` × `filter` both ways; the report section.
 pub fn section(uvs: &[UvUnderTest], filter: &Filter, jobs: usize, helper: &Path) -> Result<String> {
@@ -24,7 +24,8 @@ pub fn section(uvs: &[UvUnderTest], filter: &Filter, jobs: usize, helper: &Path)
     );
     let mut costs = Vec::new();
     for (mode, warm_per_cell) in [("warm per cell", true), ("warm once, copied", false)] {
-        let (results, cost) = run_cells(&cells, jobs, helper, warm_per_cell)?;
+        let pristine = builder::given(Variant::Pristine);
+        let (results, cost) = run_cells(&cells, jobs, helper, warm_per_cell, pristine.as_deref())?;
         report.push_str(&row(mode, &cost, Summary::of(&results).fail));
         costs.push(cost);
     }

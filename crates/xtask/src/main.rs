@@ -4,6 +4,8 @@
 mod bench;
 #[cfg(unix)]
 mod bench_matrix;
+#[cfg(unix)]
+mod explicit;
 mod fmt_check;
 #[cfg(unix)]
 mod matrix;
@@ -12,8 +14,6 @@ mod report;
 #[cfg(unix)]
 mod steps;
 mod unit_tests;
-mod upstream;
-mod user;
 
 use std::process::ExitCode;
 
@@ -136,7 +136,7 @@ enum Command {
     /// Take the stack upstream: export it, check it against astral-sh/uv, forward-port it.
     Upstream {
         #[command(subcommand)]
-        command: upstream::UpstreamCommand,
+        command: uvfix_upstream::UpstreamCommand,
     },
 }
 
@@ -270,7 +270,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(&paths, &args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
         Command::Report { out } => report::run(&paths, out)?,
-        Command::Upstream { command } => upstream::run(&paths, command)?,
+        Command::Upstream { command } => uvfix_upstream::run(&paths, command)?,
     }
     Ok(())
 }

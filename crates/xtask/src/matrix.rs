@@ -1,26 +1,24 @@
 //! `cargo xtask matrix`: build both variants, run every cell, print the table, write the
 //! reports (Markdown for a GitHub job summary, JSON, JUnit) under `target/uvfix/matrix/`.
 //! Exits non-zero if any cell is FAIL. The cells are the test suite's cells
-//! (`uvfix_scenario::plan`), run here on a small thread pool instead of by nextest.
+//! (`uvfix_scenario::plan`), run here on a small thread pool (`uvfix_scenario::pool`) instead
+//! of by nextest.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
-use uvfix_run::RunStore;
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::Build;
-use uvfix_scenario::cell::{
-    CellOptions, CellResult, OFFICIAL_UV_ENV, UvUnderTest, run_cell_with, store_peak,
-};
-use uvfix_scenario::plan::{self, Filter, Planned};
-use uvfix_scenario::report::{self, Cost};
+use uvfix_scenario::cell::{OFFICIAL_UV_ENV, UvUnderTest};
+use uvfix_scenario::plan::{self, Filter};
+use uvfix_scenario::pool::{jobs, run_cells};
+use uvfix_scenario::report;
 use uvfix_scenario::{CacheState, ScenarioId};
+
+use crate::explicit::Explicit;
 
 #[derive(Args, Clone)]
 #[command(after_help = "\
@@ -219,17 +217,11 @@ fn parse_uv(spec: &str) -> Result<UvUnderTest, String> {
     Ok(uv)
 }
 
-/// Cells run at once: `--jobs`, else the number of CPUs.
-pub fn jobs(jobs: Option<usize>) -> usize {
-    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
-        .max(1)
-}
-
 pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if args.all_bases {
         return run_bases(paths, args, helper);
     }
-    let explicit = Explicit::of(&args);
+    let explicit = explicit(&args);
     let mut custom = Vec::new();
     for spec in &args.custom_sandboxes {
         custom.push(uvfix_sandbox::custom::register(spec)?);
@@ -259,11 +251,7 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if args.uvs.is_empty() {
         // As `cargo xtask build` and the test suite: a build given in UVFIX_UV_PATCHED /
         // UVFIX_UV_PRISTINE is used as it is, the others are built.
-        let given = |v: Variant| {
-            std::env::var_os(builder::env_var(v))
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        };
+        let given = builder::given;
         let missing: Vec<Variant> = Variant::ALL
             .iter()
             .copied()
@@ -313,7 +301,14 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
             c.unavailable.as_deref().unwrap_or_default()
         );
     }
-    let (results, cost) = run_cells(&cells, jobs(args.jobs), helper, args.warm_per_cell)?;
+    let pristine = builder::given(Variant::Pristine);
+    let (results, cost) = run_cells(
+        &cells,
+        jobs(args.jobs),
+        helper,
+        args.warm_per_cell,
+        pristine.as_deref(),
+    )?;
 
     let files = report::write_reports(&results, &out)?;
     if args.grid {
@@ -333,271 +328,14 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     explicit.check_ran(&results)
 }
 
-/// What the user named on the command line. A run they asked for by name that tests nothing
-/// is an error (like nextest's `--no-tests=fail`): a script or CI job naming a sandbox that is
-/// missing must not go green. The implicit default run, every sandbox, most of them skipped on
-/// a bare machine, is not.
-pub struct Explicit(Vec<&'static str>);
-
-impl Explicit {
-    fn of(args: &MatrixArgs) -> Self {
-        let named = [
-            ("--sandbox", args.sandbox.is_some()),
-            ("--custom-sandbox", !args.custom_sandboxes.is_empty()),
-            ("--scenario", args.scenario.is_some()),
-            ("--state", args.state.is_some()),
-            ("--uv", !args.uvs.is_empty()),
-            ("--official", args.official),
-        ];
-        Self(
-            named
-                .into_iter()
-                .filter_map(|(flag, given)| given.then_some(flag))
-                .collect(),
-        )
-    }
-
-    fn asked(&self) -> Option<String> {
-        (!self.0.is_empty()).then(|| self.0.join(", "))
-    }
-
-    /// Before anything is built: every sandbox named is unavailable here.
-    fn check_sandboxes(&self, filter: &Filter) -> Result<()> {
-        let (Some(asked), Some(sandboxes)) = (self.asked(), &filter.sandboxes) else {
-            return Ok(());
-        };
-        let reasons: Vec<String> = sandboxes
-            .iter()
-            .map(|s| s.skip_reason())
-            .collect::<Option<_>>()
-            .unwrap_or_default();
-        if reasons.is_empty() || reasons.len() < sandboxes.len() {
-            return Ok(());
-        }
-        bail!(
-            "nothing to test: every sandbox asked for ({asked}) is unavailable here:\n  {}",
-            reasons.join("\n  ")
-        )
-    }
-
-    /// After the run: no cell of an explicit request ran.
-    pub fn check_ran(&self, results: &[CellResult]) -> Result<()> {
-        self.check_outcomes(results.iter().map(|r| &r.outcome))
-    }
-
-    fn check_outcomes<'a>(
-        &self,
-        outcomes: impl IntoIterator<Item = &'a uvfix_scenario::Outcome>,
-    ) -> Result<()> {
-        let Some(asked) = self.asked() else {
-            return Ok(());
-        };
-        let mut reasons: Vec<&str> = Vec::new();
-        for outcome in outcomes {
-            match outcome {
-                uvfix_scenario::Outcome::Skip(why) => {
-                    if !reasons.contains(&why.as_str()) {
-                        reasons.push(why);
-                    }
-                }
-                _ => return Ok(()),
-            }
-        }
-        if reasons.is_empty() {
-            bail!("nothing to test: the cells asked for ({asked}) are none");
-        }
-        bail!(
-            "nothing was tested: every cell asked for ({asked}) was skipped:\n  {}",
-            reasons.join("\n  ")
-        )
-    }
-}
-
-/// Run `cells` on `jobs` threads; the results in the cells' order, and what they cost.
-///
-/// Everything the cells put on disk lives in this run's store (`uvfix_run::RunStore`): unless
-/// `warm_per_cell`, the warm snapshots and slots the cells share (see
-/// `uvfix_scenario::cell::CellOptions::store`), else every cell's own root. The store is
-/// removed before this returns, also when the run was interrupted (then the result is
-/// `uvfix_run::Interrupted`) or a cell failed.
-pub fn run_cells(
-    cells: &[Planned],
-    jobs: usize,
-    helper: &Path,
-    warm_per_cell: bool,
-) -> Result<(Vec<CellResult>, Cost)> {
-    uvfix_run::interrupt::check()?;
-    let store = RunStore::create(&std::env::temp_dir()).context("creating the run's store")?;
-    let opts = if warm_per_cell {
-        CellOptions {
-            temp_parent: Some(store.path().to_owned()),
-            store: None,
-            reference: reference(cells),
-            ..CellOptions::default()
-        }
-    } else {
-        CellOptions {
-            store: Some(store.path().to_owned()),
-            reference: reference(cells),
-            ..CellOptions::default()
-        }
-    };
-    eprintln!(
-        "uvfix: running {} cells, {jobs} at a time, {}",
-        cells.len(),
-        if warm_per_cell {
-            "each warming its own cache"
-        } else {
-            "each (uv, scenario, state) warmed once and copied per cell"
-        }
-    );
-    let order = execution_order(cells);
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::with_capacity(cells.len()));
-    // Claude Code's sandbox runtime starts two socat bridges per run and waits at most
-    // ~0.6 s for them; its cells take turns to keep that margin on a small machine.
-    let one_at_a_time = Mutex::new(());
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    // Interrupted: no new cell (the running ones were stopped).
-                    if uvfix_run::interrupt::interrupted().is_some() {
-                        break;
-                    }
-                    let done = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&index) = order.get(done) else { break };
-                    let cell = &cells[index];
-                    let _turn = (cell.sandbox == Sandbox::SandboxRuntime
-                        && cell.unavailable.is_none())
-                    .then(|| one_at_a_time.lock().unwrap_or_else(|e| e.into_inner()));
-                    let result = run_cell_with(
-                        &cell.uv,
-                        cell.sandbox,
-                        cell.scenario,
-                        cell.state,
-                        helper,
-                        &opts,
-                    );
-                    eprintln!(
-                        "[{}/{}] {} {} {:.1}s",
-                        done + 1,
-                        cells.len(),
-                        cell.name(),
-                        result.outcome.word(),
-                        result.duration_ms as f64 / 1000.0
-                    );
-                    results
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((index, result));
-                }
-            });
-        }
-    });
-    let wall = start.elapsed();
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|(index, _)| *index);
-    let results: Vec<CellResult> = results.into_iter().map(|(_, r)| r).collect();
-    let mut cost = Cost::of(&results, wall);
-    cost.store_peak_bytes = store_peak(store.path());
-    let closed = store.close();
-    uvfix_run::interrupt::check()?;
-    closed?;
-    Ok((results, cost))
-}
-
-/// The build every writable cell's writes are compared with (see `uvfix_scenario::writeset`):
-/// the run's pristine build, else the one `$UVFIX_UV_PRISTINE` names (a job that tests one
-/// build, `ci/job.sh none patched`, still has pristine's binary at hand).
-fn reference(cells: &[Planned]) -> Option<UvUnderTest> {
-    cells
-        .iter()
-        .map(|c| &c.uv)
-        .find(|uv| uv.build == Build::Pristine)
-        .cloned()
-        .or_else(|| {
-            let path = std::env::var_os(builder::env_var(Variant::Pristine))?;
-            let uv = UvUnderTest::new(Build::Pristine, path);
-            uv.check().is_ok().then_some(uv)
-        })
-}
-
-/// The order to run `cells` in: cells of one (uv, scenario, state) share a slot and take
-/// turns, so they are spread out. Round `r` runs the `r`-th cell of every key, each key's
-/// cells rotated by its position, so that a round mixes sandboxes (srt's cells, which run one
-/// at a time, do not bunch up) and the first round warms every key.
-pub fn execution_order(cells: &[Planned]) -> Vec<usize> {
-    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-    for (index, cell) in cells.iter().enumerate() {
-        let key = format!("{}/{}/{}", cell.uv.build, cell.scenario, cell.state);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(index),
-            None => groups.push((key, vec![index])),
-        }
-    }
-    let rounds = groups.iter().map(|(_, m)| m.len()).max().unwrap_or(0);
-    let mut order = Vec::with_capacity(cells.len());
-    for round in 0..rounds {
-        for (position, (_, members)) in groups.iter().enumerate() {
-            if round < members.len() {
-                order.push(members[(round + position) % members.len()]);
-            }
-        }
-    }
-    order
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use uvfix_scenario::Outcome;
-
-    #[test]
-    fn an_explicit_request_that_ran_nothing_fails_with_its_reasons() {
-        let skipped = [
-            Outcome::Skip("sandbox `x` unavailable here: no x".into()),
-            Outcome::Skip("sandbox `x` unavailable here: no x".into()),
-        ];
-        let named = Explicit(vec!["--sandbox"]);
-        let err = named.check_outcomes(&skipped).unwrap_err().to_string();
-        assert!(err.contains("nothing was tested"), "{err}");
-        assert!(err.contains("(--sandbox)"), "{err}");
-        assert_eq!(err.matches("no x").count(), 1, "reasons once each: {err}");
-        let err = named.check_outcomes(&[]).unwrap_err().to_string();
-        assert!(err.contains("are none"), "{err}");
-        // One cell that ran is enough; the default run is never held to it.
-        let ran = [skipped[0].clone(), Outcome::ExpectedFail];
-        assert!(named.check_outcomes(&ran).is_ok());
-        assert!(Explicit(Vec::new()).check_outcomes(&skipped).is_ok());
-    }
-
-    #[test]
-    fn cells_of_one_key_are_spread_and_every_key_warms_in_the_first_round() {
-        let uvs = [UvUnderTest::new(Build::Patched, "/nonexistent/uv")];
-        let filter = Filter {
-            sandboxes: Some(vec![Sandbox::None, Sandbox::RoHome, Sandbox::Landlock]),
-            scenarios: Some(vec![ScenarioId::S1, ScenarioId::S2]),
-            states: Some(vec![CacheState::Warm, CacheState::LockMissing]),
-        };
-        let cells = plan::cells(&uvs, &filter);
-        let order = execution_order(&cells);
-        let mut sorted = order.clone();
-        sorted.sort_unstable();
-        assert_eq!(
-            sorted,
-            (0..cells.len()).collect::<Vec<_>>(),
-            "each cell once"
-        );
-        let key = |i: usize| (cells[i].scenario, cells[i].state);
-        for pair in order.windows(2) {
-            assert_ne!(key(pair[0]), key(pair[1]), "neighbours share a slot");
-        }
-        let first_round: Vec<_> = order[..4].iter().map(|&i| key(i)).collect();
-        assert_eq!(first_round.len(), 4);
-        let sandboxes: std::collections::BTreeSet<_> =
-            order[..4].iter().map(|&i| cells[i].sandbox).collect();
-        assert!(sandboxes.len() > 1, "a round mixes sandboxes");
-    }
+/// What the user named on the command line ([`Explicit`]).
+fn explicit(args: &MatrixArgs) -> Explicit {
+    Explicit::of([
+        ("--sandbox", args.sandbox.is_some()),
+        ("--custom-sandbox", !args.custom_sandboxes.is_empty()),
+        ("--scenario", args.scenario.is_some()),
+        ("--state", args.state.is_some()),
+        ("--uv", !args.uvs.is_empty()),
+        ("--official", args.official),
+    ])
 }

@@ -75,10 +75,11 @@ fn commit(root: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use uvfix_sandbox::Sandbox;
+    use uvfix_scenario::compare::Key;
     use uvfix_scenario::report::results::StepRow;
     use uvfix_scenario::{CacheState, ScenarioId};
 
-    use crate::steps::{Key, StepChange};
+    use crate::steps::StepChange;
 
     /// `steps.json` is written from xtask's `StepChange` and read by the library's `StepRow`:
     /// the two must agree, or the results page would stop at a report every run writes.

@@ -16,30 +16,13 @@ use serde::Serialize;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_pipeline::{Manifest, Paths};
 use uvfix_sandbox::Sandbox;
+use uvfix_scenario::Build;
 use uvfix_scenario::cell::{CellResult, UvUnderTest};
+use uvfix_scenario::compare::{Key, succeeded};
 use uvfix_scenario::plan::{self, Filter};
-use uvfix_scenario::stack;
-use uvfix_scenario::{Build, CacheState, Outcome, ScenarioId};
+use uvfix_scenario::{pool, stack};
 
-/// A cell without its build: `ro-home/S1/warm`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Key {
-    pub sandbox: Sandbox,
-    pub scenario: ScenarioId,
-    pub state: CacheState,
-}
-
-impl Serialize for Key {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl std::fmt::Display for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.sandbox, self.scenario, self.state)
-    }
-}
+use crate::explicit::Explicit;
 
 /// What one step did to the cells.
 #[derive(Debug, Default, Serialize)]
@@ -54,22 +37,6 @@ pub struct StepChange {
     pub missing: Vec<Key>,
     /// It turned them green, and the data says another step should.
     pub unexpected: Vec<Key>,
-}
-
-/// Did uv do the job in this cell: exit 0, the expected output, the cache untouched.
-/// `None` for a skipped cell. `upstream validate` compares revisions by the same test.
-pub fn succeeded(result: &CellResult) -> Option<bool> {
-    if let Outcome::Skip(_) = result.outcome {
-        return None;
-    }
-    // Unsandboxed, uv may write its cache; inside a sandbox nothing may change.
-    let cache_untouched =
-        result.sandbox == Sandbox::None || result.cache_diff.as_ref().is_none_or(|d| d.is_empty());
-    Some(
-        result.exit_code == Some(0)
-            && result.scenario.spec().stdout_ok(&result.stdout)
-            && cache_untouched,
-    )
 }
 
 /// Per cell, per build (pristine, step 1, …, the whole stack): did uv succeed.
@@ -340,7 +307,7 @@ pub fn run(
     jobs: usize,
     out: &Path,
     helper: &Path,
-    explicit: &crate::matrix::Explicit,
+    explicit: &Explicit,
 ) -> anyhow::Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     let ids: Vec<&str> = manifest.steps.iter().map(|s| s.id.as_str()).collect();
@@ -349,8 +316,14 @@ pub fn run(
     }
     let uvs = builds_under_test(paths, &manifest)?;
     let builds: Vec<Build> = uvs.iter().map(|uv| uv.build.clone()).collect();
-    let (results, cost) =
-        crate::matrix::run_cells(&plan::cells(&uvs, filter), jobs, helper, false)?;
+    let pristine = builder::given(Variant::Pristine);
+    let (results, cost) = pool::run_cells(
+        &plan::cells(&uvs, filter),
+        jobs,
+        helper,
+        false,
+        pristine.as_deref(),
+    )?;
     println!("{}", cost.line());
 
     let table = by_cell(&results, &builds);
@@ -380,6 +353,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uvfix_scenario::{CacheState, ScenarioId};
 
     fn manifest(statuses: &[&str]) -> Manifest {
         let mut text = String::from(

@@ -14,8 +14,7 @@ use anyhow::{Context, Result, bail};
 use cargo_metadata::Message;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_pipeline::{Manifest, Paths, fetch};
-
-use crate::user::{as_nobody, give_to_nobody, is_root, open_up, reachable_by_others};
+use uvfix_upstream::user::{as_nobody, give_to_nobody, is_root, open_up, reachable_by_others};
 
 /// One unit-test executable and the crate it tests.
 struct TestBinary {

@@ -33,12 +33,14 @@ use anyhow::{Context, Result, bail};
 use uvfix_pipeline::Paths;
 
 use super::checkout::Checkout;
-use super::display;
+use super::command::output;
 pub use super::gate_records::Gate;
 use super::gate_records::{self, Key, Observed, StepRecord, Store};
+use super::git::git;
 use super::integration::{chosen_steps, defines_profile, interpreters};
 use super::suite::{self, Area, Runner};
 use super::toolchain::Chosen;
+use super::workdir::{self, display};
 
 /// What `--gates` was asked for.
 pub struct Request {
@@ -60,7 +62,7 @@ const CACHE_TESTS: Area = Area {
 const EXCERPT_LINES: usize = 30;
 
 pub fn run(paths: &Paths, checkout: &Checkout, chosen: &Chosen, request: &Request) -> Result<()> {
-    let out = super::dir(paths).join("check").join("gates");
+    let out = workdir::dir(paths).join("check").join("gates");
     let logs = out.join("logs");
     fs_err::create_dir_all(&logs)?;
     let gates: Vec<Gate> = match request.gates.is_empty() {
@@ -405,7 +407,7 @@ impl StepGates<'_> {
         if !updated.success() {
             return Ok(Vec::new());
         }
-        let diff = super::output(super::git(&self.checkout.tree).args([
+        let diff = output(git(&self.checkout.tree).args([
             "diff",
             "--unified=0",
             "--no-color",

@@ -26,9 +26,11 @@ use uvfix_pipeline::manifest::{PinnedCrate, Step};
 use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
+use super::command::output;
+use super::git::git;
 use super::gnu_patch::{self, Hunk, Skip, Status};
 use super::message::{PatchText, hunks};
-use super::{display, fresh_dir, output};
+use super::workdir::{self, display, fresh_dir};
 
 /// One patch tried against one newer release.
 #[derive(Debug, Clone)]
@@ -120,7 +122,7 @@ pub enum Verdict {
 pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     check_gnu_patch()?;
-    let dir = super::dir(paths).join("forward");
+    let dir = workdir::dir(paths).join("forward");
     fs_err::create_dir_all(&dir)?;
     let (resolved, targets, missing) = targets(&dir, &manifest, to)?;
     let trees = dir.join("trees");
@@ -149,7 +151,7 @@ pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> 
     let checkout = std::path::absolute(checkout)?;
     let (sha, title) = super::checkout::resolve(&checkout, rev)?;
     let sha = sha.as_str();
-    let dir = super::dir(paths).join("forward-checkout");
+    let dir = workdir::dir(paths).join("forward-checkout");
     fs_err::create_dir_all(&dir)?;
     let trees = dir.join("trees");
     fresh_dir(&trees)?;
@@ -225,7 +227,7 @@ enum Layout<'a> {
 
 /// `crates/<name>`'s version at `sha`, or `None` when the crate is not there.
 fn checkout_version(checkout: &Path, sha: &str, krate: &str) -> Result<Option<String>> {
-    let manifest = super::git(checkout)
+    let manifest = git(checkout)
         .args(["show", &format!("{sha}:{krate}/Cargo.toml")])
         .output()
         .context("cannot run git; is it installed?")?;
@@ -248,7 +250,7 @@ fn checkout_version(checkout: &Path, sha: &str, krate: &str) -> Result<Option<St
 /// `git archive <sha>:<krate>` unpacked into `dest`, so the patch paths (`uv-cache/src/…`)
 /// line up as they do for a `.crate`.
 fn unpack_tree(checkout: &Path, sha: &str, krate: &str, dest: &Path) -> Result<()> {
-    let archive = uvfix_process::checked(super::git(checkout).args([
+    let archive = uvfix_process::checked(git(checkout).args([
         "archive",
         "--format=tar",
         &format!("{sha}:{krate}"),

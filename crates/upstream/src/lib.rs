@@ -1,4 +1,6 @@
-//! `cargo xtask upstream …`: take the series to astral-sh/uv and keep checking it there.
+//! `cargo xtask upstream …`: take the series to astral-sh/uv and keep checking it there. The
+//! commands and their logic; `xtask` parses the command line into [`UpstreamCommand`] and
+//! calls [`run`].
 //!
 //! * [`export`]: the series as `git format-patch` mail with repo-relative paths
 //!   (`crates/uv-cache/src/lib.rs`), plus a PR description. Made by the real tools: a
@@ -16,20 +18,20 @@
 //! for the upstream build). Nothing is ever committed to, or pushed from, a checkout given
 //! to `check`: it only gains a detached worktree under our `target/`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use uvfix_pipeline::Paths;
-use uvfix_process::shown;
 
 mod check;
 mod checkout;
+mod command;
 mod export;
 mod forward;
 mod gate_records;
 mod gates;
+mod git;
 mod gnu_patch;
 mod integration;
 mod message;
@@ -37,8 +39,10 @@ mod rebase;
 mod records;
 mod suite;
 mod toolchain;
+pub mod user;
 #[cfg(unix)]
 mod validate;
+mod workdir;
 
 #[derive(Subcommand)]
 pub enum UpstreamCommand {
@@ -122,86 +126,4 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
             (None, _) => bail!("--record needs --base: the base whose hand work it records"),
         },
     }
-}
-
-/// `target/uvfix/upstream/` (`target/uvfix/bases/<VERSION>/upstream/` for another base than
-/// the default): everything these commands generate.
-fn dir(paths: &Paths) -> PathBuf {
-    paths.base_work().join("upstream")
-}
-
-/// Fixed author and dates for the commits we make, so an export is byte-for-byte
-/// reproducible: `$SOURCE_DATE_EPOCH` if set, else 2026-01-01T00:00:00Z.
-const AUTHOR_NAME: &str = "uvfix";
-const AUTHOR_EMAIL: &str = "uvfix@example.invalid";
-const DEFAULT_EPOCH: u64 = 1_767_225_600;
-
-fn epoch() -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_EPOCH)
-}
-
-/// `git -C dir …` isolated from the user's and the system's git configuration (so aliases,
-/// `diff.noprefix`, signing or hooks paths never change what we produce), in the C locale,
-/// with our fixed identity and dates.
-fn git(dir: &Path) -> Command {
-    let date = format!("@{} +0000", epoch());
-    let mut command = Command::new("git");
-    command
-        .arg("-C")
-        .arg(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", null_device())
-        .env("LC_ALL", "C")
-        .env("GIT_AUTHOR_NAME", AUTHOR_NAME)
-        .env("GIT_AUTHOR_EMAIL", AUTHOR_EMAIL)
-        .env("GIT_AUTHOR_DATE", &date)
-        .env("GIT_COMMITTER_NAME", AUTHOR_NAME)
-        .env("GIT_COMMITTER_EMAIL", AUTHOR_EMAIL)
-        .env("GIT_COMMITTER_DATE", &date)
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE");
-    command
-}
-
-fn null_device() -> &'static str {
-    if cfg!(windows) { "NUL" } else { "/dev/null" }
-}
-
-/// Run `command`, return its stdout; on failure, an error quoting the command and stderr.
-/// Run `command` through the fixture's process runner; its stdout, or an error with stderr.
-fn output(command: &mut Command) -> Result<String> {
-    Ok(uvfix_process::checked(command)?.stdout_text())
-}
-
-/// Run `command` with inherited stdout/stderr (cargo's progress stays visible).
-fn status(command: &mut Command) -> Result<()> {
-    let shown = shown(command);
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run `{shown}`; is it installed?"))?;
-    if !status.success() {
-        bail!("`{shown}` failed ({status})");
-    }
-    Ok(())
-}
-
-/// Remove `dir` if it exists, then create it empty.
-fn fresh_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        fs_err::remove_dir_all(dir)?;
-    }
-    fs_err::create_dir_all(dir)?;
-    Ok(())
-}
-
-/// `path` relative to the fixture root when it is below it, for shorter messages.
-fn display(paths: &Paths, path: &Path) -> String {
-    path.strip_prefix(&paths.root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
 }

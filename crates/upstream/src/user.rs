@@ -4,6 +4,9 @@
 //! `ReadOnlyDirectoryGuard`, the stack's unit tests) assume what uv's CI has: a user that
 //! permission bits bind. Root is not bound by them, so as root the tests run as uid/gid
 //! 65534 through util-linux's `setpriv`.
+//!
+//! Upstream's integration tests ([`crate::suite`]) and `cargo xtask test-patched` (the stack's
+//! unit tests) both run this way, so it is public.
 
 use std::ffi::OsStr;
 use std::path::Path;

@@ -7,8 +7,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use super::super::checkout::resolve;
+use super::super::command::output;
+use super::super::git::git;
 use super::super::toolchain::Wanted;
-use super::super::{git, output};
 
 /// One commit of astral-sh/uv.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Two builds' cells side by side: per sandbox, how many succeed before and after, which
 //! turned green and which turned red. "Succeed" is the per-step report's test
-//! ([`crate::steps::succeeded`]): exit 0, the expected output, and inside a sandbox the cache
+//! ([`uvfix_scenario::compare::succeeded`]): exit 0, the expected output, and inside a sandbox the cache
 //! untouched. A cell skipped for either build (a sandbox this machine lacks, a state that does
 //! not apply) is not counted; a cell whose sandbox did not prove its denial never ran uv, and
 //! so never succeeds.
@@ -12,8 +12,7 @@ use serde::Serialize;
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::Build;
 use uvfix_scenario::cell::CellResult;
-
-use crate::steps::{Key, succeeded};
+use uvfix_scenario::compare::{Key, succeeded};
 
 /// Per sandbox, the counts of the table.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]

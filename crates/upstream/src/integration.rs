@@ -17,10 +17,10 @@ use serde::Serialize;
 use uvfix_pipeline::Paths;
 
 use super::checkout::Checkout;
-use super::display;
 use super::records::{self, Key, Record, Records};
 use super::suite::{self, Area, Outcome, Runner};
 use super::toolchain::Toolchain;
+use super::workdir::{self, display, fresh_dir};
 
 /// What `upstream check --tests` asked for.
 pub struct Request {
@@ -71,9 +71,9 @@ pub fn run(
     toolchain: &Toolchain,
     options: &Request,
 ) -> Result<()> {
-    let out = super::dir(paths).join("check");
+    let out = workdir::dir(paths).join("check");
     let logs = out.join("logs");
-    super::fresh_dir(&logs)?;
+    fresh_dir(&logs)?;
     let areas = suite::select(&options.areas)?;
     let pythons = interpreters(paths, &options.pythons)?;
     let runner = Runner::new(&checkout.tree, &pythons)?;
@@ -224,7 +224,7 @@ pub fn interpreters(paths: &Paths, given: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .map(std::path::absolute)
             .collect::<Result<_, _>>()?);
     }
-    let dir = super::dir(paths).join("pythons");
+    let dir = workdir::dir(paths).join("pythons");
     let mut found: Vec<PathBuf> = match fs_err::read_dir(&dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
@@ -342,7 +342,7 @@ fn record(out: &Path, runs: &[StepRun], checkout: &Checkout, keys: &[Key]) -> Re
         }
     }
     let per_step = out.join("tests");
-    super::fresh_dir(&per_step)?;
+    fresh_dir(&per_step)?;
     let mut grid = Vec::new();
     for (patch, key) in checkout.exported.iter().zip(keys) {
         let current = store.current(&patch.step, key)?;

@@ -10,8 +10,11 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use uvfix_pipeline::Paths;
 
+use super::command::output;
+use super::export;
+use super::git::git;
 use super::toolchain::Toolchain;
-use super::{display, export, git, output};
+use super::workdir::display;
 
 /// A checkout of astral-sh/uv at one revision, and the series exported for it.
 pub struct Checkout {

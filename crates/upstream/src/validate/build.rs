@@ -13,9 +13,9 @@ use anyhow::{Context, Result, bail};
 use uvfix_pipeline::Paths;
 
 use super::super::checkout::{self, TempWorktree, target_dir};
-use super::super::display;
 use super::super::export;
 use super::super::toolchain::{self, Chosen, ToolchainArgs};
+use super::super::workdir::display;
 use super::revision::Revision;
 
 /// The built binaries of a revision.
@@ -265,11 +265,9 @@ mod tests {
         );
         assert!(text.contains("error[E0308]: mismatched types"), "{text}");
         assert!(!dir.join("uv").exists(), "the worktree is gone");
-        let list = super::super::super::output(super::super::super::git(repo.path()).args([
-            "worktree",
-            "list",
-            "--porcelain",
-        ]))
+        let list = super::super::super::command::output(
+            super::super::super::git::git(repo.path()).args(["worktree", "list", "--porcelain"]),
+        )
         .unwrap();
         assert_eq!(list.matches("worktree ").count(), 1, "{list}");
         // The good build is kept and reused.

@@ -4,7 +4,7 @@
 //! Each revision is built as it is, and so is the revision it is compared with (`--against`,
 //! else its merge base with the release the stack is written against, else its parent;
 //! [`revision::pair`]). Both builds run the same cells of the matrix, as a library
-//! ([`crate::matrix::run_cells`]), and are judged by comparison: per sandbox, how many cells
+//! ([`uvfix_scenario::pool::run_cells`]), and are judged by comparison: per sandbox, how many cells
 //! succeed before and after, which turned green and which turned red ([`compare`]). An
 //! upstream revision gets no expectations of its own: whether it is "fixed" is what is asked.
 //!
@@ -21,15 +21,17 @@ mod revision;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use uvfix_pipeline::builder::{self, Variant};
 use uvfix_pipeline::{Manifest, Paths};
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::cell::UvUnderTest;
 use uvfix_scenario::plan::{self, Filter};
+use uvfix_scenario::pool;
 use uvfix_scenario::{Build, CacheState, ScenarioId};
 
 use self::compare::Comparison;
-use super::display;
 use super::toolchain::ToolchainArgs;
+use super::workdir::{self, display};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -108,7 +110,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         }
         plans.push((before, after));
     }
-    let dir = super::dir(paths).join("validate");
+    let dir = workdir::dir(paths).join("validate");
     let mut built = Vec::new();
     {
         let mut builder = build::Builder::new(paths, &source, &dir);
@@ -117,7 +119,8 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
         }
         // The builder's worktree goes here, before the cells run.
     }
-    let helper = uvfix_pipeline::builder::build_helper(paths)?;
+    let helper = builder::build_helper(paths)?;
+    let pristine = builder::given(Variant::Pristine);
     let mut sections = Vec::new();
     let mut red = Vec::new();
     for ((pair, (before, after)), (_, after_plan)) in pairs.iter().zip(&built).zip(&plans) {
@@ -156,8 +159,13 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
             pair.how,
             cells.len()
         );
-        let (results, cost) =
-            crate::matrix::run_cells(&cells, crate::matrix::jobs(options.jobs), &helper, false)?;
+        let (results, cost) = pool::run_cells(
+            &cells,
+            pool::jobs(options.jobs),
+            &helper,
+            false,
+            pristine.as_deref(),
+        )?;
         println!("{}", cost.line());
         let out = dir.join(format!("{}-vs-{}", builds[1], builds[0]));
         uvfix_scenario::report::write_reports(&results, &out)?;

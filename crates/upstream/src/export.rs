@@ -14,16 +14,18 @@ use anyhow::{Context, Result, bail};
 use uvfix_pipeline::manifest::{Status, Step};
 use uvfix_pipeline::{Manifest, Paths, fetch, vendor};
 
+use super::command::output;
 use super::gate_records;
+use super::git::git;
 use super::message::{PatchText, numstat, to_repository_paths};
-use super::{display, fresh_dir, git, output};
+use super::workdir::{self, display, fresh_dir};
 
 /// The stack's overview, written next to the patches; each step also gets
 /// `PR-<number>-<id>.md`.
 pub const DESCRIPTION: &str = "PR-DESCRIPTION.md";
 
 pub fn default_out(paths: &Paths) -> PathBuf {
-    super::dir(paths).join("export")
+    workdir::dir(paths).join("export")
 }
 
 /// One exported commit: one step of the stack, one pull request.
@@ -77,7 +79,7 @@ pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
         fetch::locate(paths, &manifest)?
     };
     let out = std::path::absolute(out)?;
-    let repo = super::dir(paths).join("repo");
+    let repo = workdir::dir(paths).join("repo");
     let crates: Vec<String> = located.sources.iter().map(|s| s.name.clone()).collect();
     let export = export_series(
         &repo,
@@ -154,8 +156,8 @@ fn write_descriptions(
             steps_report.as_deref(),
         ),
     )?;
-    let upstream_tests = super::dir(paths).join("check").join("tests");
-    let gates = gate_records::Store::new(&super::dir(paths).join("check").join("gates"));
+    let upstream_tests = workdir::dir(paths).join("check").join("tests");
+    let gates = gate_records::Store::new(&workdir::dir(paths).join("check").join("gates"));
     let files: Vec<&Path> = export.patches.iter().map(|p| p.file.as_path()).collect();
     let gate_keys = gate_records::patch_keys(&files)?;
     for (patch, key) in export.patches.iter().zip(&gate_keys) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::output;
+use super::command::output;
 
 /// A rustup toolchain (or the `rustc` on `PATH` when rustup does not manage Rust here).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use uvfix_pipeline::{Manifest, Paths, Variant, fetch};
 
 use super::forward::{self, PatchReport};
 use super::message::PatchText;
-use super::{display, fresh_dir};
+use super::workdir::{self, display, fresh_dir};
 
 /// What every step is carried with.
 struct Job<'a> {
@@ -170,7 +170,7 @@ pub fn run(paths: &Paths, record: Option<&str>) -> Result<()> {
         let _lock = uvfix_pipeline::lock(paths)?;
         fetch::locate(paths, &target)?
     };
-    let dir = super::dir(paths).join("forward");
+    let dir = workdir::dir(paths).join("forward");
     let job = Job {
         trees: dir.join("trees"),
         dir,

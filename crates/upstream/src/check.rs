@@ -15,9 +15,11 @@ use anyhow::{Result, bail};
 use uvfix_pipeline::{Manifest, Paths};
 
 use super::checkout::{Checkout, resolve, target_dir};
+use super::command::status;
+use super::export;
 use super::gates::{self, Gate};
 use super::toolchain::{self, Chosen, Toolchain, ToolchainArgs, Wanted};
-use super::{display, export, status};
+use super::workdir::{self, display};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -83,7 +85,7 @@ pub fn run(paths: &Paths, options: &Options) -> Result<()> {
     let (sha, label) = resolve(&source, &options.rev)?;
     let checkout = Checkout {
         exported: export::run(paths, &export::default_out(paths))?,
-        tree: super::dir(paths).join("check").join("uv"),
+        tree: workdir::dir(paths).join("check").join("uv"),
         source,
         sha,
         label,
@@ -241,7 +243,7 @@ fn matrix(paths: &Paths, uv: &Path, label: &str) -> Result<()> {
     // which exists on Unix only, so the scenario crate is not linked here).
     let mut build_arg = std::ffi::OsString::from("upstream=");
     build_arg.push(uv);
-    let out = super::dir(paths).join("check").join("matrix");
+    let out = workdir::dir(paths).join("check").join("matrix");
     println!(
         "uvfix: the matrix against astral-sh/uv {label} (reported as `upstream`), reports in {}",
         display(paths, &out)
