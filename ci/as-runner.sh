@@ -209,6 +209,9 @@ for sandbox in "${sandboxes[@]}"; do
     fi
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1 || true)
     [ -n "$line" ] || line="no summary; the log ends: $(tail -n 1 "$log")"
+    # Disk is what a runner runs out of first: the most the job's store of warm caches held.
+    peak=$(grep -Eo 'store of warm caches: peak [0-9.]+ GB' "$log" | tail -n 1 | grep -Eo '[0-9.]+ GB' || true)
+    [ -z "$peak" ] || line="$line; store peak $peak"
     summary+=("$(printf '%-16s %-9s %-9s exit %-3s %4ss  %s' "$sandbox" "$v" "$these" "$status" "$((SECONDS - job_start))" "$line")")
     if [ "$status" -ne 0 ]; then
       failed=$((failed + 1))

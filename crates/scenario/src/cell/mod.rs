@@ -134,6 +134,15 @@ pub struct CellOptions {
     /// (pristine; see [`crate::writeset`] and `writes`). `None`: writable cells say that
     /// their writes were not compared.
     pub reference: Option<UvUnderTest>,
+    /// With a [`store`](Self::store): this is the last cell of its key in the run, so its
+    /// slot and warm snapshot are removed after it instead of kept for the next cell.
+    pub release_slot: bool,
+    /// With a [`store`](Self::store): the reference build's writable cells, the write-set
+    /// records (`writes::recorded`), run in a root of their own in the store, removed after
+    /// them, instead of in the reference build's slot. Set where slots are released after
+    /// their key's last cell ([`crate::pool`]): counting those cells would need to know which
+    /// cell ends up making a record, which only the run's timing decides.
+    pub reference_apart: bool,
 }
 
 /// Names the directory of warm snapshots shared by a run's cells ([`CellOptions::store`]).
@@ -151,6 +160,8 @@ impl Default for CellOptions {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             reference: None,
+            release_slot: false,
+            reference_apart: false,
         }
     }
 }
@@ -438,8 +449,13 @@ fn in_slot(
     if keep {
         cell.result.root = Some(slot::keep_copy(&slot.root, name)?);
     }
-    // A slot that cannot be cleared is warmed afresh by the next cell of its key.
-    if let Err(e) = slot.clear() {
+    // The run's last cell of this key removes the slot and its snapshot: nothing later reads
+    // them. Any other clears the slot for the next cell, which warms afresh where it cannot.
+    if opts.release_slot {
+        if let Err(e) = slot.reset() {
+            eprintln!("uvfix: removing {}: {e:#}", slot.root.display());
+        }
+    } else if let Err(e) = slot.clear() {
         eprintln!("uvfix: clearing {}: {e:#}", slot.root.display());
         let _ = slot.reset();
     }

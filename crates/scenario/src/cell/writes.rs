@@ -9,7 +9,9 @@
 //! the record. So pristine never runs twice, in any order, in one process (`cargo xtask
 //! matrix`, threads) or in many (nextest, a process per cell, sharing `$UVFIX_CELL_STORE`).
 //! Without a store (`--warm-per-cell`) there is nothing to share and the reference cell runs
-//! again, inside the cell that needs it.
+//! again, inside the cell that needs it. Where a run removes each slot after its key's last
+//! cell (`crate::pool`), the record is made in a root of its own rather than in pristine's
+//! slot ([`CellOptions::reference_apart`]), so that no slot outlives the cells that use it.
 //!
 //! The reference is obtained before the cell claims its own slot, and pristine's cells never
 //! wait for another build's, so no two cells wait for each other.
@@ -108,9 +110,34 @@ pub(crate) fn recorded(
     helper: &Path,
     opts: &CellOptions,
 ) -> anyhow::Result<CellResult> {
-    let run = || run_cell_inner(pristine, Sandbox::None, scenario, state, helper, opts, None);
     let Some(store) = &opts.store else {
-        return Ok(run());
+        return Ok(run_cell_inner(
+            pristine,
+            Sandbox::None,
+            scenario,
+            state,
+            helper,
+            opts,
+            None,
+        ));
+    };
+    let apart = CellOptions {
+        store: None,
+        temp_parent: Some(store.clone()),
+        release_slot: false,
+        ..opts.clone()
+    };
+    let run_opts = if opts.reference_apart { &apart } else { opts };
+    let run = || {
+        run_cell_inner(
+            pristine,
+            Sandbox::None,
+            scenario,
+            state,
+            helper,
+            run_opts,
+            None,
+        )
     };
     let dir = store.join("references");
     fs_err::create_dir_all(&dir)?;
