@@ -71,8 +71,8 @@ pub fn run_cells(
     );
     let order = execution_order(cells, window(jobs));
     // The last cell of each key removes its slot: nothing later in this run reads it, and the
-    // store would otherwise hold every key's warm tree until the run ends (14 GB for one
-    // sandbox's 81 keys on a CI machine, which ran out of disk).
+    // store would otherwise hold every key's warm tree until the run ends (one sandbox's keys
+    // once filled a CI machine's disk).
     let last = last_of_key(cells, &order, reference.as_ref());
     let next = AtomicUsize::new(0);
     let results = Mutex::new(Vec::with_capacity(cells.len()));
@@ -304,5 +304,13 @@ mod tests {
                 .any(|&i| key_of(&cells[i]) == key_of(&cells[index]));
             assert_eq!(last[index], !later, "cell {}", cells[index].name());
         }
+        // The reference build's writable cells make the write-set records, apart from the
+        // slots: the last of their keys to claim the slot is a cell in another sandbox.
+        let last = last_of_key(&cells, &order, Some(&cells[0].uv));
+        assert_eq!(last.iter().filter(|&&l| l).count(), 4, "one per key");
+        assert!(
+            (0..cells.len()).all(|i| !(last[i] && cells[i].sandbox == Sandbox::None)),
+            "a record releases a slot"
+        );
     }
 }

@@ -110,24 +110,19 @@ pub(crate) fn recorded(
     helper: &Path,
     opts: &CellOptions,
 ) -> anyhow::Result<CellResult> {
-    let Some(store) = &opts.store else {
-        return Ok(run_cell_inner(
-            pristine,
-            Sandbox::None,
-            scenario,
-            state,
-            helper,
-            opts,
-            None,
-        ));
+    let apart;
+    let run_opts = match &opts.store {
+        Some(store) if opts.reference_apart => {
+            apart = CellOptions {
+                store: None,
+                temp_parent: Some(store.clone()),
+                release_slot: false,
+                ..opts.clone()
+            };
+            &apart
+        }
+        _ => opts,
     };
-    let apart = CellOptions {
-        store: None,
-        temp_parent: Some(store.clone()),
-        release_slot: false,
-        ..opts.clone()
-    };
-    let run_opts = if opts.reference_apart { &apart } else { opts };
     let run = || {
         run_cell_inner(
             pristine,
@@ -138,6 +133,9 @@ pub(crate) fn recorded(
             run_opts,
             None,
         )
+    };
+    let Some(store) = &opts.store else {
+        return Ok(run());
     };
     let dir = store.join("references");
     fs_err::create_dir_all(&dir)?;
