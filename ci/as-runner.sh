@@ -10,7 +10,7 @@
 #   SANDBOX...              default: every Linux sandbox of the GitHub matrix
 #   UVFIX_RUNNER_USER       the user (default uvfix-runner; created if missing)
 #   UVFIX_RUNNER_UVS        uv builds (default "patched pristine")
-#   UVFIX_RUNNER_SCENARIOS  scenarios (default all: S1-S9, every cache state, as GitHub runs
+#   UVFIX_RUNNER_SCENARIOS  scenarios (default all: S1-S10, every cache state, as GitHub runs
 #                           them); e.g. S1,S4,S7 for a quicker look
 #   UVFIX_RUNNER_QUICK      sandboxes that run only S1,S4,S7 (the report's command, a tool,
 #                           `uv pip install`), every cache state; default none. .ci/run names

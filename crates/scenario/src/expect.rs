@@ -129,6 +129,10 @@ const NEEDS_WRITABLE_DIR: &[ScenarioId] = &[
     ScenarioId::S9,
 ];
 
+/// Scenarios the stack does not fix yet: the patched build is expected to fail them in every
+/// denying sandbox, as pristine does. The goal still covers them; this list is what is left.
+pub const NOT_FIXED_YET: &[ScenarioId] = &[ScenarioId::S10];
+
 /// First match wins.
 pub const RULES: &[Rule] = &[
     // Measured: 0.12.5 opens `sdists-v9/.git` for writing at cache init and dies with EISDIR
@@ -258,6 +262,20 @@ pub const RULES: &[Rule] = &[
         Ss::In(&[St::CacheAbsent]),
         Expect::Pass,
         "no cache and none can be created: a temporary cache for this run",
+    ),
+    // Not fixed yet: the project's own build is made under a lock in `sdists-v9/editable/`,
+    // and neither tier builds it outside a cache that refuses it (astral-sh/uv#16820's case of
+    // a fresh clone). Measured with the whole stack: "Failed to acquire lock on the
+    // distribution cache … failed to create directory `…/sdists-v9/editable/…`: Permission
+    // denied" (or "Read-only file system"), without hints. A pass is reported, so the row goes
+    // when the stack learns it.
+    rule(
+        U::Fixed,
+        SandboxSel::Denying,
+        Sc::In(NOT_FIXED_YET),
+        Ss::Any,
+        Expect::Fail,
+        "a project build the cache does not hold: not built outside a cache that refuses it yet",
     ),
     rule(
         U::Fixed,
@@ -563,12 +581,20 @@ mod tests {
 
     /// The goal, stated once more over the whole table: patched passes every warm cell in
     /// every denying sandbox (except where a directory must be written and TMPDIR is read-only
-    /// too), and upstream is
-    /// expected to fail every denying cell.
+    /// too, and the scenarios not fixed yet), and upstream is expected to fail every denying
+    /// cell.
     #[test]
     fn table_encodes_the_goal() {
         for &sandbox in Sandbox::ALL.iter().filter(|s| **s != Sandbox::None) {
             for &scenario in ScenarioId::ALL {
+                if NOT_FIXED_YET.contains(&scenario) {
+                    assert_eq!(
+                        expected(&Build::Patched, sandbox, scenario, CacheState::Warm),
+                        Expect::Fail,
+                        "{sandbox} {scenario}: listed as not fixed yet"
+                    );
+                    continue;
+                }
                 let want = if !sandbox.tmp_writable() && NEEDS_WRITABLE_DIR.contains(&scenario) {
                     Expect::PlainError
                 } else {

@@ -1,6 +1,6 @@
 //! Everything one matrix cell needs except the sandboxes themselves and the uv build.
 //!
-//! A cell is (uv under test — a [`Build`] —, sandbox, scenario S1–S9, cache state). [`cell::run_cell`] builds
+//! A cell is (uv under test — a [`Build`] —, sandbox, scenario S1–S10, cache state). [`cell::run_cell`] builds
 //! a fresh temp root, local wheels ([`wheel`]), a workspace ([`scenario`]), warms the cache
 //! unsandboxed with the same uv, damages it ([`state`]), proves the sandbox denies (canary),
 //! runs the scenario inside the sandbox with the cache digested before and after ([`digest`]),

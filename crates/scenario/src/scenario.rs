@@ -1,4 +1,4 @@
-//! The scenarios S1..S9 as data: workspace setup, unsandboxed warm steps, sandboxed steps and
+//! The scenarios S1..S10 as data: workspace setup, unsandboxed warm steps, sandboxed steps and
 //! the line their stdout must contain.
 //!
 //! Every step runs with the workspace as cwd and the environment of [`uv_env`]. Arguments are
@@ -13,7 +13,7 @@ use uvfix_sandbox::{Invocation, Layout};
 
 use crate::wheel::fixture;
 
-/// The scenario's name is its variant's: `S1` … `S7` (parsed case-insensitively).
+/// The scenario's name is its variant's: `S1` … `S10` (parsed case-insensitively).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[derive(Serialize, Deserialize)]
 #[derive(Display, EnumString, IntoStaticStr, VariantArray)]
@@ -29,6 +29,7 @@ pub enum ScenarioId {
     S7,
     S8,
     S9,
+    S10,
 }
 
 impl ScenarioId {
@@ -90,6 +91,9 @@ pub enum Setup {
     Project,
     /// `script.py` with PEP 723 inline metadata depending on [`fixture::DEP`].
     Script,
+    /// A project that is a package of its own ([`LOCAL_MODULE`]), built by an in-tree build
+    /// backend without requirements ([`BACKEND_NAME`]), so that building it needs no index.
+    LocalProject,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,8 +284,31 @@ pub fn scenario(id: ScenarioId) -> Scenario {
             stdout_line: format!("script: {DEP_VALUE}"),
             other_python: true,
         },
+        // A fresh clone, or a copied project: the cache holds its dependencies but not its
+        // own (editable) build, which `uv run` makes and stores in `sdists-v9/editable/`.
+        ScenarioId::S10 => Scenario {
+            id,
+            title: "uv run in a project whose own build the cache does not hold",
+            setup: Setup::LocalProject,
+            warm: vec![WarmStep::Run(uv(&["sync", "--no-install-project"]))],
+            sandboxed: vec![uv(&[
+                "run",
+                "--offline",
+                "python",
+                "-c",
+                &import_print(LOCAL_MODULE),
+            ])],
+            stdout_line: LOCAL_VALUE.into(),
+            other_python: false,
+        },
     }
 }
+
+/// The import package of [`Setup::LocalProject`], and the value it prints.
+pub const LOCAL_MODULE: &str = "uvfix_local";
+pub const LOCAL_VALUE: &str = "local build ok";
+/// The in-tree build backend of [`Setup::LocalProject`] (`<workspace>/uvfix_backend.py`).
+pub const BACKEND_NAME: &str = "uvfix_backend";
 
 /// File name of the PEP 723 script in [`Setup::Script`] workspaces.
 pub const SCRIPT_NAME: &str = "script.py";
@@ -415,6 +442,66 @@ no-index = true
     )
 }
 
+/// `pyproject.toml` of [`Setup::LocalProject`]: a package, built by [`BACKEND_PY`].
+pub fn local_pyproject_toml(wheels: &Path) -> String {
+    format!(
+        r#"[project]
+name = "uvfix-local"
+version = "0.1.0"
+requires-python = ">=3.8"
+dependencies = ["{dep}"]
+
+[build-system]
+requires = []
+build-backend = "{backend}"
+backend-path = ["."]
+
+[tool.uv]
+find-links = [{wheels}]
+no-index = true
+"#,
+        dep = fixture::DEP,
+        backend = BACKEND_NAME,
+        wheels = toml_str(&wheels.to_string_lossy()),
+    )
+}
+
+/// A PEP 517 / PEP 660 build backend without requirements: building the project needs no
+/// index (setuptools or hatchling would have to be installed into the build environment).
+/// The editable wheel is a `.pth` file pointing at the project.
+pub const BACKEND_PY: &str = r#"import base64, hashlib, os, zipfile
+
+NAME, VERSION, MODULE = "uvfix_local", "0.1.0", "uvfix_local"
+DIST_INFO = f"{NAME}-{VERSION}.dist-info"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _wheel(directory, files):
+    files = dict(files)
+    files[f"{DIST_INFO}/METADATA"] = f"Metadata-Version: 2.1\nName: uvfix-local\nVersion: {VERSION}\n".encode()
+    files[f"{DIST_INFO}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: uvfix\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{DIST_INFO}/RECORD,,")
+    name = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(directory, name), "w") as wheel:
+        for path, data in files.items():
+            wheel.writestr(path, data)
+        wheel.writestr(f"{DIST_INFO}/RECORD", "\n".join(record) + "\n")
+    return name
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with open(os.path.join(HERE, MODULE, "__init__.py"), "rb") as f:
+        return _wheel(wheel_directory, {f"{MODULE}/__init__.py": f.read()})
+
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    return _wheel(wheel_directory, {f"{MODULE}.pth": (HERE + "\n").encode()})
+"#;
+
 /// `script.py` of [`Setup::Script`].
 pub fn pep723_script(wheels: &Path) -> String {
     format!(
@@ -454,6 +541,19 @@ impl Scenario {
                 fs_err::write(workspace.join("pyproject.toml"), pyproject_toml(wheels))
             }
             Setup::Script => fs_err::write(workspace.join(SCRIPT_NAME), pep723_script(wheels)),
+            Setup::LocalProject => {
+                let module = workspace.join(LOCAL_MODULE);
+                fs_err::create_dir_all(&module)?;
+                fs_err::write(
+                    module.join("__init__.py"),
+                    format!("VALUE = {LOCAL_VALUE:?}\n"),
+                )?;
+                fs_err::write(workspace.join(format!("{BACKEND_NAME}.py")), BACKEND_PY)?;
+                fs_err::write(
+                    workspace.join("pyproject.toml"),
+                    local_pyproject_toml(wheels),
+                )
+            }
         }
     }
 
@@ -497,7 +597,8 @@ mod tests {
             ScenarioId::S6,
             ScenarioId::S7,
             ScenarioId::S8,
-            ScenarioId::S9
+            ScenarioId::S9,
+            ScenarioId::S10
         )]
         id: ScenarioId,
     ) {

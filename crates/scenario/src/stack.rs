@@ -168,6 +168,15 @@ pub const STEP_RULES: &[StepRule] = &[
         Some("temporary-cache"),
         "no cache, and none can be created: a temporary one",
     ),
+    // The project's own build goes under a lock in `sdists-v9/editable/`: no step builds it
+    // outside a cache that refuses it yet.
+    row(
+        Sb::Denying,
+        &[S::S10],
+        &[],
+        None,
+        "a project build the cache does not hold: no step builds it outside the cache yet",
+    ),
     // An interpreter query (a project's `.venv` interpreter is never cached) or a new
     // environment, and neither the cache nor TMPDIR takes the directory it needs.
     row(

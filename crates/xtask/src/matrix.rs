@@ -56,7 +56,7 @@ pub struct MatrixArgs {
         help_heading = "Cells"
     )]
     custom_sandboxes: Vec<String>,
-    /// Comma-separated scenarios, S1–S9 (default: all).
+    /// Comma-separated scenarios, S1–S10 (default: all).
     #[arg(
         long,
         value_enum,
