@@ -249,7 +249,8 @@ fn commit_steps(
     for step in steps {
         let text = fs_err::read_to_string(&step.path)?;
         let parsed = PatchText::parse(&step.rel, &text)?;
-        let (rewritten, rewrite) = to_repository_paths(&parsed.diff);
+        let (rewritten, rewrite) = to_repository_paths(&parsed.diff)
+            .with_context(|| format!("{}: reading its diff", step.rel.display()))?;
         let diff = scratch.join("apply.diff");
         fs_err::write(&diff, &rewritten)?;
         let applied = uvfix_process::run(

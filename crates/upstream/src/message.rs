@@ -1,8 +1,10 @@
 //! The text of our patch files, seen as commits: the header becomes the commit message, the
-//! rest is the diff. Pure functions, unit-tested.
+//! rest is the diff, read through [`diff`]'s model.
 
 use anyhow::{Result, bail};
 use std::path::Path;
+
+use super::diff;
 
 /// A patch file split into a commit message and its diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,60 +98,21 @@ impl Rewrite {
 /// crate: `uv-cache/src/lib.rs`) into one against the crates as they live in the repository:
 /// `Cargo.toml.orig` is the repository's `Cargo.toml`; the `Cargo.toml` crates.io generated
 /// from it (and its packaging files) do not exist there. Paths stay relative to `crates/`.
-pub fn to_repository_paths(diff: &str) -> (String, Rewrite) {
-    let mut out = String::new();
+pub fn to_repository_paths(diff: &str) -> Result<(String, Rewrite)> {
     let mut rewrite = Rewrite::default();
-    for section in sections(diff) {
-        let path = section_file(section);
+    let out = diff::map_paths(diff, |path| {
         let (krate, file) = path.split_once('/').unwrap_or(("", path));
         if file == "Cargo.toml" || PACKAGING_ONLY.contains(&file) {
             rewrite.dropped.push(path.to_string());
+            None
         } else if file == "Cargo.toml.orig" {
             rewrite.manifests_from_orig.push(krate.to_string());
-            for line in section.split_inclusive('\n') {
-                let is_header = line.starts_with("diff --git ")
-                    || line.starts_with("--- a/")
-                    || line.starts_with("+++ b/");
-                if is_header {
-                    out.push_str(&line.replace("Cargo.toml.orig", "Cargo.toml"));
-                } else {
-                    out.push_str(line);
-                }
-            }
+            Some(format!("{krate}/Cargo.toml"))
         } else {
-            out.push_str(section);
+            Some(path.to_string())
         }
-    }
-    (out, rewrite)
-}
-
-/// A git diff split at each `diff --git` line (each section keeps its line).
-fn sections(diff: &str) -> Vec<&str> {
-    let mut starts: Vec<usize> = diff
-        .match_indices("diff --git ")
-        .map(|(i, _)| i)
-        .filter(|&i| i == 0 || diff.as_bytes()[i - 1] == b'\n')
-        .collect();
-    if starts.first() != Some(&0) {
-        starts.insert(0, 0);
-    }
-    starts
-        .iter()
-        .zip(starts.iter().skip(1).chain(std::iter::once(&diff.len())))
-        .map(|(&a, &b)| &diff[a..b])
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// The `b/` path of a section's `diff --git a/x b/x` line.
-fn section_file(section: &str) -> &str {
-    section
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("diff --git "))
-        .and_then(|rest| rest.split_whitespace().last())
-        .map(|b| b.strip_prefix("b/").unwrap_or(b))
-        .unwrap_or_default()
+    })?;
+    Ok((out, rewrite))
 }
 
 /// `[PATCH 2/3] Subject` → `Subject`.
@@ -160,29 +123,6 @@ fn strip_patch_tag(subject: &str) -> &str {
         return subject[end + 1..].trim_start();
     }
     subject
-}
-
-/// The hunk headers of a git diff, grouped by file in order: `(path, ["@@ -1,3 +1,4 @@", …])`.
-/// The path is the new name without the `b/` prefix (the old one for deletions).
-pub fn hunks(diff: &str) -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for line in diff.lines() {
-        if let Some(rest) = line.strip_prefix("diff --git ") {
-            // `a/x b/x`: the paths in our series never contain spaces.
-            let name = rest
-                .split_whitespace()
-                .last()
-                .map(|b| b.strip_prefix("b/").unwrap_or(b))
-                .unwrap_or_default();
-            out.push((name.to_string(), Vec::new()));
-        } else if line.starts_with("@@ ")
-            && let Some((_, headers)) = out.last_mut()
-        {
-            let end = line[2..].find("@@").map_or(line.len(), |i| i + 4);
-            headers.push(line[..end].to_string());
-        }
-    }
-    out
 }
 
 /// Totals of `git diff --numstat` output: (files, lines added, lines removed). Binary files
@@ -258,36 +198,19 @@ mod tests {
         assert!(err.to_string().contains("no diff"), "{err}");
     }
 
-    #[test]
-    fn lists_hunk_headers_per_file() {
-        assert_eq!(
-            hunks(DIFF),
-            [
-                (
-                    "src/lib.rs".to_string(),
-                    vec![
-                        "@@ -1,3 +1,4 @@".to_string(),
-                        "@@ -10,2 +11,2 @@".to_string()
-                    ]
-                ),
-                ("src/new.rs".to_string(), vec!["@@ -0,0 +1 @@".to_string()]),
-            ]
-        );
-    }
-
     const PUBLISHED: &str = "diff --git a/uv-cache/Cargo.toml b/uv-cache/Cargo.toml\n--- a/uv-cache/Cargo.toml\n+++ b/uv-cache/Cargo.toml\n\
-        @@ -154,3 +154,5 @@\n x\n+\n+[dev-dependencies.tokio]\n\
+        @@ -154 +154,3 @@\n x\n+\n+[dev-dependencies.tokio]\n\
         diff --git a/uv-cache/Cargo.toml.orig b/uv-cache/Cargo.toml.orig\n--- a/uv-cache/Cargo.toml.orig\n+++ b/uv-cache/Cargo.toml.orig\n\
-        @@ -37,3 +37,5 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
+        @@ -37 +37,3 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
         diff --git a/uv-fs/src/lib.rs b/uv-fs/src/lib.rs\n--- a/uv-fs/src/lib.rs\n+++ b/uv-fs/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n";
 
     #[test]
     fn published_manifest_is_dropped_and_the_original_becomes_cargo_toml() {
-        let (diff, rewrite) = to_repository_paths(PUBLISHED);
+        let (diff, rewrite) = to_repository_paths(PUBLISHED).unwrap();
         assert_eq!(
             diff,
             "diff --git a/uv-cache/Cargo.toml b/uv-cache/Cargo.toml\n--- a/uv-cache/Cargo.toml\n+++ b/uv-cache/Cargo.toml\n\
-             @@ -37,3 +37,5 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
+             @@ -37 +37,3 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
              diff --git a/uv-fs/src/lib.rs b/uv-fs/src/lib.rs\n--- a/uv-fs/src/lib.rs\n+++ b/uv-fs/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n"
         );
         assert_eq!(
@@ -306,7 +229,7 @@ mod tests {
             .split("diff --git a/uv-cache/Cargo.toml.orig")
             .next()
             .unwrap();
-        let (diff, rewrite) = to_repository_paths(only_published);
+        let (diff, rewrite) = to_repository_paths(only_published).unwrap();
         assert_eq!(diff, "");
         assert_eq!(rewrite.manifest_changes_lost(), ["uv-cache"]);
     }
@@ -314,7 +237,7 @@ mod tests {
     #[test]
     fn source_only_diffs_are_untouched() {
         assert_eq!(
-            to_repository_paths(DIFF),
+            to_repository_paths(DIFF).unwrap(),
             (DIFF.to_string(), Rewrite::default())
         );
     }
