@@ -235,7 +235,13 @@ pub fn export_series(
 }
 
 /// Apply each step to `repo` (paths rewritten to `crates/<crate>/…`) and commit it with the
-/// patch's own message.
+/// patch's own message, as `git mailinfo` reads it ([`PatchText::parse`]).
+///
+/// Not `git am --directory=crates`: the diff has to be rewritten first (the manifest crates.io
+/// generated dropped, `Cargo.toml.orig` made `Cargo.toml`), and our patch files have no
+/// `From:`, without which `git am` has no author and refuses the mail; so the mail would have
+/// to be put together again only for `git am` to take it apart. `git apply` + `git commit`
+/// are the same two steps it would run.
 fn commit_steps(
     repo: &Path,
     uv_version: &str,
