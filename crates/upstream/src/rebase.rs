@@ -121,6 +121,11 @@ fn without_line_numbers(rejects: &str) -> String {
 }
 
 /// A normalized reject file's hunks, each with its file's name on top.
+///
+/// Read line by line, not by diffy: with its line numbers gone, a hunk header is a bare `@@`,
+/// which is no unified diff any parser takes, and the records under `fixups/` are kept in
+/// that form. (GNU patch's own `.rej` is a unified diff, but it is only ever compared here in
+/// the normalized form, on both sides.)
 fn hunks_of(rejects: &str) -> Vec<String> {
     let mut file = "";
     let mut hunks: Vec<String> = Vec::new();
