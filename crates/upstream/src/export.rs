@@ -235,7 +235,13 @@ pub fn export_series(
 }
 
 /// Apply each step to `repo` (paths rewritten to `crates/<crate>/…`) and commit it with the
-/// patch's own message.
+/// patch's own message, as `git mailinfo` reads it ([`PatchText::parse`]).
+///
+/// Not `git am --directory=crates`: the diff has to be rewritten first (the manifest crates.io
+/// generated dropped, `Cargo.toml.orig` made `Cargo.toml`), and our patch files have no
+/// `From:`, without which `git am` has no author and refuses the mail; so the mail would have
+/// to be put together again only for `git am` to take it apart. `git apply` + `git commit`
+/// are the same two steps it would run.
 fn commit_steps(
     repo: &Path,
     uv_version: &str,
@@ -249,7 +255,8 @@ fn commit_steps(
     for step in steps {
         let text = fs_err::read_to_string(&step.path)?;
         let parsed = PatchText::parse(&step.rel, &text)?;
-        let (rewritten, rewrite) = to_repository_paths(&parsed.diff);
+        let (rewritten, rewrite) = to_repository_paths(&parsed.diff)
+            .with_context(|| format!("{}: reading its diff", step.rel.display()))?;
         let diff = scratch.join("apply.diff");
         fs_err::write(&diff, &rewritten)?;
         let applied = uvfix_process::run(

@@ -27,9 +27,10 @@ use uvfix_pipeline::vendor::{self, CrateSource};
 use uvfix_pipeline::{Manifest, Paths, fetch};
 
 use super::command::output;
+use super::diff;
 use super::git::git;
 use super::gnu_patch::{self, Hunk, Skip, Status};
-use super::message::{PatchText, hunks};
+use super::message::PatchText;
 use super::workdir::{self, display, fresh_dir};
 
 /// One patch tried against one newer release.
@@ -179,9 +180,8 @@ pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> 
         .iter()
         .map(|patch| {
             let text = fs_err::read_to_string(&patch.file)?;
-            Ok(relative_to_crates(
-                &PatchText::parse(&patch.file, &text)?.diff,
-            ))
+            relative_to_crates(&PatchText::parse(&patch.file, &text)?.diff)
+                .with_context(|| format!("{}: reading its diff", patch.file.display()))
         })
         .collect::<Result<Vec<_>>>()?;
     let layout = Layout::Exported {
@@ -193,25 +193,10 @@ pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> 
 
 /// An exported diff's paths (`crates/uv-cache/src/lib.rs`) made relative to `crates/`, as the
 /// scratch trees are laid out (`uv-cache/src/lib.rs`).
-/// Only file headers change: a hunk's own lines (a removed `-- a/crates/…` reads `--- a/…`)
-/// never.
-fn relative_to_crates(diff: &str) -> String {
-    let mut in_header = false;
-    diff.split_inclusive('\n')
-        .map(|line| {
-            if line.starts_with("diff --git ") {
-                in_header = true;
-            } else if line.starts_with("@@ ") {
-                in_header = false;
-            }
-            if in_header {
-                line.replacen(" a/crates/", " a/", 1)
-                    .replacen(" b/crates/", " b/", 1)
-            } else {
-                line.to_string()
-            }
-        })
-        .collect()
+fn relative_to_crates(diff: &str) -> Result<String> {
+    diff::map_paths(diff, |path| {
+        Some(path.strip_prefix("crates/").unwrap_or(path).to_string())
+    })
 }
 
 /// How the target crates are laid out, which decides the diffs tried on them.
@@ -396,30 +381,28 @@ fn try_stack(
             step: step.id.clone(),
             from: from.join(", "),
             to: to.join(", "),
-            hunks: label(&diff, gnu_patch::parse(&dry)),
+            hunks: label(&diff, gnu_patch::parse(&dry))?,
         });
     }
     Ok(reports)
 }
 
-/// The crates a step's patch touches, in the order its sections name them.
+/// The crates a step's patch touches, in the order its files name them.
 fn touched(step: &Step) -> Result<Vec<String>> {
-    Ok(crates_of(&fs_err::read_to_string(&step.path)?))
+    crates_of(&fs_err::read_to_string(&step.path)?)
+        .with_context(|| format!("{}: reading its diff", step.rel.display()))
 }
 
-/// The crates a diff touches, in the order its sections name them.
-pub(super) fn crates_of(text: &str) -> Vec<String> {
+/// The crates a diff touches, in the order its files name them.
+pub(super) fn crates_of(diff: &str) -> Result<Vec<String>> {
     let mut crates: Vec<String> = Vec::new();
-    for line in text.lines() {
-        if let Some(krate) = line
-            .strip_prefix("diff --git a/")
-            .and_then(|rest| rest.split('/').next())
-            && !crates.iter().any(|c| c == krate)
-        {
+    for path in diff::file_paths(diff)? {
+        let krate = path.split('/').next().unwrap_or_default();
+        if !crates.iter().any(|c| c == krate) {
             crates.push(krate.to_string());
         }
     }
-    crates
+    Ok(crates)
 }
 
 /// Print the hunks and the table, and write them to `report.md`; returns its path.
@@ -508,9 +491,9 @@ pub(super) fn gnu_patch_run(
 }
 
 /// Attach each reported hunk's `@@ … @@` header from the patch itself.
-pub(super) fn label(diff: &str, reported: Vec<Hunk>) -> Vec<(Option<String>, Hunk)> {
-    let headers: BTreeMap<String, Vec<String>> = hunks(diff).into_iter().collect();
-    reported
+pub(super) fn label(diff: &str, reported: Vec<Hunk>) -> Result<Vec<(Option<String>, Hunk)>> {
+    let headers: BTreeMap<String, Vec<String>> = diff::hunk_headers(diff)?.into_iter().collect();
+    Ok(reported
         .into_iter()
         .map(|hunk| {
             let header = headers
@@ -519,7 +502,7 @@ pub(super) fn label(diff: &str, reported: Vec<Hunk>) -> Vec<(Option<String>, Hun
                 .cloned();
             (header, hunk)
         })
-        .collect()
+        .collect())
 }
 
 /// Per patch, per file, per hunk.
@@ -725,7 +708,7 @@ mod tests {
                         --- a/crates/ in a removed line stays\n\
                         + a/crates/ in an added line stays\n";
         assert_eq!(
-            relative_to_crates(exported),
+            relative_to_crates(exported).unwrap(),
             "diff --git a/uv-cache/Cargo.toml b/uv-cache/Cargo.toml\n\
              --- a/uv-cache/Cargo.toml\n\
              +++ b/uv-cache/Cargo.toml\n\
@@ -844,15 +827,16 @@ mod tests {
     #[test]
     fn labels_hunks_with_their_headers() {
         let diff = "diff --git a/src/a.rs b/src/a.rs\n--- a/src/a.rs\n+++ b/src/a.rs\n\
-                    @@ -1,2 +1,2 @@\n-a\n+b\n c\n@@ -9,1 +9,2 @@\n x\n+y\n";
+                    @@ -1,2 +1,2 @@\n-a\n+b\n c\n@@ -9 +9,2 @@\n x\n+y\n";
         let labelled = label(
             diff,
             vec![
                 hunk("src/a.rs", 2, Status::Applies),
                 hunk("src/other.rs", 1, Status::Fails),
             ],
-        );
-        assert_eq!(labelled[0].0.as_deref(), Some("@@ -9,1 +9,2 @@"));
+        )
+        .unwrap();
+        assert_eq!(labelled[0].0.as_deref(), Some("@@ -9 +9,2 @@"));
         assert_eq!(labelled[1].0, None);
     }
 

@@ -287,12 +287,12 @@ fn needs_subcommands(chosen: &Chosen, gates: &[Gate]) -> Result<()> {
 /// are the step's. A change to `crates/uv/tests/` alone is the `cache` gate's.
 pub fn crates_with_sources(mail: &Path) -> Result<Vec<String>> {
     let text = fs_err::read_to_string(mail)?;
-    Ok(text
-        .lines()
-        .filter_map(|line| line.strip_prefix("diff --git a/crates/"))
-        .filter_map(|rest| {
-            let path = rest.split_whitespace().next()?;
-            let (krate, inner) = path.split_once('/')?;
+    let paths = super::diff::file_paths(&text)
+        .with_context(|| format!("{}: reading its diff", mail.display()))?;
+    Ok(paths
+        .iter()
+        .filter_map(|path| {
+            let (krate, inner) = path.strip_prefix("crates/")?.split_once('/')?;
             (!inner.starts_with("tests/")).then(|| krate.to_string())
         })
         .collect::<BTreeSet<_>>()

@@ -27,6 +27,7 @@ use uvfix_pipeline::Paths;
 mod check;
 mod checkout;
 mod command;
+mod diff;
 mod export;
 mod forward;
 mod gate_records;

@@ -1,8 +1,12 @@
 //! The text of our patch files, seen as commits: the header becomes the commit message, the
-//! rest is the diff. Pure functions, unit-tested.
+//! rest is the diff. The header is read by `git mailinfo`, as `git am` reads a mail; the diff
+//! through [`diff`]'s model.
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use std::path::Path;
+
+use super::diff;
+use super::git::git;
 
 /// A patch file split into a commit message and its diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,43 +19,34 @@ pub struct PatchText {
 }
 
 impl PatchText {
-    /// Split a patch file: `Subject: …`, a blank line, the body, `---`, then `diff --git`
-    /// sections. Only the subject and at least one diff are required.
+    /// Split a patch file (`Subject: …`, a blank line, the body, `---`, then `diff --git`
+    /// sections) or a `git format-patch` mail as `git am` does: `git mailinfo` reads the
+    /// subject (unfolded, a `[PATCH …]` tag dropped) and the message up to the first `---` or
+    /// `diff` line; the diff is everything from the first `diff --git` on. Only the subject
+    /// and at least one diff are required.
     pub fn parse(patch: &Path, text: &str) -> Result<Self> {
-        let header = uvfix_pipeline::patchfile::header(text);
-        let diff = &text[header.len()..];
+        let mail = mailinfo(text)
+            .with_context(|| format!("{}: `git mailinfo` cannot read it", patch.display()))?;
+        let diff = &mail.patch[uvfix_pipeline::patchfile::header(&mail.patch).len()..];
         if !diff.starts_with("diff --git ") {
             bail!(
                 "{}: no diff (expected `diff --git a/… b/…` sections after the header)",
                 patch.display()
             );
         }
-        let mut lines = header.lines().peekable();
-        let subject = loop {
-            let Some(line) = lines.next() else {
-                bail!(
-                    "{}: no `Subject:` line in the header; it becomes the commit's subject",
-                    patch.display()
-                );
-            };
-            if let Some(rest) = line.strip_prefix("Subject:") {
-                let mut subject = rest.trim().to_string();
-                // RFC 2822 folding: continuation lines start with white space.
-                while let Some(next) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
-                    subject.push(' ');
-                    subject.push_str(next.trim());
-                }
-                break strip_patch_tag(&subject).to_string();
+        let subject = match mail.subject {
+            None => bail!(
+                "{}: no `Subject:` line in the header; it becomes the commit's subject",
+                patch.display()
+            ),
+            Some(subject) if subject.is_empty() => {
+                bail!("{}: the `Subject:` line is empty", patch.display())
             }
+            Some(subject) => subject,
         };
-        if subject.is_empty() {
-            bail!("{}: the `Subject:` line is empty", patch.display());
-        }
-        let body: Vec<&str> = lines.take_while(|l| l.trim_end() != "---").collect();
-        let body = body.join("\n").trim().to_string();
         Ok(Self {
             subject,
-            body,
+            body: mail.message.trim().to_string(),
             diff: diff.to_string(),
         })
     }
@@ -96,93 +91,61 @@ impl Rewrite {
 /// crate: `uv-cache/src/lib.rs`) into one against the crates as they live in the repository:
 /// `Cargo.toml.orig` is the repository's `Cargo.toml`; the `Cargo.toml` crates.io generated
 /// from it (and its packaging files) do not exist there. Paths stay relative to `crates/`.
-pub fn to_repository_paths(diff: &str) -> (String, Rewrite) {
-    let mut out = String::new();
+pub fn to_repository_paths(diff: &str) -> Result<(String, Rewrite)> {
     let mut rewrite = Rewrite::default();
-    for section in sections(diff) {
-        let path = section_file(section);
+    let out = diff::map_paths(diff, |path| {
         let (krate, file) = path.split_once('/').unwrap_or(("", path));
         if file == "Cargo.toml" || PACKAGING_ONLY.contains(&file) {
             rewrite.dropped.push(path.to_string());
+            None
         } else if file == "Cargo.toml.orig" {
             rewrite.manifests_from_orig.push(krate.to_string());
-            for line in section.split_inclusive('\n') {
-                let is_header = line.starts_with("diff --git ")
-                    || line.starts_with("--- a/")
-                    || line.starts_with("+++ b/");
-                if is_header {
-                    out.push_str(&line.replace("Cargo.toml.orig", "Cargo.toml"));
-                } else {
-                    out.push_str(line);
-                }
-            }
+            Some(format!("{krate}/Cargo.toml"))
         } else {
-            out.push_str(section);
+            Some(path.to_string())
         }
-    }
-    (out, rewrite)
+    })?;
+    Ok((out, rewrite))
 }
 
-/// A git diff split at each `diff --git` line (each section keeps its line).
-fn sections(diff: &str) -> Vec<&str> {
-    let mut starts: Vec<usize> = diff
-        .match_indices("diff --git ")
-        .map(|(i, _)| i)
-        .filter(|&i| i == 0 || diff.as_bytes()[i - 1] == b'\n')
-        .collect();
-    if starts.first() != Some(&0) {
-        starts.insert(0, 0);
-    }
-    starts
-        .iter()
-        .zip(starts.iter().skip(1).chain(std::iter::once(&diff.len())))
-        .map(|(&a, &b)| &diff[a..b])
-        .filter(|s| !s.is_empty())
-        .collect()
+/// What `git mailinfo` makes of a mail.
+struct Mail {
+    /// `None`: the mail has no `Subject:` header.
+    subject: Option<String>,
+    /// The message below the headers, up to the patch.
+    message: String,
+    /// From the first line `git am` takes for the patch's (`---`, `diff -…`) on.
+    patch: String,
 }
 
-/// The `b/` path of a section's `diff --git a/x b/x` line.
-fn section_file(section: &str) -> &str {
-    section
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("diff --git "))
-        .and_then(|rest| rest.split_whitespace().last())
-        .map(|b| b.strip_prefix("b/").unwrap_or(b))
-        .unwrap_or_default()
-}
-
-/// `[PATCH 2/3] Subject` → `Subject`.
-fn strip_patch_tag(subject: &str) -> &str {
-    if subject.starts_with("[PATCH")
-        && let Some(end) = subject.find(']')
-    {
-        return subject[end + 1..].trim_start();
+/// `git mailinfo -b` on `text`: `-b` drops only a bracketed tag that says PATCH
+/// (`[PATCH 2/3]`), not every leading `[…]` (a `[uv-cache]` stays in the subject).
+fn mailinfo(text: &str) -> Result<Mail> {
+    let dir = tempfile::tempdir()?;
+    let mail = dir.path().join("mail");
+    fs_err::write(&mail, text)?;
+    // Not through `uvfix_process`, which closes stdin: mailinfo reads the mail only there.
+    let out = git(dir.path())
+        .args(["mailinfo", "-b", "message", "patch"])
+        .stdin(std::fs::File::open(&mail).with_context(|| format!("opening {}", mail.display()))?)
+        .output()
+        .context("cannot run git; is it installed?")?;
+    if !out.status.success() {
+        bail!(
+            "`git mailinfo` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
     }
-    subject
-}
-
-/// The hunk headers of a git diff, grouped by file in order: `(path, ["@@ -1,3 +1,4 @@", …])`.
-/// The path is the new name without the `b/` prefix (the old one for deletions).
-pub fn hunks(diff: &str) -> Vec<(String, Vec<String>)> {
-    let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for line in diff.lines() {
-        if let Some(rest) = line.strip_prefix("diff --git ") {
-            // `a/x b/x`: the paths in our series never contain spaces.
-            let name = rest
-                .split_whitespace()
-                .last()
-                .map(|b| b.strip_prefix("b/").unwrap_or(b))
-                .unwrap_or_default();
-            out.push((name.to_string(), Vec::new()));
-        } else if line.starts_with("@@ ")
-            && let Some((_, headers)) = out.last_mut()
-        {
-            let end = line[2..].find("@@").map_or(line.len(), |i| i + 4);
-            headers.push(line[..end].to_string());
-        }
-    }
-    out
+    let info = String::from_utf8_lossy(&out.stdout);
+    Ok(Mail {
+        subject: info
+            .lines()
+            .find_map(|line| line.strip_prefix("Subject:"))
+            .map(|subject| subject.trim().to_string()),
+        message: fs_err::read_to_string(dir.path().join("message"))?,
+        patch: fs_err::read_to_string(dir.path().join("patch"))?,
+    })
 }
 
 /// Totals of `git diff --numstat` output: (files, lines added, lines removed). Binary files
@@ -245,49 +208,75 @@ mod tests {
         );
     }
 
-    #[test_case("No subject here\n---\n"; "no subject")]
-    #[test_case("Subject:   \n---\n"; "empty subject")]
-    fn header_without_subject_is_an_error(header: &str) {
+    #[test_case(
+        "No subject here\n---\n",
+        "x.patch: no `Subject:` line in the header; it becomes the commit's subject";
+        "no subject"
+    )]
+    #[test_case("Subject:   \n---\n", "x.patch: the `Subject:` line is empty"; "empty subject")]
+    #[test_case(
+        "Subject: [PATCH]\n---\n",
+        "x.patch: the `Subject:` line is empty";
+        "nothing but the tag"
+    )]
+    fn header_without_subject_is_an_error(header: &str, message: &str) {
         let err = PatchText::parse(Path::new("x.patch"), &format!("{header}{DIFF}")).unwrap_err();
-        assert!(err.to_string().contains("x.patch"), "{err}");
+        assert_eq!(err.to_string(), message);
     }
 
     #[test]
     fn header_without_diff_is_an_error() {
         let err = PatchText::parse(Path::new("x.patch"), "Subject: s\n---\n").unwrap_err();
-        assert!(err.to_string().contains("no diff"), "{err}");
-    }
-
-    #[test]
-    fn lists_hunk_headers_per_file() {
         assert_eq!(
-            hunks(DIFF),
-            [
-                (
-                    "src/lib.rs".to_string(),
-                    vec![
-                        "@@ -1,3 +1,4 @@".to_string(),
-                        "@@ -10,2 +11,2 @@".to_string()
-                    ]
-                ),
-                ("src/new.rs".to_string(), vec!["@@ -0,0 +1 @@".to_string()]),
-            ]
+            err.to_string(),
+            "x.patch: no diff (expected `diff --git a/… b/…` sections after the header)"
         );
     }
 
+    /// Only a tag that says PATCH is dropped (`git mailinfo -b`).
+    #[test]
+    fn other_bracketed_prefixes_stay_in_the_subject() {
+        let parsed = PatchText::parse(
+            Path::new("p"),
+            &format!("Subject: [uv-cache] Fix it\n\n{DIFF}"),
+        )
+        .unwrap();
+        assert_eq!(parsed.subject, "[uv-cache] Fix it");
+    }
+
+    /// What `upstream export` writes reads back as the commit it came from.
+    #[test]
+    fn a_format_patch_mail_is_read_as_git_am_reads_it() {
+        let mail = format!(
+            "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n\
+             From: uvfix <uvfix@example.invalid>\n\
+             Date: Thu, 1 Jan 2026 00:00:00 +0000\n\
+             Subject: [PATCH 1/3] Say hello, at some length so\n that git folds it\n\n\
+             Because it is polite.\n---\n\
+             \x20src/lib.rs | 1 +\n\x201 file changed, 1 insertion(+)\n\n{DIFF}"
+        );
+        let parsed = PatchText::parse(Path::new("0001-Say-hello.patch"), &mail).unwrap();
+        insta::assert_snapshot!(parsed.message(), @r"
+        Say hello, at some length so that git folds it
+
+        Because it is polite.
+        ");
+        assert_eq!(parsed.diff, DIFF);
+    }
+
     const PUBLISHED: &str = "diff --git a/uv-cache/Cargo.toml b/uv-cache/Cargo.toml\n--- a/uv-cache/Cargo.toml\n+++ b/uv-cache/Cargo.toml\n\
-        @@ -154,3 +154,5 @@\n x\n+\n+[dev-dependencies.tokio]\n\
+        @@ -154 +154,3 @@\n x\n+\n+[dev-dependencies.tokio]\n\
         diff --git a/uv-cache/Cargo.toml.orig b/uv-cache/Cargo.toml.orig\n--- a/uv-cache/Cargo.toml.orig\n+++ b/uv-cache/Cargo.toml.orig\n\
-        @@ -37,3 +37,5 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
+        @@ -37 +37,3 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
         diff --git a/uv-fs/src/lib.rs b/uv-fs/src/lib.rs\n--- a/uv-fs/src/lib.rs\n+++ b/uv-fs/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n";
 
     #[test]
     fn published_manifest_is_dropped_and_the_original_becomes_cargo_toml() {
-        let (diff, rewrite) = to_repository_paths(PUBLISHED);
+        let (diff, rewrite) = to_repository_paths(PUBLISHED).unwrap();
         assert_eq!(
             diff,
             "diff --git a/uv-cache/Cargo.toml b/uv-cache/Cargo.toml\n--- a/uv-cache/Cargo.toml\n+++ b/uv-cache/Cargo.toml\n\
-             @@ -37,3 +37,5 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
+             @@ -37 +37,3 @@\n walkdir = { workspace = true }\n+\n+[dev-dependencies]\n\
              diff --git a/uv-fs/src/lib.rs b/uv-fs/src/lib.rs\n--- a/uv-fs/src/lib.rs\n+++ b/uv-fs/src/lib.rs\n@@ -1 +1 @@\n-a\n+b\n"
         );
         assert_eq!(
@@ -306,7 +295,7 @@ mod tests {
             .split("diff --git a/uv-cache/Cargo.toml.orig")
             .next()
             .unwrap();
-        let (diff, rewrite) = to_repository_paths(only_published);
+        let (diff, rewrite) = to_repository_paths(only_published).unwrap();
         assert_eq!(diff, "");
         assert_eq!(rewrite.manifest_changes_lost(), ["uv-cache"]);
     }
@@ -314,7 +303,7 @@ mod tests {
     #[test]
     fn source_only_diffs_are_untouched() {
         assert_eq!(
-            to_repository_paths(DIFF),
+            to_repository_paths(DIFF).unwrap(),
             (DIFF.to_string(), Rewrite::default())
         );
     }

@@ -22,6 +22,7 @@ use uvfix_pipeline::patchfile::{self, Tree};
 use uvfix_pipeline::vendor::{self, read_text_tree};
 use uvfix_pipeline::{Manifest, Paths, Variant, fetch};
 
+use super::diff;
 use super::forward::{self, PatchReport};
 use super::message::PatchText;
 use super::workdir::{self, display, fresh_dir};
@@ -120,6 +121,11 @@ fn without_line_numbers(rejects: &str) -> String {
 }
 
 /// A normalized reject file's hunks, each with its file's name on top.
+///
+/// Read line by line, not by diffy: with its line numbers gone, a hunk header is a bare `@@`,
+/// which is no unified diff any parser takes, and the records under `fixups/` are kept in
+/// that form. (GNU patch's own `.rej` is a unified diff, but it is only ever compared here in
+/// the normalized form, on both sides.)
 fn hunks_of(rejects: &str) -> Vec<String> {
     let mut file = "";
     let mut hunks: Vec<String> = Vec::new();
@@ -224,11 +230,9 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
     let (dir, trees) = (&job.dir, &job.trees);
     let text = fs_err::read_to_string(&from.path)?;
     let parsed = PatchText::parse(&from.rel, &text)?;
-    let moved = repin(
-        &move_paths(&parsed.diff, job.moves),
-        &job.old_versions,
-        job.lock,
-    );
+    let moved = move_paths(&parsed.diff, job.moves)
+        .with_context(|| format!("{}: reading its diff", from.rel.display()))?;
+    let moved = repin(&moved, &job.old_versions, job.lock);
     let input = dir.join(format!("{}.diff", to.id));
     fs_err::write(&input, &moved)?;
 
@@ -260,14 +264,14 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
         &to.path,
         format!("{header}{}", patchfile::diff(&before, &after)),
     )?;
-    let touched = forward::crates_of(&moved);
+    let touched = forward::crates_of(&moved)?;
     Ok(Carried {
         report: PatchReport {
             entry: to.rel.clone(),
             step: to.id.clone(),
             from: format!("base {}", job.from_base),
             to: touched.join(", "),
-            hunks: forward::label(&moved, super::gnu_patch::parse(&dry)),
+            hunks: forward::label(&moved, super::gnu_patch::parse(&dry))?,
         },
         fixup: has_fixup,
         hand_work,
@@ -275,40 +279,15 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
 }
 
 /// The diff with every path a release moved renamed.
-pub fn move_paths(diff: &str, moves: &[Move]) -> String {
-    let rename = |path: &str| {
-        moves
-            .iter()
-            .find_map(|m| m.apply(path))
-            .unwrap_or_else(|| path.to_string())
-    };
-    let mut out = String::with_capacity(diff.len());
-    // Only a file's header names paths; a removed line may well start with `--- a/`.
-    let mut in_header = false;
-    for line in diff.split_inclusive('\n') {
-        let (body, end) = line
-            .strip_suffix('\n')
-            .map_or((line, ""), |body| (body, "\n"));
-        if body.starts_with("@@") {
-            in_header = false;
-        }
-        let renamed = if let Some(rest) = body.strip_prefix("diff --git a/") {
-            in_header = true;
-            match rest.split_once(" b/") {
-                Some((a, b)) => format!("diff --git a/{} b/{}", rename(a), rename(b)),
-                None => body.to_string(),
-            }
-        } else if let Some(path) = body.strip_prefix("--- a/").filter(|_| in_header) {
-            format!("--- a/{}", rename(path))
-        } else if let Some(path) = body.strip_prefix("+++ b/").filter(|_| in_header) {
-            format!("+++ b/{}", rename(path))
-        } else {
-            body.to_string()
-        };
-        out.push_str(&renamed);
-        out.push_str(end);
-    }
-    out
+pub fn move_paths(diff: &str, moves: &[Move]) -> Result<String> {
+    diff::map_paths(diff, |path| {
+        Some(
+            moves
+                .iter()
+                .find_map(|m| m.apply(path))
+                .unwrap_or_else(|| path.to_string()),
+        )
+    })
 }
 
 /// A dependency a step adds to a published `Cargo.toml` at the source release's workspace
@@ -499,21 +478,37 @@ mod tests {
                 to: "uv-tool-commands/src/".into(),
             },
         ];
+        // Each file a real diff (the model parses it); a removed line that reads like a
+        // file header is content, and stays.
         let diff = "diff --git a/uv-python/src/interpreter.rs b/uv-python/src/interpreter.rs\n\
                     --- a/uv-python/src/interpreter.rs\n+++ b/uv-python/src/interpreter.rs\n\
                     @@ -1 +1 @@\n--- a/uv-python/src/interpreter.rs\n+b\n\
                     diff --git a/uv/src/commands/tool/run.rs b/uv/src/commands/tool/run.rs\n\
                     --- a/uv/src/commands/tool/run.rs\n+++ b/uv/src/commands/tool/run.rs\n\
-                    diff --git a/uv-cache/src/lib.rs b/uv-cache/src/lib.rs\n";
-        assert_eq!(
-            move_paths(diff, &moves),
-            "diff --git a/uv-python-interpreter/src/interpreter.rs b/uv-python-interpreter/src/interpreter.rs\n\
-             --- a/uv-python-interpreter/src/interpreter.rs\n+++ b/uv-python-interpreter/src/interpreter.rs\n\
-             @@ -1 +1 @@\n--- a/uv-python/src/interpreter.rs\n+b\n\
-             diff --git a/uv-tool-commands/src/run.rs b/uv-tool-commands/src/run.rs\n\
-             --- a/uv-tool-commands/src/run.rs\n+++ b/uv-tool-commands/src/run.rs\n\
-             diff --git a/uv-cache/src/lib.rs b/uv-cache/src/lib.rs\n"
-        );
+                    @@ -1 +1 @@\n-c\n+d\n\
+                    diff --git a/uv-cache/src/lib.rs b/uv-cache/src/lib.rs\n\
+                    --- a/uv-cache/src/lib.rs\n+++ b/uv-cache/src/lib.rs\n\
+                    @@ -1 +1 @@\n-e\n+f\n";
+        insta::assert_snapshot!(move_paths(diff, &moves).unwrap(), @r"
+        diff --git a/uv-python-interpreter/src/interpreter.rs b/uv-python-interpreter/src/interpreter.rs
+        --- a/uv-python-interpreter/src/interpreter.rs
+        +++ b/uv-python-interpreter/src/interpreter.rs
+        @@ -1 +1 @@
+        --- a/uv-python/src/interpreter.rs
+        +b
+        diff --git a/uv-tool-commands/src/run.rs b/uv-tool-commands/src/run.rs
+        --- a/uv-tool-commands/src/run.rs
+        +++ b/uv-tool-commands/src/run.rs
+        @@ -1 +1 @@
+        -c
+        +d
+        diff --git a/uv-cache/src/lib.rs b/uv-cache/src/lib.rs
+        --- a/uv-cache/src/lib.rs
+        +++ b/uv-cache/src/lib.rs
+        @@ -1 +1 @@
+        -e
+        +f
+        ");
     }
 
     /// A source stack of one step and a base carrying it over, with that step's hand work.
