@@ -3,16 +3,9 @@
 #[cfg(unix)]
 mod bench;
 #[cfg(unix)]
-mod bench_matrix;
-#[cfg(unix)]
-mod explicit;
-mod fmt_check;
-#[cfg(unix)]
 mod matrix;
 #[cfg(unix)]
 mod report;
-#[cfg(unix)]
-mod steps;
 mod unit_tests;
 
 use std::process::ExitCode;
@@ -267,7 +260,9 @@ fn run(cli: Cli) -> Result<()> {
         #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
-        Command::Bench(args) => bench::run(&paths, &args, &builder::build_helper(&paths)?)?,
+        Command::Bench(args) => {
+            uvfix_bench::run(&paths, &args.into(), &builder::build_helper(&paths)?)?
+        }
         #[cfg(unix)]
         Command::Report { out } => report::run(&paths, out)?,
         Command::Upstream { command } => uvfix_upstream::run(&paths, command)?,
@@ -341,7 +336,14 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     let len = manifest.steps.len();
     match command {
-        PatchCommand::Fmt => fmt_check::run(paths, &manifest)?,
+        PatchCommand::Fmt => {
+            use uvfix_pipeline::fmt_check::{EDITION, check};
+            let files = check(paths, &manifest)?;
+            println!(
+                "uvfix: after every step, the {files} Rust files the stack touches are as \
+                 rustfmt (edition {EDITION}) leaves them"
+            );
+        }
         PatchCommand::Edit { step } => {
             let step = refresh::select(&manifest, &step)?;
             let dir = paths.crates_dir(Variant::prefix(step.number, len));
