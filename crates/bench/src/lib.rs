@@ -268,7 +268,7 @@ fn timings(benches: &[Bench], control: &Bench, runs: usize, helper: &Path) -> Re
 }
 
 /// Instructions one warm run executes in uv's own process (callgrind, children not traced):
-/// a count the machine's load does not move, where the wall-clock median on two shared cores
+/// a count the machine's load does not move, where the wall-clock median on a busy machine
 /// does. Skipped, with the reason, without valgrind.
 fn instructions(benches: &[Bench], helper: &Path, scratch: &Path) -> Result<String> {
     // Not exactly the same count twice: uv's thread pools split the work differently from run

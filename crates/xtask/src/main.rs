@@ -83,7 +83,8 @@ enum Command {
     #[command(hide = true)]
     CellStore {
         /// Only clean the stores runs that died left behind (this user's), and create none. A
-        /// store a live run holds is left alone and named. A store is ~0.8 GB.
+        /// store a live run holds is left alone and named. A store holds warm uv caches, so a
+        /// dead run's can hold much disk.
         #[arg(long)]
         clear: bool,
     },
