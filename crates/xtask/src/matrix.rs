@@ -29,7 +29,7 @@ reasons: it tested nothing. The default run (every sandbox) exits 0 with its ski
 Interrupted (SIGINT, SIGTERM, SIGHUP): the running cells are stopped, what they prepared is
 undone (immutable bits, ownership, containers), the run's store is removed, and the exit status
 is 128 + the signal. A run killed with SIGKILL is cleaned up by the next one.")]
-pub struct MatrixArgs {
+pub(crate) struct MatrixArgs {
     /// A uv to test instead of the built ones, as BUILD=PATH (repeatable; `uvx` must sit
     /// next to it). BUILD says what it is, and that decides its expectations: `patched`,
     /// `upstream` (a checkout with the series) and a whole stack `step-4-of-4` must pass;
@@ -133,7 +133,7 @@ impl clap::builder::TypedValueParser for SandboxName {
 /// `--all-bases`: the matrix of each base in turn, then the bases side by side
 /// (`bases.md` beside the default base's reports). Fails if any base had a FAIL cell, or if
 /// another base's patched build does not pass a cell the default base's patched build passes.
-pub fn run_bases(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+fn run_bases(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     let mut failed = Vec::new();
     let mut side_by_side = Vec::new();
     for base in paths.bases()? {
@@ -218,7 +218,7 @@ fn parse_uv(spec: &str) -> Result<UvUnderTest, String> {
     Ok(uv)
 }
 
-pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+pub(crate) fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if args.all_bases {
         return run_bases(paths, args, helper);
     }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use uvfix_pipeline::Paths;
 use uvfix_scenario::report::results::{self, Header, Locations, Machine, Reports};
 
-pub fn run(paths: &Paths, out: Option<PathBuf>) -> Result<()> {
+pub(crate) fn run(paths: &Paths, out: Option<PathBuf>) -> Result<()> {
     let default = paths.with_base(None)?;
     let bases = default.bases()?;
     let other_bases: Vec<(String, PathBuf)> = bases[1..]
