@@ -7,6 +7,7 @@
 //!   under `target/uvfix/build/{pristine,patched}`, refusing half-patched trees.
 //! * [`builder`] builds `uv`/`uvx` in those workspaces with one shared target dir.
 //! * [`refresh`] regenerates a crate's patch file from a maintainer's edit.
+//! * [`fmt_check`] checks that every step leaves the Rust it touches as rustfmt would.
 //!
 //! Nothing here is upstream code: the uv sources only ever exist under `target/`.
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub mod builder;
 pub mod fetch;
+pub mod fmt_check;
 pub mod manifest;
 pub mod patchfile;
 pub mod refresh;

@@ -193,8 +193,8 @@ fn run_inner(
 
 /// `Some(())` once the child has exited (within `limit`, if given), `None` at the limit; either
 /// way the child is left unreaped, for the caller. No polling: a poll interval is latency
-/// added to every command, and the matrix runs thousands of short ones (a 20 ms poll was half
-/// the fixture's cost per cell).
+/// added to every command, and the matrix runs thousands of short ones: even a short poll
+/// would be a large part of the fixture's cost per cell.
 #[cfg(unix)]
 fn exited_within(
     child: &mut std::process::Child,

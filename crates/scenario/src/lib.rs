@@ -6,7 +6,9 @@
 //! runs the scenario inside the sandbox with the cache digested before and after ([`digest`]),
 //! and judges the outcome against one table of expectations ([`expect`]), chosen by what the
 //! build is. [`report`] renders many results as a terminal summary, the grid (text and
-//! Markdown), JSON and JUnit; [`plan`] says which cells exist.
+//! Markdown), JSON and JUnit; [`plan`] says which cells exist. [`stepwise`] compares the
+//! builds of a stack step by step (`cargo xtask matrix --steps`); [`explicit`] fails a run
+//! that was asked for by name and tested nothing.
 //!
 //! No network, ever: packages come from a `find-links` directory of wheels built at test time,
 //! and `UV_PYTHON_DOWNLOADS=never` with the system interpreter ([`python`]).
@@ -19,6 +21,7 @@ pub mod cell;
 pub mod compare;
 pub mod digest;
 pub mod expect;
+pub mod explicit;
 pub mod plan;
 pub mod pool;
 pub mod python;
@@ -26,6 +29,7 @@ pub mod report;
 pub mod scenario;
 pub mod stack;
 pub mod state;
+pub mod stepwise;
 pub mod wheel;
 pub mod writeset;
 

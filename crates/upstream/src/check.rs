@@ -63,8 +63,8 @@ pub struct Options {
     pub only_steps: Vec<String>,
     /// With --tests: the stack first, then the release on only the tests that failed with
     /// it (`--exact`). Every failure gets the same verdict as in a full run; what is not
-    /// measured is which release failures the stack fixes. For the long areas: `sync`
-    /// alone took ~30 min here.
+    /// measured is which release failures the stack fixes. It saves the most in the long
+    /// areas (`sync` takes the longest).
     #[arg(long, requires = "tests")]
     pub release_reruns_failures: bool,
     /// With --tests or --gates: a directory of interpreters to put first on the tests' PATH

@@ -3,16 +3,9 @@
 #[cfg(unix)]
 mod bench;
 #[cfg(unix)]
-mod bench_matrix;
-#[cfg(unix)]
-mod explicit;
-mod fmt_check;
-#[cfg(unix)]
 mod matrix;
 #[cfg(unix)]
 mod report;
-#[cfg(unix)]
-mod steps;
 mod unit_tests;
 
 use std::process::ExitCode;
@@ -90,7 +83,8 @@ enum Command {
     #[command(hide = true)]
     CellStore {
         /// Only clean the stores runs that died left behind (this user's), and create none. A
-        /// store a live run holds is left alone and named. A store is ~0.8 GB.
+        /// store a live run holds is left alone and named. A store holds warm uv caches, so a
+        /// dead run's can hold much disk.
         #[arg(long)]
         clear: bool,
     },
@@ -267,7 +261,9 @@ fn run(cli: Cli) -> Result<()> {
         #[cfg(unix)]
         Command::Matrix(args) => matrix::run(&paths, args, &builder::build_helper(&paths)?)?,
         #[cfg(unix)]
-        Command::Bench(args) => bench::run(&paths, &args, &builder::build_helper(&paths)?)?,
+        Command::Bench(args) => {
+            uvfix_bench::run(&paths, &args.into(), &builder::build_helper(&paths)?)?
+        }
         #[cfg(unix)]
         Command::Report { out } => report::run(&paths, out)?,
         Command::Upstream { command } => uvfix_upstream::run(&paths, command)?,
@@ -341,7 +337,14 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     let len = manifest.steps.len();
     match command {
-        PatchCommand::Fmt => fmt_check::run(paths, &manifest)?,
+        PatchCommand::Fmt => {
+            use uvfix_pipeline::fmt_check::{EDITION, check};
+            let files = check(paths, &manifest)?;
+            println!(
+                "uvfix: after every step, the {files} Rust files the stack touches are as \
+                 rustfmt (edition {EDITION}) leaves them"
+            );
+        }
         PatchCommand::Edit { step } => {
             let step = refresh::select(&manifest, &step)?;
             let dir = paths.crates_dir(Variant::prefix(step.number, len));

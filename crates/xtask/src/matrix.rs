@@ -8,17 +8,18 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use uvfix_pipeline::Manifest;
 use uvfix_pipeline::Paths;
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_sandbox::Sandbox;
 use uvfix_scenario::Build;
 use uvfix_scenario::cell::{OFFICIAL_UV_ENV, UvUnderTest};
+use uvfix_scenario::explicit::Explicit;
 use uvfix_scenario::plan::{self, Filter};
 use uvfix_scenario::pool::{jobs, run_cells};
 use uvfix_scenario::report;
+use uvfix_scenario::stepwise::{self, StackStep};
 use uvfix_scenario::{CacheState, ScenarioId};
-
-use crate::explicit::Explicit;
 
 #[derive(Args, Clone)]
 #[command(after_help = "\
@@ -28,7 +29,7 @@ reasons: it tested nothing. The default run (every sandbox) exits 0 with its ski
 Interrupted (SIGINT, SIGTERM, SIGHUP): the running cells are stopped, what they prepared is
 undone (immutable bits, ownership, containers), the run's store is removed, and the exit status
 is 128 + the signal. A run killed with SIGKILL is cleaned up by the next one.")]
-pub struct MatrixArgs {
+pub(crate) struct MatrixArgs {
     /// A uv to test instead of the built ones, as BUILD=PATH (repeatable; `uvx` must sit
     /// next to it). BUILD says what it is, and that decides its expectations: `patched`,
     /// `upstream` (a checkout with the series) and a whole stack `step-4-of-4` must pass;
@@ -132,7 +133,7 @@ impl clap::builder::TypedValueParser for SandboxName {
 /// `--all-bases`: the matrix of each base in turn, then the bases side by side
 /// (`bases.md` beside the default base's reports). Fails if any base had a FAIL cell, or if
 /// another base's patched build does not pass a cell the default base's patched build passes.
-pub fn run_bases(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+fn run_bases(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     let mut failed = Vec::new();
     let mut side_by_side = Vec::new();
     for base in paths.bases()? {
@@ -217,7 +218,7 @@ fn parse_uv(spec: &str) -> Result<UvUnderTest, String> {
     Ok(uv)
 }
 
-pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
+pub(crate) fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     if args.all_bases {
         return run_bases(paths, args, helper);
     }
@@ -245,7 +246,18 @@ pub fn run(paths: &Paths, args: MatrixArgs, helper: &Path) -> Result<()> {
     explicit.check_sandboxes(&filter)?;
     let out = args.out.unwrap_or_else(|| paths.base_work().join("matrix"));
     if args.steps {
-        return crate::steps::run(paths, &filter, jobs(args.jobs), &out, helper, &explicit);
+        let manifest = Manifest::load(&paths.patches())?;
+        let steps = stack_steps(&manifest);
+        // A stack the per-step data does not know stops the run before anything is built.
+        stepwise::check_stack(&steps)?;
+        let uvs = stack_under_test(paths, &manifest)?;
+        let pristine = builder::given(Variant::Pristine);
+        let running = stepwise::Running {
+            jobs: jobs(args.jobs),
+            helper,
+            pristine: pristine.as_deref(),
+        };
+        return stepwise::run(&steps, &uvs, &filter, &running, &out, &explicit);
     }
     let mut uvs = Vec::new();
     if args.uvs.is_empty() {
@@ -338,4 +350,49 @@ fn explicit(args: &MatrixArgs) -> Explicit {
         ("--uv", !args.uvs.is_empty()),
         ("--official", args.official),
     ])
+}
+
+/// The stack's steps, as `--steps` compares them.
+fn stack_steps(manifest: &Manifest) -> Vec<StackStep> {
+    manifest
+        .steps
+        .iter()
+        .map(|step| StackStep {
+            number: step.number,
+            id: step.id.clone(),
+            proposed: step.status == uvfix_pipeline::manifest::Status::Proposed,
+        })
+        .collect()
+}
+
+/// Pristine, every prefix of the stack and the whole stack, as builds under test. A build
+/// already in `UVFIX_UV_<VARIANT>` (`UVFIX_UV_STEP_3`, …) is used as it is, as `cargo xtask
+/// build` does; the rest are built.
+fn stack_under_test(paths: &Paths, manifest: &Manifest) -> Result<Vec<UvUnderTest>> {
+    let variants = Variant::stack(manifest);
+    let given: Vec<Option<PathBuf>> = variants
+        .iter()
+        .map(|v| std::env::var_os(builder::env_var(*v)).map(PathBuf::from))
+        .collect();
+    let missing: Vec<Variant> = variants
+        .iter()
+        .zip(&given)
+        .filter(|(_, g)| g.is_none())
+        .map(|(v, _)| *v)
+        .collect();
+    let mut built = builder::ensure(paths, &missing)?.into_iter().map(|b| b.uv);
+    let of = manifest.steps.len();
+    Ok(variants
+        .iter()
+        .zip(given)
+        .map(|(variant, given)| {
+            let build = match *variant {
+                Variant::Pristine => Build::Pristine,
+                Variant::Patched => Build::Patched,
+                Variant::Step(applied) => Build::Step { applied, of },
+            };
+            let uv = given.unwrap_or_else(|| built.next().expect("one build per missing one"));
+            UvUnderTest::new(build, uv)
+        })
+        .collect())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use uvfix_pipeline::Paths;
 use uvfix_scenario::report::results::{self, Header, Locations, Machine, Reports};
 
-pub fn run(paths: &Paths, out: Option<PathBuf>) -> Result<()> {
+pub(crate) fn run(paths: &Paths, out: Option<PathBuf>) -> Result<()> {
     let default = paths.with_base(None)?;
     let bases = default.bases()?;
     let other_bases: Vec<(String, PathBuf)> = bases[1..]
@@ -70,45 +70,4 @@ fn commit(root: &Path) -> Result<String> {
     } else {
         format!("{head}, with uncommitted changes")
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use uvfix_sandbox::Sandbox;
-    use uvfix_scenario::compare::Key;
-    use uvfix_scenario::report::results::StepRow;
-    use uvfix_scenario::{CacheState, ScenarioId};
-
-    use crate::steps::StepChange;
-
-    /// `steps.json` is written from xtask's `StepChange` and read by the library's `StepRow`:
-    /// the two must agree, or the results page would stop at a report every run writes.
-    #[test]
-    fn steps_json_as_written_is_read() {
-        let key = Key {
-            sandbox: Sandbox::Landlock,
-            scenario: ScenarioId::S1,
-            state: CacheState::Warm,
-        };
-        let change = StepChange {
-            number: 2,
-            id: "shared-locks".into(),
-            green: vec![key],
-            unexpected: vec![key],
-            ..StepChange::default()
-        };
-        let rows: Vec<StepRow> =
-            serde_json::from_str(&serde_json::to_string_pretty(&[change]).unwrap()).unwrap();
-        assert_eq!(
-            rows,
-            [StepRow {
-                number: 2,
-                id: "shared-locks".into(),
-                green: vec!["landlock/S1/warm".into()],
-                red: vec![],
-                missing: vec![],
-                unexpected: vec!["landlock/S1/warm".into()],
-            }]
-        );
-    }
 }

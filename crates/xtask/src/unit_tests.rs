@@ -23,7 +23,7 @@ struct TestBinary {
     crate_dir: PathBuf,
 }
 
-pub fn run(paths: &Paths) -> Result<()> {
+pub(crate) fn run(paths: &Paths) -> Result<()> {
     builder::ensure(paths, &[Variant::Patched])?;
     let manifest = Manifest::load(&paths.patches())?;
     let binaries = build(paths, &manifest)?;

@@ -1,5 +1,5 @@
 //! A run that names what to test and tests nothing fails, saying why (the implicit default run
-//! is held to nothing of the kind: see `explicit::Explicit`).
+//! is held to nothing of the kind: see `uvfix_scenario::explicit::Explicit`).
 
 use std::path::Path;
 use std::process::Command;

@@ -50,7 +50,7 @@ pub fn make_layout(root: &Path) -> std::io::Result<CellDirs> {
 }
 
 /// Put `src` at `dest` (mode 0755): a hard link when that is free and already executable by
-/// everyone (uv is ~60 MB and the matrix has hundreds of cells), else a copy.
+/// everyone (uv is a large binary and the matrix has hundreds of cells), else a copy.
 pub fn stage_binary(src: &Path, dest: &Path) -> std::io::Result<()> {
     let src_mode = fs_err::metadata(src)?.permissions().mode();
     if src_mode & 0o005 == 0o005 && fs_err::hard_link(src, dest).is_ok() {

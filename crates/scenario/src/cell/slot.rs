@@ -54,7 +54,7 @@ pub(super) fn key(parts: &[&[u8]]) -> String {
 
 impl Slot {
     /// Wait for and lock `key`'s slot in `store`.
-    pub fn claim(store: &Path, key: &str) -> anyhow::Result<Self> {
+    pub(super) fn claim(store: &Path, key: &str) -> anyhow::Result<Self> {
         fs_err::create_dir_all(store)?;
         let lock = fs_err::OpenOptions::new()
             .create(true)
@@ -73,12 +73,12 @@ impl Slot {
     }
 
     /// Whether a complete snapshot exists (its directory is renamed into place last).
-    pub fn is_warm(&self) -> bool {
+    pub(super) fn is_warm(&self) -> bool {
         self.snapshot.is_dir() && self.root.is_dir()
     }
 
     /// Start from nothing: the warm happens in the slot's root itself.
-    pub fn reset(&self) -> anyhow::Result<()> {
+    pub(super) fn reset(&self) -> anyhow::Result<()> {
         super::usage::cleared(&self.root, true);
         for path in [&self.snapshot, &self.root] {
             if path.exists() {
@@ -89,7 +89,7 @@ impl Slot {
     }
 
     /// Snapshot the just-warmed root (all but the pinned directories) and its cache's digest.
-    pub fn save(&self, cache: &Path) -> anyhow::Result<()> {
+    pub(super) fn save(&self, cache: &Path) -> anyhow::Result<()> {
         let partial = self.snapshot.with_extension("partial");
         if partial.exists() {
             fs_err::remove_dir_all(&partial)?;
@@ -111,7 +111,7 @@ impl Slot {
 
     /// Give the slot the warm tree again: clear all but the pinned directories, copy the
     /// snapshot in, and prove the cache is the one the warm left.
-    pub fn restore(&self, cache: &Path) -> anyhow::Result<()> {
+    pub(super) fn restore(&self, cache: &Path) -> anyhow::Result<()> {
         clear_unpinned(&self.root, Path::new(""))?;
         copy_unpinned(&self.snapshot, &self.root, Path::new(""))?;
         super::usage::copied(&self.root);
@@ -127,7 +127,7 @@ impl Slot {
     }
 
     /// After the cell: drop what it changed, keep the slot small (the snapshot stays).
-    pub fn clear(&self) -> anyhow::Result<()> {
+    pub(super) fn clear(&self) -> anyhow::Result<()> {
         super::usage::cleared(&self.root, false);
         clear_unpinned(&self.root, Path::new(""))
     }

@@ -56,7 +56,7 @@ impl Cell<'_> {
 
     /// Write the workspace and warm the cache: what every cell of a (uv, scenario, state)
     /// shares, done once per key when the cell has a slot (see `super::slot`).
-    pub fn warm_up(&mut self) -> anyhow::Result<()> {
+    pub(super) fn warm_up(&mut self) -> anyhow::Result<()> {
         let start = Instant::now();
         self.spec
             .setup_workspace(&self.layout().workspace, &self.dirs.wheels, &self.python)
@@ -68,7 +68,7 @@ impl Cell<'_> {
 
     /// The rest of the cell on a warm tree: `Ok` with the verdict, `Err` for trouble in the
     /// fixture itself.
-    pub fn run(&mut self) -> anyhow::Result<Outcome> {
+    pub(super) fn run(&mut self) -> anyhow::Result<Outcome> {
         self.damage()?;
         if let Some(verdict) = self.prove_state()? {
             return Ok(verdict);
@@ -262,7 +262,7 @@ impl Cell<'_> {
     /// the tree from being removed or the next cell of the slot from getting the warm tree:
     /// the foreign piece back to us (a user cannot remove what root owns), the directories on
     /// the way to the pinned ones back to us (the slot keeps them).
-    pub fn release(&self) {
+    pub(super) fn release(&self) {
         let layout = self.layout();
         if self.state.is_foreign() {
             let (uid, gid) = (owner::my_uid(), owner::my_gid());

@@ -13,7 +13,7 @@ use crate::expect::Outcome;
 
 /// Terminal width the summary keeps to: reasons are wrapped (never cut: the end of a skip
 /// reason is often the command that installs what is missing), rerun commands stay on one line.
-pub const WIDTH: usize = 100;
+pub(super) const WIDTH: usize = 100;
 
 /// The summary of `results`.
 pub fn render_summary(results: &[CellResult]) -> String {

@@ -1,28 +1,40 @@
 //! `cargo xtask matrix --steps`: the stack, validated one pull request at a time.
 //!
-//! Builds pristine and every prefix of the stack (step 1, steps 1–2, …, the whole stack),
-//! runs the same cells with each, and reports for every step the cells it turns green. A step
-//! that turns a cell red fails the run: upstream merges the steps one by one, so each prefix
-//! must be at least as good as the one below it, and a writable cache must never notice.
-//! What each step is expected to turn green is data ([`uvfix_scenario::stack`]); a step that
-//! turns green more or less than that fails the run too.
+//! The same cells run with pristine and every prefix of the stack (step 1, steps 1–2, …, the
+//! whole stack); this compares each prefix with the one below it and reports for every step
+//! the cells it turns green. A step that turns a cell red fails the run: upstream merges the
+//! steps one by one, so each prefix must be at least as good as the one below it, and a
+//! writable cache must never notice. What each step is expected to turn green is data
+//! ([`crate::stack`]); a step that turns green more or less than that fails the run too.
+//!
+//! The builds come from the caller (`cargo xtask` builds them with the pipeline), so this
+//! crate stays free of the build side.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::bail;
 use serde::Serialize;
-use uvfix_pipeline::builder::{self, Variant};
-use uvfix_pipeline::{Manifest, Paths};
 use uvfix_sandbox::Sandbox;
-use uvfix_scenario::Build;
-use uvfix_scenario::cell::{CellResult, UvUnderTest};
-use uvfix_scenario::compare::{Key, succeeded};
-use uvfix_scenario::plan::{self, Filter};
-use uvfix_scenario::{pool, stack};
 
+use crate::Build;
+use crate::cell::{CellResult, UvUnderTest};
+use crate::compare::{Key, succeeded};
 use crate::explicit::Explicit;
+use crate::plan::{self, Filter};
+use crate::{pool, stack};
+
+/// A step of the stack, as much of `patches/series.toml`'s `[[step]]` as the comparison needs.
+#[derive(Debug, Clone)]
+pub struct StackStep {
+    /// 1 for the first step.
+    pub number: usize,
+    /// The id [`crate::stack`] names the step by.
+    pub id: String,
+    /// In the proposed tier (`status = "proposed"`), not the design tier (`optional`).
+    pub proposed: bool,
+}
 
 /// What one step did to the cells.
 #[derive(Debug, Default, Serialize)]
@@ -57,9 +69,8 @@ fn by_cell(results: &[CellResult], builds: &[Build]) -> BTreeMap<Key, Vec<Option
 }
 
 /// Compare consecutive builds, and each step with what the data says it turns green.
-pub fn changes(manifest: &Manifest, table: &BTreeMap<Key, Vec<Option<bool>>>) -> Vec<StepChange> {
-    manifest
-        .steps
+pub fn changes(steps: &[StackStep], table: &BTreeMap<Key, Vec<Option<bool>>>) -> Vec<StepChange> {
+    steps
         .iter()
         .map(|step| {
             let mut change = StepChange {
@@ -91,21 +102,22 @@ pub fn changes(manifest: &Manifest, table: &BTreeMap<Key, Vec<Option<bool>>>) ->
 }
 
 /// `steps.md`: one row per step.
-fn render_summary(manifest: &Manifest, changes: &[StepChange]) -> String {
+fn render_summary(steps: &[StackStep], changes: &[StepChange]) -> String {
     let mut out = String::from(
         "# The stack, step by step\n\n\
          | # | step | status | turns green | turns red | not as the data says |\n\
          |---|---|---|---:|---:|---:|\n",
     );
-    for (step, change) in manifest.steps.iter().zip(changes) {
+    for (step, change) in steps.iter().zip(changes) {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} |",
             step.number,
             step.id,
-            match step.status {
-                uvfix_pipeline::manifest::Status::Proposed => "proposed",
-                uvfix_pipeline::manifest::Status::Optional => "optional",
+            if step.proposed {
+                "proposed"
+            } else {
+                "optional"
             },
             change.green.len(),
             change.red.len(),
@@ -118,18 +130,16 @@ fn render_summary(manifest: &Manifest, changes: &[StepChange]) -> String {
 /// What upstream gets from each tier, per sandbox: the cells that succeed with pristine, after
 /// the last `proposed` step (what upstream gets if it declines every design step) and with the
 /// whole stack. Empty where the stack has no `proposed` step.
-fn render_tiers(manifest: &Manifest, table: &BTreeMap<Key, Vec<Option<bool>>>) -> String {
-    use uvfix_pipeline::manifest::Status;
-    let Some(proposed) = manifest
-        .steps
+fn render_tiers(steps: &[StackStep], table: &BTreeMap<Key, Vec<Option<bool>>>) -> String {
+    let Some(proposed) = steps
         .iter()
-        .filter(|step| step.status == Status::Proposed)
+        .filter(|step| step.proposed)
         .map(|step| step.number)
         .max()
     else {
         return String::new();
     };
-    let whole = manifest.steps.len();
+    let whole = steps.len();
     // Markdown: a line indented by four spaces is a code block, so no line here is.
     let mut out = format!(
         "\n## The two tiers\n\n\
@@ -226,49 +236,16 @@ fn render_step(change: &StepChange, table: &BTreeMap<Key, Vec<Option<bool>>>) ->
     out
 }
 
-/// Build every prefix, run the cells with each, report and check the steps.
-/// Pristine, every prefix of the stack and the whole stack, as builds under test. A build
-/// already in `UVFIX_UV_<VARIANT>` (`UVFIX_UV_STEP_3`, …) is used as it is, as `cargo xtask
-/// build` does; the rest are built.
-fn builds_under_test(paths: &Paths, manifest: &Manifest) -> anyhow::Result<Vec<UvUnderTest>> {
-    let variants = Variant::stack(manifest);
-    let given: Vec<Option<PathBuf>> = variants
-        .iter()
-        .map(|v| std::env::var_os(builder::env_var(*v)).map(PathBuf::from))
-        .collect();
-    let missing: Vec<Variant> = variants
-        .iter()
-        .zip(&given)
-        .filter(|(_, g)| g.is_none())
-        .map(|(v, _)| *v)
-        .collect();
-    let mut built = builder::ensure(paths, &missing)?.into_iter().map(|b| b.uv);
-    let of = manifest.steps.len();
-    Ok(variants
-        .iter()
-        .zip(given)
-        .map(|(variant, given)| {
-            let build = match *variant {
-                Variant::Pristine => Build::Pristine,
-                Variant::Patched => Build::Patched,
-                Variant::Step(applied) => Build::Step { applied, of },
-            };
-            let uv = given.unwrap_or_else(|| built.next().expect("one build per missing one"));
-            UvUnderTest::new(build, uv)
-        })
-        .collect())
-}
-
 /// Write steps.md, steps.json and steps/<id>.md; returns the summary.
 fn write_reports(
-    manifest: &Manifest,
+    steps: &[StackStep],
     changes: &[StepChange],
     table: &BTreeMap<Key, Vec<Option<bool>>>,
     out: &Path,
 ) -> anyhow::Result<String> {
-    let dir: PathBuf = out.join("steps");
+    let dir = out.join("steps");
     fs_err::create_dir_all(&dir)?;
-    let summary = render_summary(manifest, changes) + &render_tiers(manifest, table);
+    let summary = render_summary(steps, changes) + &render_tiers(steps, table);
     fs_err::write(out.join("steps.md"), &summary)?;
     fs_err::write(
         out.join("steps.json"),
@@ -299,38 +276,52 @@ fn disagreements(changes: &[StepChange]) -> Vec<String> {
         .collect()
 }
 
-pub fn run(
-    paths: &Paths,
-    filter: &Filter,
-    jobs: usize,
-    out: &Path,
-    helper: &Path,
-    explicit: &Explicit,
-) -> anyhow::Result<()> {
-    let manifest = Manifest::load(&paths.patches())?;
-    let ids: Vec<&str> = manifest.steps.iter().map(|s| s.id.as_str()).collect();
+/// The stack's steps must be the ones [`stack`] names: checked before anything is built.
+pub fn check_stack(steps: &[StackStep]) -> anyhow::Result<()> {
+    let ids: Vec<&str> = steps.iter().map(|s| s.id.as_str()).collect();
     if let Err(err) = stack::check_stack(&ids) {
         bail!("{err}; update crates/scenario/src/stack.rs");
     }
-    let uvs = builds_under_test(paths, &manifest)?;
+    Ok(())
+}
+
+/// Where and how the cells run: what [`pool::run_cells`] takes besides the cells.
+pub struct Running<'a> {
+    pub jobs: usize,
+    pub helper: &'a Path,
+    /// A pristine uv given from outside (`$UVFIX_UV_PRISTINE`), for the write-set references.
+    pub pristine: Option<&'a Path>,
+}
+
+/// Run the cells with every build of `uvs` (pristine, then each prefix of `steps`, in order),
+/// report and check the steps: write the reports to `out`, print the summary, and fail on a
+/// cell change the per-step data does not predict, or an explicit request that ran nothing.
+pub fn run(
+    steps: &[StackStep],
+    uvs: &[UvUnderTest],
+    filter: &Filter,
+    running: &Running<'_>,
+    out: &Path,
+    explicit: &Explicit,
+) -> anyhow::Result<()> {
+    check_stack(steps)?;
     let builds: Vec<Build> = uvs.iter().map(|uv| uv.build.clone()).collect();
-    let pristine = builder::given(Variant::Pristine);
     let (results, cost) = pool::run_cells(
-        &plan::cells(&uvs, filter),
-        jobs,
-        helper,
+        &plan::cells(uvs, filter),
+        running.jobs,
+        running.helper,
         false,
-        pristine.as_deref(),
+        running.pristine,
     )?;
     println!("{}", cost.line());
 
     let table = by_cell(&results, &builds);
-    let changes = changes(&manifest, &table);
-    let summary = write_reports(&manifest, &changes, &table, out)?;
+    let changes = changes(steps, &table);
+    let summary = write_reports(steps, &changes, &table, out)?;
     // Every cell of every build too (matrix.json, matrix.md, junit.xml), so the directory never
     // holds another run's cells beside this run's steps: a stale matrix.json there once showed
     // a column as skipped that this run had passed.
-    uvfix_scenario::report::write_reports(&results, out)?;
+    crate::report::write_reports(&results, out)?;
     print!("{summary}");
     eprintln!(
         "uvfix: per-step reports in {} (steps.md, steps/<id>.md, steps.json; every cell in \
@@ -351,20 +342,21 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uvfix_scenario::{CacheState, ScenarioId};
+    use crate::report::results::StepRow;
+    use crate::{CacheState, ScenarioId};
 
-    fn manifest(statuses: &[&str]) -> Manifest {
-        let mut text = String::from(
-            "[uv]\nversion = \"0.12.5\"\nchecksum = \"00\"\n[[crate]]\nname = \"uv\"\nversion = \"0.12.5\"\n",
-        );
-        for (id, status) in ["a", "b", "c"].iter().zip(statuses) {
-            text.push_str(&format!(
-                "[[step]]\nid = \"{id}\"\npatch = \"stack/{id}.patch\"\nstatus = \"{status}\"\nclaim = \"c\"\n"
-            ));
-        }
-        let dir = tempfile::tempdir().unwrap();
-        fs_err::write(dir.path().join(Manifest::FILE), text).unwrap();
-        Manifest::load_to_forward(dir.path()).unwrap()
+    /// Steps `a`, `b`, … of the given tiers (`true`: proposed).
+    fn stack(proposed: &[bool]) -> Vec<StackStep> {
+        ["a", "b", "c"]
+            .iter()
+            .zip(proposed)
+            .enumerate()
+            .map(|(at, (id, &proposed))| StackStep {
+                number: at + 1,
+                id: id.to_string(),
+                proposed,
+            })
+            .collect()
     }
 
     fn key(sandbox: Sandbox, scenario: ScenarioId) -> Key {
@@ -379,7 +371,6 @@ mod tests {
     /// stack, sandbox by sandbox.
     #[test]
     fn tiers_split_at_the_last_proposed_step() {
-        let manifest = manifest(&["proposed", "proposed", "optional"]);
         let table = BTreeMap::from([
             // Green at step 2 (proposed), green at step 3 (design), never green.
             (
@@ -395,12 +386,38 @@ mod tests {
                 vec![Some(false), Some(false), Some(false), Some(false)],
             ),
         ]);
-        insta::assert_snapshot!(render_tiers(&manifest, &table));
+        insta::assert_snapshot!(render_tiers(&stack(&[true, true, false]), &table));
     }
 
     #[test]
     fn no_tiers_without_a_proposed_step() {
-        let manifest = manifest(&["optional"]);
-        assert_eq!(render_tiers(&manifest, &BTreeMap::new()), "");
+        assert_eq!(render_tiers(&stack(&[false]), &BTreeMap::new()), "");
+    }
+
+    /// `steps.json` is written from [`StepChange`] and read by the results page's [`StepRow`]:
+    /// the two must agree, or the results page would stop at a report every run writes.
+    #[test]
+    fn steps_json_as_written_is_read() {
+        let key = key(Sandbox::Landlock, ScenarioId::S1);
+        let change = StepChange {
+            number: 2,
+            id: "shared-locks".into(),
+            green: vec![key],
+            unexpected: vec![key],
+            ..StepChange::default()
+        };
+        let rows: Vec<StepRow> =
+            serde_json::from_str(&serde_json::to_string_pretty(&[change]).unwrap()).unwrap();
+        assert_eq!(
+            rows,
+            [StepRow {
+                number: 2,
+                id: "shared-locks".into(),
+                green: vec!["landlock/S1/warm".into()],
+                red: vec![],
+                missing: vec![],
+                unexpected: vec!["landlock/S1/warm".into()],
+            }]
+        );
     }
 }

@@ -12,7 +12,12 @@ use uvfix_scenario::pool::run_cells;
 use uvfix_scenario::report::{Cost, Summary};
 
 /// Run the cells of `uvs` × `filter` both ways; the report section.
-pub fn section(uvs: &[UvUnderTest], filter: &Filter, jobs: usize, helper: &Path) -> Result<String> {
+pub(crate) fn section(
+    uvs: &[UvUnderTest],
+    filter: &Filter,
+    jobs: usize,
+    helper: &Path,
+) -> Result<String> {
     let cells = plan::cells(uvs, filter);
     let mut report = format!(
         "matrix: {} cells ({}), {jobs} at a time; cost per cell over the cells that ran:\n",

@@ -1,4 +1,5 @@
-//! `cargo xtask patch fmt`: the stack's Rust is as rustfmt leaves it.
+//! `cargo xtask patch fmt`: the stack's Rust is as rustfmt leaves it. Beside the vendoring
+//! because it reads the trees `vendor` prepares, one per step.
 //!
 //! uv's CI runs `cargo fmt --check`, so a step that leaves a line rustfmt would wrap is a PR
 //! that fails upstream (it happened: three steps did). rustfmt is the judge, run over every
@@ -11,16 +12,17 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
-use uvfix_pipeline::builder::Variant;
-use uvfix_pipeline::manifest::Step;
-use uvfix_pipeline::{Manifest, Paths};
+use crate::builder::Variant;
+use crate::manifest::Step;
+use crate::{Error, Manifest, Paths};
 
 /// uv's `rustfmt.toml`: edition and style edition 2024 (rustfmt's default, 2015, parses and
 /// wraps differently).
-const EDITION: &str = "2024";
+pub const EDITION: &str = "2024";
 
-pub fn run(paths: &Paths, manifest: &Manifest) -> Result<()> {
+/// Check every step's tree against the pristine one (`vendor` must have prepared them all);
+/// returns how many Rust files the stack touches, all of them as rustfmt leaves them.
+pub fn check(paths: &Paths, manifest: &Manifest) -> Result<usize, Error> {
     let pristine = paths.crates_dir(Variant::Pristine);
     let len = manifest.steps.len();
     let all = touched_rust_files(&manifest.steps)?;
@@ -39,33 +41,28 @@ pub fn run(paths: &Paths, manifest: &Manifest) -> Result<()> {
         }
     }
     if !findings.is_empty() {
-        bail!(
+        return Err(Error::Other(format!(
             "rustfmt (edition {EDITION}) would change files the stack touches (and not their \
              pristine versions), by step:\n  {}\nFormat them in the build tree of the step that \
              wrote the lines (`cargo xtask patch edit <step>`), then `patch refresh <step>`",
             findings.join("\n  ")
-        );
+        )));
     }
-    println!(
-        "uvfix: after every step, the {} Rust files the stack touches are as rustfmt (edition \
-         {EDITION}) leaves them",
-        all.len()
-    );
-    Ok(())
+    Ok(all.len())
 }
 
-fn existing(dir: &Path) -> Result<PathBuf> {
+fn existing(dir: &Path) -> Result<PathBuf, Error> {
     if !dir.is_dir() {
-        bail!(
+        return Err(Error::Other(format!(
             "{} does not exist; run `cargo xtask vendor` first",
             dir.display()
-        );
+        )));
     }
     Ok(dir.to_path_buf())
 }
 
 /// Crate-relative paths (`uv-fs/src/locked_file.rs`) of the `.rs` files `steps` patch.
-fn touched_rust_files(steps: &[Step]) -> Result<BTreeSet<PathBuf>> {
+fn touched_rust_files(steps: &[Step]) -> Result<BTreeSet<PathBuf>, Error> {
     let mut files = BTreeSet::new();
     for step in steps {
         let text = fs_err::read_to_string(&step.path)?;
@@ -78,21 +75,25 @@ fn touched_rust_files(steps: &[Step]) -> Result<BTreeSet<PathBuf>> {
 }
 
 /// The files rustfmt would change, relative to `dir`: its `Diff in <path>:<line>:` lines.
-fn unformatted(dir: &Path, files: &BTreeSet<PathBuf>) -> Result<BTreeSet<String>> {
+fn unformatted(dir: &Path, files: &BTreeSet<PathBuf>) -> Result<BTreeSet<String>, Error> {
     let present: Vec<&PathBuf> = files.iter().filter(|f| dir.join(f).is_file()).collect();
     let output = Command::new("rustfmt")
         .args(["--edition", EDITION, "--style-edition", EDITION, "--check"])
         .args(&present)
         .current_dir(dir)
         .output()
-        .context("running rustfmt (`rustup component add rustfmt` installs it)")?;
+        .map_err(|source| Error::MissingTool {
+            tool: "rustfmt".into(),
+            hint: "`rustup component add rustfmt` installs it.".into(),
+            source,
+        })?;
     // 0: all formatted; 1: some would change; anything else: rustfmt itself failed.
     if !matches!(output.status.code(), Some(0 | 1)) {
-        bail!(
-            "rustfmt failed in {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        return Err(Error::Command {
+            command: format!("rustfmt --check (in {})", dir.display()),
+            status: output.status.to_string(),
+            detail: format!(": {}", String::from_utf8_lossy(&output.stderr).trim_end()),
+        });
     }
     Ok(diff_paths(&String::from_utf8_lossy(&output.stdout), dir))
 }

@@ -1,10 +1,12 @@
 //! What the user named on a `cargo xtask matrix` command line, and the checks that hold an
 //! explicit request to having tested something. Its own module because both the matrix
-//! (`matrix`) and its per-step mode (`steps`) judge a run by it.
+//! (`cargo xtask matrix`) and its per-step mode ([`crate::stepwise`]) judge a run by it.
 
 use anyhow::{Result, bail};
-use uvfix_scenario::cell::CellResult;
-use uvfix_scenario::plan::Filter;
+
+use crate::Outcome;
+use crate::cell::CellResult;
+use crate::plan::Filter;
 
 /// What the user named on the command line. A run they asked for by name that tests nothing
 /// is an error (like nextest's `--no-tests=fail`): a script or CI job naming a sandbox that is
@@ -51,17 +53,14 @@ impl Explicit {
         self.check_outcomes(results.iter().map(|r| &r.outcome))
     }
 
-    fn check_outcomes<'a>(
-        &self,
-        outcomes: impl IntoIterator<Item = &'a uvfix_scenario::Outcome>,
-    ) -> Result<()> {
+    fn check_outcomes<'a>(&self, outcomes: impl IntoIterator<Item = &'a Outcome>) -> Result<()> {
         let Some(asked) = self.asked() else {
             return Ok(());
         };
         let mut reasons: Vec<&str> = Vec::new();
         for outcome in outcomes {
             match outcome {
-                uvfix_scenario::Outcome::Skip(why) => {
+                Outcome::Skip(why) => {
                     if !reasons.contains(&why.as_str()) {
                         reasons.push(why);
                     }
@@ -82,7 +81,6 @@ impl Explicit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uvfix_scenario::Outcome;
 
     #[test]
     fn an_explicit_request_that_ran_nothing_fails_with_its_reasons() {
