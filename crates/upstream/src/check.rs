@@ -77,7 +77,7 @@ pub struct Options {
     pub areas: Vec<String>,
 }
 
-pub fn run(paths: &Paths, options: &Options) -> Result<()> {
+pub(crate) fn run(paths: &Paths, options: &Options) -> Result<()> {
     if !(options.only_steps.is_empty() || options.gates || options.steps) {
         bail!("--step picks steps of --gates or of --tests --steps: give one of them");
     }

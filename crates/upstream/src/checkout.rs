@@ -17,7 +17,7 @@ use super::toolchain::Toolchain;
 use super::workdir::display;
 
 /// A checkout of astral-sh/uv at one revision, and the series exported for it.
-pub struct Checkout {
+pub(crate) struct Checkout {
     pub source: PathBuf,
     pub sha: String,
     pub label: String,
@@ -33,7 +33,7 @@ impl Checkout {
     /// patch applies) and only the files that differ from it are written: the others keep
     /// their mtimes, so cargo recompiles what this step changes and nothing that a reset
     /// and re-apply would have touched (the bottom crates, and all of uv above them).
-    pub fn at_step(&self, paths: &Paths, count: usize) -> Result<()> {
+    pub(crate) fn at_step(&self, paths: &Paths, count: usize) -> Result<()> {
         let patches = &self.exported[..count];
         if !self.is_at_revision() {
             prepare_worktree(&self.source, &self.tree, &self.sha)?;
@@ -53,7 +53,7 @@ impl Checkout {
 
     /// Prove that the first `count` patches apply, in a throwaway index: the worktree's files
     /// stay as they are (and keep their mtimes). The worktree must exist ([`Self::at_step`]).
-    pub fn check_applies(&self, count: usize) -> Result<()> {
+    pub(crate) fn check_applies(&self, count: usize) -> Result<()> {
         let scratch = tempfile::Builder::new().prefix("uvfix-index-").tempdir()?;
         let patches = &self.exported[..count];
         tree_with(&self.tree, &self.sha, patches, &self.label, scratch.path())?;
@@ -81,7 +81,7 @@ impl Checkout {
     }
 
     /// `cargo` in the worktree, with `toolchain` and the upstream target dir.
-    pub fn cargo(&self, paths: &Paths, toolchain: &Toolchain, args: &[&str]) -> Command {
+    pub(crate) fn cargo(&self, paths: &Paths, toolchain: &Toolchain, args: &[&str]) -> Command {
         let mut command = toolchain.cargo();
         command
             .current_dir(&self.tree)
@@ -91,7 +91,7 @@ impl Checkout {
     }
 
     /// The step's id for `count` applied patches, or the revision's label for none.
-    pub fn step_name(&self, count: usize) -> String {
+    pub(crate) fn step_name(&self, count: usize) -> String {
         match count {
             0 => self.label.clone(),
             n => self.exported[n - 1].step.clone(),
@@ -101,13 +101,13 @@ impl Checkout {
 
 /// The cargo target dir of upstream builds, apart from the fixture's own. One for every
 /// revision and step: what they share is compiled once.
-pub fn target_dir(paths: &Paths) -> PathBuf {
+pub(crate) fn target_dir(paths: &Paths) -> PathBuf {
     paths.work().join("upstream-target")
 }
 
 /// The commit `rev` names in `source` (its full sha), and a label for reports and messages:
 /// `0.12.5 (abcdef012345)`.
-pub fn resolve(source: &Path, rev: &str) -> Result<(String, String)> {
+pub(crate) fn resolve(source: &Path, rev: &str) -> Result<(String, String)> {
     output(git(source).args(["rev-parse", "--absolute-git-dir"])).with_context(|| {
         format!(
             "{} is neither a git checkout nor a bare git repository",
@@ -219,7 +219,7 @@ fn sync(tree: &Path, current: &str, wanted: &str) -> Result<usize> {
 }
 
 /// Apply the exported patches to `tree` one by one; the first that does not apply stops.
-pub fn apply(
+pub(crate) fn apply(
     paths: &Paths,
     tree: &Path,
     exported: &[export::ExportedPatch],
@@ -256,7 +256,7 @@ pub fn apply(
 /// A clean detached worktree of `source` at `sha` in `tree`. A worktree an earlier run left
 /// there for the same repository is reset rather than recreated: files the revision shares
 /// with it keep their mtimes, so cargo rebuilds only what changed (minutes on 2 cores).
-pub fn prepare_worktree(source: &Path, tree: &Path, sha: &str) -> Result<()> {
+pub(crate) fn prepare_worktree(source: &Path, tree: &Path, sha: &str) -> Result<()> {
     if tree.exists() {
         let same_repository = common_dir(tree).is_some() && common_dir(tree) == common_dir(source);
         if same_repository
@@ -285,7 +285,7 @@ fn common_dir(path: &Path) -> Option<PathBuf> {
 }
 
 /// Remove a worktree an earlier run left at `tree`, and git's record of it.
-pub fn remove_worktree(tree: &Path) -> Result<()> {
+pub(crate) fn remove_worktree(tree: &Path) -> Result<()> {
     let common = common_dir(tree);
     if let Some(common) = &common {
         let _ = output(
@@ -305,7 +305,7 @@ pub fn remove_worktree(tree: &Path) -> Result<()> {
 
 /// A worktree that is removed, with git's record of it, when this is dropped: on success, on
 /// an error, on a panic. What a run built from it is copied out first.
-pub struct TempWorktree {
+pub(crate) struct TempWorktree {
     source: PathBuf,
     tree: PathBuf,
 }
@@ -313,7 +313,7 @@ pub struct TempWorktree {
 impl TempWorktree {
     /// A detached worktree of `source` at `sha` in `tree` (one left there by an interrupted
     /// run is reset or replaced).
-    pub fn new(source: &Path, tree: &Path, sha: &str) -> Result<Self> {
+    pub(crate) fn new(source: &Path, tree: &Path, sha: &str) -> Result<Self> {
         // Own it before it exists: a failing `worktree add` may leave a half-made tree.
         let guard = Self {
             source: source.to_path_buf(),
@@ -324,7 +324,7 @@ impl TempWorktree {
     }
 
     /// Move the worktree to `sha`; files that do not change keep their mtimes.
-    pub fn switch(&self, sha: &str) -> Result<()> {
+    pub(crate) fn switch(&self, sha: &str) -> Result<()> {
         prepare_worktree(&self.source, &self.tree, sha)
     }
 }

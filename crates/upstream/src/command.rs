@@ -7,12 +7,12 @@ use anyhow::{Context, Result, bail};
 use uvfix_process::shown;
 
 /// Run `command` through the fixture's process runner; its stdout, or an error with stderr.
-pub fn output(command: &mut Command) -> Result<String> {
+pub(crate) fn output(command: &mut Command) -> Result<String> {
     Ok(uvfix_process::checked(command)?.stdout_text())
 }
 
 /// Run `command` with inherited stdout/stderr (cargo's progress stays visible).
-pub fn status(command: &mut Command) -> Result<()> {
+pub(crate) fn status(command: &mut Command) -> Result<()> {
     let shown = shown(command);
     let status = command
         .status()

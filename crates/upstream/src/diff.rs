@@ -18,7 +18,7 @@ use diffy::{Hunk, Line};
 
 /// A git diff's files, in order. Text before the first `diff --git` line (a patch file's
 /// header, a mail's message) is skipped.
-pub fn files(diff: &str) -> Result<Vec<FilePatch<'_, str>>> {
+pub(crate) fn files(diff: &str) -> Result<Vec<FilePatch<'_, str>>> {
     PatchSet::parse(diff, ParseOptions::gitdiff())
         .map(|file| file.map_err(|err| anyhow!("not a git diff: {err}")))
         .collect()
@@ -40,23 +40,23 @@ fn paths(file: &FilePatch<'_, str>) -> Result<(Option<String>, Option<String>)> 
 
 /// The file a file patch is about, without git's prefix: its new path, the old one for a
 /// deletion (`uv-cache/src/lib.rs`).
-pub fn path(file: &FilePatch<'_, str>) -> Result<String> {
+pub(crate) fn path(file: &FilePatch<'_, str>) -> Result<String> {
     let (old, new) = paths(file)?;
     Ok(new.or(old).unwrap_or_default())
 }
 
 /// The files a diff changes ([`path`]), in order.
-pub fn file_paths(diff: &str) -> Result<Vec<String>> {
+pub(crate) fn file_paths(diff: &str) -> Result<Vec<String>> {
     files(diff)?.iter().map(path).collect()
 }
 
 /// A hunk's header without its function context: `@@ -1,3 +1,4 @@`.
-pub fn hunk_header(hunk: &Hunk<'_, str>) -> String {
+pub(crate) fn hunk_header(hunk: &Hunk<'_, str>) -> String {
     format!("@@ -{} +{} @@", hunk.old_range(), hunk.new_range())
 }
 
 /// The hunk headers of a git diff ([`hunk_header`]), grouped by file ([`path`]) in order.
-pub fn hunk_headers(diff: &str) -> Result<Vec<(String, Vec<String>)>> {
+pub(crate) fn hunk_headers(diff: &str) -> Result<Vec<(String, Vec<String>)>> {
     files(diff)?
         .iter()
         .map(|file| {
@@ -72,7 +72,10 @@ pub fn hunk_headers(diff: &str) -> Result<Vec<(String, Vec<String>)>> {
 /// The diff with each file's path (as [`path`] names it) replaced by `rename(path)`, or the
 /// file left out where that is `None`. Hunks are kept as they are; `index` lines, which only
 /// a three-way merge reads, are not.
-pub fn map_paths(diff: &str, mut rename: impl FnMut(&str) -> Option<String>) -> Result<String> {
+pub(crate) fn map_paths(
+    diff: &str,
+    mut rename: impl FnMut(&str) -> Option<String>,
+) -> Result<String> {
     let mut out = String::with_capacity(diff.len());
     for file in files(diff)? {
         let (old, new) = paths(&file)?;

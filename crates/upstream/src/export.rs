@@ -22,15 +22,15 @@ use super::workdir::{self, display, fresh_dir};
 
 /// The stack's overview, written next to the patches; each step also gets
 /// `PR-<number>-<id>.md`.
-pub const DESCRIPTION: &str = "PR-DESCRIPTION.md";
+pub(crate) const DESCRIPTION: &str = "PR-DESCRIPTION.md";
 
-pub fn default_out(paths: &Paths) -> PathBuf {
+pub(crate) fn default_out(paths: &Paths) -> PathBuf {
     workdir::dir(paths).join("export")
 }
 
 /// One exported commit: one step of the stack, one pull request.
 #[derive(Debug, Clone)]
-pub struct ExportedPatch {
+pub(crate) struct ExportedPatch {
     /// The patch file it came from (`stack/0001-….patch`).
     pub entry: PathBuf,
     /// The step's id and 1-based number.
@@ -54,7 +54,7 @@ pub struct ExportedPatch {
 
 /// Totals for one crate over the whole stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrateStat {
+pub(crate) struct CrateStat {
     pub krate: String,
     pub files: usize,
     pub added: usize,
@@ -62,13 +62,13 @@ pub struct CrateStat {
 }
 
 #[derive(Debug, Clone)]
-pub struct Export {
+pub(crate) struct Export {
     pub patches: Vec<ExportedPatch>,
     pub crates: Vec<CrateStat>,
 }
 
 /// Export the fixture's stack to `out`; returns the patches in stack order.
-pub fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
+pub(crate) fn run(paths: &Paths, out: &Path) -> Result<Vec<ExportedPatch>> {
     let manifest = Manifest::load(&paths.patches())?;
     if manifest.steps.is_empty() {
         bail!("patches/series.toml has no [[step]]; there is nothing to export");
@@ -181,7 +181,7 @@ fn write_descriptions(
 ///
 /// `populate(crate, dest)` must create `dest` holding the pristine crate. Separate from
 /// [`run`] so it can be tested without crates.io.
-pub fn export_series(
+pub(crate) fn export_series(
     repo: &Path,
     out: &Path,
     uv_version: &str,
@@ -438,7 +438,7 @@ fn status_word(status: Status) -> &'static str {
 
 /// PR-DESCRIPTION.md: the problem, the stack (one pull request per step), the size per
 /// crate, and the last reports.
-pub fn describe(
+pub(crate) fn describe(
     uv_version: &str,
     export: &Export,
     matrix: Option<&str>,
@@ -503,7 +503,7 @@ pub fn describe(
 
 /// What was measured of one step, as Markdown.
 #[derive(Default)]
-pub struct StepReports {
+pub(crate) struct StepReports {
     /// Its before/after table from `cargo xtask matrix --steps`.
     pub cells: Option<String>,
     /// How upstream's own tests fared with it (`cargo xtask upstream check --tests --steps`).
@@ -514,7 +514,7 @@ pub struct StepReports {
 
 /// `PR-<number>-<id>.md`: one step's pull request: its message, where it sits in the stack,
 /// its size, its own before/after table and upstream's tests at this step.
-pub fn describe_step(
+pub(crate) fn describe_step(
     uv_version: &str,
     export: &Export,
     patch: &ExportedPatch,

@@ -35,7 +35,7 @@ use super::workdir::{self, display, fresh_dir};
 
 /// One patch tried against one newer release.
 #[derive(Debug, Clone)]
-pub struct PatchReport {
+pub(crate) struct PatchReport {
     pub entry: PathBuf,
     /// The step's id.
     pub step: String,
@@ -47,7 +47,7 @@ pub struct PatchReport {
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub hunks: usize,
     pub clean: usize,
     pub offset: usize,
@@ -58,11 +58,11 @@ pub struct Counts {
 
 impl PatchReport {
     /// `uv-cache 0.0.72 → uv-cache 0.0.98`: the versions the step moves between.
-    pub fn versions(&self) -> String {
+    pub(crate) fn versions(&self) -> String {
         format!("{} → {}", self.from, self.to)
     }
 
-    pub fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         let mut counts = Counts {
             hunks: self.hunks.len(),
             ..Counts::default()
@@ -79,7 +79,7 @@ impl PatchReport {
         counts
     }
 
-    pub fn verdict(&self) -> Verdict {
+    pub(crate) fn verdict(&self) -> Verdict {
         let c = self.counts();
         if c.hunks > 0
             && self
@@ -102,7 +102,7 @@ impl PatchReport {
 
 /// What a patch needs before it can go to a newer release; shown as the report's last column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     #[strum(serialize = "applies")]
     Applies,
     /// Every hunk applies, some at an offset: `git apply` and `git am` take it as it is.
@@ -120,7 +120,7 @@ pub enum Verdict {
     AlreadyUpstream,
 }
 
-pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
+pub(crate) fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     check_gnu_patch()?;
     let dir = workdir::dir(paths).join("forward");
@@ -146,7 +146,7 @@ pub fn run(paths: &Paths, to: Option<&str>) -> Result<()> {
 }
 
 /// The stack against the crates of an astral-sh/uv checkout at `rev` (`main`, usually).
-pub fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> {
+pub(crate) fn run_on_checkout(paths: &Paths, checkout: &Path, rev: &str) -> Result<()> {
     let manifest = Manifest::load(&paths.patches())?;
     check_gnu_patch()?;
     let checkout = std::path::absolute(checkout)?;
@@ -506,7 +506,7 @@ pub(super) fn label(diff: &str, reported: Vec<Hunk>) -> Result<Vec<(Option<Strin
 }
 
 /// Per patch, per file, per hunk.
-pub fn render_details(reports: &[PatchReport]) -> String {
+pub(crate) fn render_details(reports: &[PatchReport]) -> String {
     let mut out = String::new();
     for report in reports {
         let _ = writeln!(
@@ -542,7 +542,7 @@ pub fn render_details(reports: &[PatchReport]) -> String {
 }
 
 /// The per-patch summary, as a Markdown table.
-pub fn render_table(reports: &[PatchReport]) -> String {
+pub(crate) fn render_table(reports: &[PatchReport]) -> String {
     let mut out = String::from(
         "| patch | step | from → to | hunks | clean | offset | fuzz | fails | skipped | verdict |\n\
          |---|---|---|---:|---:|---:|---:|---:|---:|---|\n",

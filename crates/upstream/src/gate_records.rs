@@ -79,7 +79,7 @@ impl Gate {
 
 /// What a record was measured on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Key {
+pub(crate) struct Key {
     /// The checkout's label, with its commit (`0.12.5 (210d1f6785e9)`).
     pub checkout: String,
     /// `rustc 1.97.1`: another toolchain lints and builds differently.
@@ -90,7 +90,7 @@ pub struct Key {
 
 /// One gate, as observed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub gate: Gate,
     /// The command(s), as run.
     pub command: String,
@@ -110,7 +110,7 @@ pub struct Observed {
 
 /// A step's gates (the base is step 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepRecord {
+pub(crate) struct StepRecord {
     pub key: Key,
     /// The step's id, or the base's label.
     pub step: String,
@@ -122,7 +122,7 @@ pub struct StepRecord {
 
 /// A gate at a step, judged against the base.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Pass,
     /// Fails here and passes on the base (or the base has no record): a regression.
     Fail {
@@ -135,7 +135,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn word(&self) -> &'static str {
+    pub(crate) fn word(&self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
             Verdict::Fail { .. } => "FAIL",
@@ -156,7 +156,11 @@ impl Verdict {
 }
 
 /// Judge `observed` against the base's observation of the same gate.
-pub fn judge(observed: Option<&Observed>, base: Option<&Observed>, is_base: bool) -> Verdict {
+pub(crate) fn judge(
+    observed: Option<&Observed>,
+    base: Option<&Observed>,
+    is_base: bool,
+) -> Verdict {
     let Some(observed) = observed else {
         return Verdict::NotRun;
     };
@@ -193,12 +197,12 @@ pub fn judge(observed: Option<&Observed>, base: Option<&Observed>, is_base: bool
 }
 
 /// The records of a report directory (`target/uvfix/upstream/check/gates`).
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
 }
 
 impl Store {
-    pub fn new(gates_dir: &Path) -> Self {
+    pub(crate) fn new(gates_dir: &Path) -> Self {
         Self {
             dir: gates_dir.join("records"),
         }
@@ -218,7 +222,7 @@ impl Store {
         self.dir.join(format!("{name}.json"))
     }
 
-    pub fn write(&self, record: &StepRecord) -> Result<()> {
+    pub(crate) fn write(&self, record: &StepRecord) -> Result<()> {
         fs_err::create_dir_all(&self.dir)?;
         fs_err::write(
             self.file(&record.step),
@@ -229,7 +233,7 @@ impl Store {
 
     /// `step`'s record, if it is under `key`. One under another key describes a stack, a
     /// checkout or a toolchain that is gone: it is removed.
-    pub fn current(&self, step: &str, key: &Key) -> Result<Option<StepRecord>> {
+    pub(crate) fn current(&self, step: &str, key: &Key) -> Result<Option<StepRecord>> {
         let file = self.file(step);
         let Ok(text) = fs_err::read_to_string(&file) else {
             return Ok(None);
@@ -244,7 +248,7 @@ impl Store {
     }
 
     /// Every readable record.
-    pub fn all(&self) -> Vec<StepRecord> {
+    pub(crate) fn all(&self) -> Vec<StepRecord> {
         let Ok(entries) = fs_err::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -258,7 +262,7 @@ impl Store {
     /// For `upstream export`: the newest record of step `step` whose patches are `patches`
     /// (whatever checkout and toolchain measured it), with the base record it is judged
     /// against.
-    pub fn for_patches(
+    pub(crate) fn for_patches(
         &self,
         step: &str,
         patches: &[String],
@@ -280,7 +284,7 @@ impl Store {
 
 /// The sha256 of every patch file up to each step (bottom first), as [`Key::patches`] holds
 /// them: how `upstream export` finds a step's current record.
-pub fn patch_keys(files: &[&Path]) -> Result<Vec<Vec<String>>> {
+pub(crate) fn patch_keys(files: &[&Path]) -> Result<Vec<Vec<String>>> {
     let mut patches = Vec::new();
     let mut keys = Vec::new();
     for file in files {
@@ -296,7 +300,7 @@ fn find(record: Option<&StepRecord>, gate: Gate) -> Option<&Observed> {
 
 /// One step's gates as Markdown: a row per gate (what ran, the verdict against the base, how
 /// long), then what failed.
-pub fn step_markdown(record: &StepRecord, base: Option<&StepRecord>) -> String {
+pub(crate) fn step_markdown(record: &StepRecord, base: Option<&StepRecord>) -> String {
     let is_base = record.count == 0;
     let mut text = format!(
         "uv's CI gates at {} on astral-sh/uv {} with {}{} ({}):\n\n\
@@ -370,7 +374,7 @@ pub fn step_markdown(record: &StepRecord, base: Option<&StepRecord>) -> String {
 }
 
 /// The grid: a row per step (the base first), a column per gate.
-pub fn grid_markdown(
+pub(crate) fn grid_markdown(
     label: &str,
     rows: &[(String, Option<StepRecord>)],
     base: Option<&StepRecord>,
@@ -400,7 +404,7 @@ pub fn grid_markdown(
 }
 
 /// The failures of `record` against `base`, one line each, for the command's error.
-pub fn regressions(record: &StepRecord, base: Option<&StepRecord>) -> Vec<String> {
+pub(crate) fn regressions(record: &StepRecord, base: Option<&StepRecord>) -> Vec<String> {
     record
         .gates
         .iter()

@@ -34,7 +34,7 @@ use uvfix_pipeline::Paths;
 
 use super::checkout::Checkout;
 use super::command::output;
-pub use super::gate_records::Gate;
+pub(crate) use super::gate_records::Gate;
 use super::gate_records::{self, Key, Observed, StepRecord, Store};
 use super::git::git;
 use super::integration::{chosen_steps, defines_profile, interpreters};
@@ -43,7 +43,7 @@ use super::toolchain::Chosen;
 use super::workdir::{self, display};
 
 /// What `--gates` was asked for.
-pub struct Request {
+pub(crate) struct Request {
     /// Only these step ids (the base always).
     pub only_steps: Vec<String>,
     /// Only these gates; all when empty.
@@ -61,7 +61,12 @@ const CACHE_TESTS: Area = Area {
 /// Lines of a failing command's output kept in its record.
 const EXCERPT_LINES: usize = 30;
 
-pub fn run(paths: &Paths, checkout: &Checkout, chosen: &Chosen, request: &Request) -> Result<()> {
+pub(crate) fn run(
+    paths: &Paths,
+    checkout: &Checkout,
+    chosen: &Chosen,
+    request: &Request,
+) -> Result<()> {
     let out = workdir::dir(paths).join("check").join("gates");
     let logs = out.join("logs");
     fs_err::create_dir_all(&logs)?;
@@ -285,7 +290,7 @@ fn needs_subcommands(chosen: &Chosen, gates: &[Gate]) -> Result<()> {
 
 /// The crates whose sources (anything but `tests/`) an exported mail changes: their unit tests
 /// are the step's. A change to `crates/uv/tests/` alone is the `cache` gate's.
-pub fn crates_with_sources(mail: &Path) -> Result<Vec<String>> {
+pub(crate) fn crates_with_sources(mail: &Path) -> Result<Vec<String>> {
     let text = fs_err::read_to_string(mail)?;
     let paths = super::diff::file_paths(&text)
         .with_context(|| format!("{}: reading its diff", mail.display()))?;

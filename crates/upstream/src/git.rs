@@ -20,7 +20,7 @@ fn epoch() -> u64 {
 /// `git -C dir …` isolated from the user's and the system's git configuration (so aliases,
 /// `diff.noprefix`, signing or hooks paths never change what we produce), in the C locale,
 /// with our fixed identity and dates.
-pub fn git(dir: &Path) -> Command {
+pub(crate) fn git(dir: &Path) -> Command {
     let date = format!("@{} +0000", epoch());
     let mut command = Command::new("git");
     command

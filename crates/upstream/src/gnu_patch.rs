@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Why patch skipped a whole file's hunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
+pub(crate) enum Skip {
     /// "Reversed (or previously applied) patch detected": the change is already there.
     AlreadyApplied,
     /// The file to patch does not exist.
@@ -18,7 +18,7 @@ pub enum Skip {
 
 /// The outcome of one hunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Applies,
     Offset(i64),
     Fuzz { fuzz: u32, offset: i64 },
@@ -48,7 +48,7 @@ impl fmt::Display for Status {
 
 /// One `Hunk #N …` line, with the file it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hunk {
+pub(crate) struct Hunk {
     /// Path as patch reported it (after `-p1`).
     pub file: String,
     /// 1-based, per file, as patch counts.
@@ -59,7 +59,7 @@ pub struct Hunk {
 }
 
 /// Parse the stdout of `patch --verbose [--dry-run]` (run with `LC_ALL=C`).
-pub fn parse(output: &str) -> Vec<Hunk> {
+pub(crate) fn parse(output: &str) -> Vec<Hunk> {
     let mut file = String::new();
     let mut skip: Option<Skip> = None;
     let mut hunks = Vec::new();

@@ -23,7 +23,7 @@ use super::toolchain::Toolchain;
 use super::workdir::{self, display, fresh_dir};
 
 /// What `upstream check --tests` asked for.
-pub struct Request {
+pub(crate) struct Request {
     /// On the release and after every step, not only on the whole stack.
     pub steps: bool,
     /// With `steps`: only these step ids.
@@ -38,7 +38,7 @@ pub struct Request {
 
 /// One column of the report: the release (`count` 0) or a step of the stack.
 #[derive(Serialize)]
-pub struct StepRun {
+pub(crate) struct StepRun {
     /// `0.12.5` or the step's id.
     pub name: String,
     /// How many patches are applied.
@@ -52,7 +52,7 @@ pub struct StepRun {
 
 /// A step's verdict against the release.
 #[derive(Default, Serialize)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub passed: usize,
     pub ignored: usize,
     /// Failed here, passed on the release (or added by the stack).
@@ -65,7 +65,7 @@ pub struct Verdict {
     pub unjudged: usize,
 }
 
-pub fn run(
+pub(crate) fn run(
     paths: &Paths,
     checkout: &Checkout,
     toolchain: &Toolchain,
@@ -178,7 +178,7 @@ impl StepTests<'_> {
 }
 
 /// The patch counts (1-based) of the steps to run: every one, or those named.
-pub fn chosen_steps(ids: &[&str], only: &[String]) -> Result<Vec<usize>> {
+pub(crate) fn chosen_steps(ids: &[&str], only: &[String]) -> Result<Vec<usize>> {
     if let Some(unknown) = only.iter().find(|id| !ids.contains(&id.as_str())) {
         bail!(
             "--step {unknown}: no such step in the stack (its steps: {})",
@@ -208,7 +208,7 @@ fn failed_with_the_stack(runs: &[StepRun]) -> BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-pub fn defines_profile(tree: &Path, name: &str) -> bool {
+pub(crate) fn defines_profile(tree: &Path, name: &str) -> bool {
     fs_err::read_to_string(tree.join("Cargo.toml"))
         .ok()
         .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
@@ -217,7 +217,7 @@ pub fn defines_profile(tree: &Path, name: &str) -> bool {
 
 /// The interpreter directories for the tests' `PATH`: the ones given, else the copies
 /// `ci/upstream-pythons.sh` made under `target/uvfix/upstream/pythons/`.
-pub fn interpreters(paths: &Paths, given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(crate) fn interpreters(paths: &Paths, given: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if !given.is_empty() {
         return Ok(given
             .iter()
@@ -265,7 +265,7 @@ fn release(runs: &[StepRun]) -> Option<&StepRun> {
 }
 
 /// Each step against the release.
-pub fn verdicts(runs: &[StepRun]) -> Vec<Verdict> {
+pub(crate) fn verdicts(runs: &[StepRun]) -> Vec<Verdict> {
     let base = release(runs);
     runs.iter()
         .map(|run| {

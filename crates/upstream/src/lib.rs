@@ -1,6 +1,3 @@
-// Lifted once this crate's visibility is narrowed (another change is editing it now).
-#![allow(unreachable_pub)]
-
 //! `cargo xtask upstream …`: take the series to astral-sh/uv and keep checking it there. The
 //! commands and their logic; `xtask` parses the command line into [`UpstreamCommand`] and
 //! calls [`run`].

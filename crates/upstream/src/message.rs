@@ -10,7 +10,7 @@ use super::git::git;
 
 /// A patch file split into a commit message and its diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PatchText {
+pub(crate) struct PatchText {
     pub subject: String,
     /// The "why" paragraph(s) and the upstream link; empty when the header has none.
     pub body: String,
@@ -24,7 +24,7 @@ impl PatchText {
     /// subject (unfolded, a `[PATCH …]` tag dropped) and the message up to the first `---` or
     /// `diff` line; the diff is everything from the first `diff --git` on. Only the subject
     /// and at least one diff are required.
-    pub fn parse(patch: &Path, text: &str) -> Result<Self> {
+    pub(crate) fn parse(patch: &Path, text: &str) -> Result<Self> {
         let mail = mailinfo(text)
             .with_context(|| format!("{}: `git mailinfo` cannot read it", patch.display()))?;
         let diff = &mail.patch[uvfix_pipeline::patchfile::header(&mail.patch).len()..];
@@ -52,7 +52,7 @@ impl PatchText {
     }
 
     /// The commit message: subject, blank line, body.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         if self.body.is_empty() {
             format!("{}\n", self.subject)
         } else {
@@ -66,7 +66,7 @@ const PACKAGING_ONLY: [&str; 2] = [".cargo_vcs_info.json", "Cargo.lock"];
 
 /// What [`to_repository_paths`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rewrite {
+pub(crate) struct Rewrite {
     /// Sections dropped (`<crate>/<file>`): the normalized `Cargo.toml` crates.io generates,
     /// packaging files.
     pub dropped: Vec<String>,
@@ -77,7 +77,7 @@ pub struct Rewrite {
 impl Rewrite {
     /// Crates whose published `Cargo.toml` the patch changes but not the author's: the
     /// repository's manifest needs that change made by hand.
-    pub fn manifest_changes_lost(&self) -> Vec<String> {
+    pub(crate) fn manifest_changes_lost(&self) -> Vec<String> {
         self.dropped
             .iter()
             .filter_map(|file| file.strip_suffix("/Cargo.toml"))
@@ -91,7 +91,7 @@ impl Rewrite {
 /// crate: `uv-cache/src/lib.rs`) into one against the crates as they live in the repository:
 /// `Cargo.toml.orig` is the repository's `Cargo.toml`; the `Cargo.toml` crates.io generated
 /// from it (and its packaging files) do not exist there. Paths stay relative to `crates/`.
-pub fn to_repository_paths(diff: &str) -> Result<(String, Rewrite)> {
+pub(crate) fn to_repository_paths(diff: &str) -> Result<(String, Rewrite)> {
     let mut rewrite = Rewrite::default();
     let out = diff::map_paths(diff, |path| {
         let (krate, file) = path.split_once('/').unwrap_or(("", path));
@@ -150,7 +150,7 @@ fn mailinfo(text: &str) -> Result<Mail> {
 
 /// Totals of `git diff --numstat` output: (files, lines added, lines removed). Binary files
 /// (`-\t-\tpath`) count as files with no lines.
-pub fn numstat(text: &str) -> (usize, usize, usize) {
+pub(crate) fn numstat(text: &str) -> (usize, usize, usize) {
     let mut totals = (0, 0, 0);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut fields = line.split('\t');

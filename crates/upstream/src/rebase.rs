@@ -150,7 +150,7 @@ fn record_of(fixup: &Path) -> PathBuf {
     fixup.with_extension("rej")
 }
 
-pub fn run(paths: &Paths, record: Option<&str>) -> Result<()> {
+pub(crate) fn run(paths: &Paths, record: Option<&str>) -> Result<()> {
     let base = paths.base.as_deref().context(
         "`upstream forward --base` needs a base other than the default one (its stack is the \
          source of the others)",
@@ -279,7 +279,7 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
 }
 
 /// The diff with every path a release moved renamed.
-pub fn move_paths(diff: &str, moves: &[Move]) -> Result<String> {
+pub(crate) fn move_paths(diff: &str, moves: &[Move]) -> Result<String> {
     diff::map_paths(diff, |path| {
         Some(
             moves
@@ -294,7 +294,7 @@ pub fn move_paths(diff: &str, moves: &[Move]) -> Result<String> {
 /// version (`uv-warnings` at `0.0.72`) is pinned at the version the target release's lock
 /// names instead: uv's crates move in lockstep, and an old one would pull a second copy of
 /// half the workspace. Other requirements (`tokio = "1.40.0"`) are left as they are.
-pub fn repin(diff: &str, old_versions: &[String], lock: &ShippedLock) -> String {
+pub(crate) fn repin(diff: &str, old_versions: &[String], lock: &ShippedLock) -> String {
     let mut out = String::with_capacity(diff.len());
     let mut section: Option<&str> = None;
     for line in diff.split_inclusive('\n') {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a record was measured on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Key {
+pub(crate) struct Key {
     /// The checkout's label, with its commit (`0.12.5 (210d1f6785e9)`).
     pub checkout: String,
     /// The sha256 of each patch applied, bottom first.
@@ -26,7 +26,7 @@ pub struct Key {
 
 /// One test target at one step, judged against the release.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub key: Key,
     pub target: String,
     pub passed: usize,
@@ -45,12 +45,12 @@ pub struct Record {
 }
 
 /// The records of a report directory (`target/uvfix/upstream/check`).
-pub struct Records {
+pub(crate) struct Records {
     dir: PathBuf,
 }
 
 impl Records {
-    pub fn new(check_dir: &Path) -> Self {
+    pub(crate) fn new(check_dir: &Path) -> Self {
         Self {
             dir: check_dir.join("records"),
         }
@@ -61,7 +61,7 @@ impl Records {
     }
 
     /// Keep `record` for `step`, replacing that target's earlier one.
-    pub fn write(&self, step: &str, record: &Record) -> Result<()> {
+    pub(crate) fn write(&self, step: &str, record: &Record) -> Result<()> {
         let dir = self.step_dir(step);
         fs_err::create_dir_all(&dir)?;
         fs_err::write(
@@ -73,7 +73,7 @@ impl Records {
 
     /// `step`'s records under `key`, by test target. Records under another key describe a
     /// stack that is gone: they are removed.
-    pub fn current(&self, step: &str, key: &Key) -> Result<Vec<Record>> {
+    pub(crate) fn current(&self, step: &str, key: &Key) -> Result<Vec<Record>> {
         let dir = self.step_dir(step);
         let Ok(entries) = fs_err::read_dir(&dir) else {
             return Ok(Vec::new());
@@ -98,7 +98,7 @@ impl Records {
 }
 
 /// A step's part of its PR description: one row per test target, then what to look at.
-pub fn step_markdown(release: &str, records: &[Record]) -> String {
+pub(crate) fn step_markdown(release: &str, records: &[Record]) -> String {
     let mut text = format!(
         "Against {release}, by test target (each row from the run that last measured it):\n\n\
          | test target | passed | ignored | failed here and on the release | regressions | \
@@ -145,7 +145,11 @@ pub fn step_markdown(release: &str, records: &[Record]) -> String {
 
 /// The grid: a row per step, a column per test target, `passed / failed on the release too /
 /// regressions` in each cell; `–` where no current record is.
-pub fn grid_markdown(release: &str, steps: &[(String, Vec<Record>)], targets: &[&str]) -> String {
+pub(crate) fn grid_markdown(
+    release: &str,
+    steps: &[(String, Vec<Record>)],
+    targets: &[&str],
+) -> String {
     let mut text = format!(
         "Upstream's tests at each step, against {release}: passed / failed here and on the \
          release too / regressions (`–`: not run at this step for the stack as it is).\n\n\

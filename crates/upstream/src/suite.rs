@@ -25,13 +25,13 @@ use crate::user::{NOBODY, as_nobody, give_to_nobody, is_root, reachable_by_other
 
 /// One area of upstream's tests: a test target of `crates/uv/tests` and the libtest filters
 /// (any of them) that pick its tests; no filter runs the whole target.
-pub struct Area {
+pub(crate) struct Area {
     pub target: &'static str,
     pub filters: &'static [&'static str],
 }
 
 /// What `--tests` runs: `build/cache*.rs`, and the sync, run, tool and pip-install suites.
-pub const AREAS: &[Area] = &[
+pub(crate) const AREAS: &[Area] = &[
     Area {
         target: "build",
         filters: &["cache"],
@@ -60,11 +60,11 @@ pub const AREAS: &[Area] = &[
 /// on although it needs GitHub: at 0.12.5 `pip_install` does not compile without it (a test
 /// outside its `cfg` calls `decode_token`); where GitHub is not reachable, its tests fail on
 /// the release as well and are reported as not runnable.
-pub const FEATURES: &str = "test-python,test-pypi,test-python-eol,test-git";
+pub(crate) const FEATURES: &str = "test-python,test-pypi,test-python-eol,test-git";
 
 /// One run of libtest: what passed, what failed and why, how many were ignored.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub passed: BTreeSet<String>,
     /// Test name → the first line of its panic message.
     pub failed: BTreeMap<String, String>,
@@ -73,7 +73,7 @@ pub struct Outcome {
 }
 
 /// The areas named in `names` (all when empty); an unknown name is an error listing them.
-pub fn select(names: &[String]) -> Result<Vec<&'static Area>> {
+pub(crate) fn select(names: &[String]) -> Result<Vec<&'static Area>> {
     if names.is_empty() {
         return Ok(AREAS.iter().collect());
     }
@@ -90,7 +90,7 @@ pub fn select(names: &[String]) -> Result<Vec<&'static Area>> {
 
 /// Build the test targets of `areas` (and the `uv` binary they run) in `tree`; the
 /// executable of each target, by name. `profile`: a cargo profile, else the dev profile.
-pub fn build(
+pub(crate) fn build(
     mut cargo: Command,
     areas: &[&Area],
     profile: Option<&str>,
@@ -119,7 +119,7 @@ pub fn build(
 
 /// A test executable cargo built, and the directory of its package (where `cargo test`
 /// runs it).
-pub struct TestBinary {
+pub(crate) struct TestBinary {
     pub exe: PathBuf,
     pub package_dir: PathBuf,
 }
@@ -127,7 +127,7 @@ pub struct TestBinary {
 /// Run `cargo` (a `cargo test …` without `--no-run`) with `--no-run` and cargo's JSON
 /// messages; the test executables it built, by target name. Diagnostics go to stderr,
 /// rendered, as cargo prints them.
-pub fn test_binaries(mut cargo: Command) -> Result<BTreeMap<String, TestBinary>> {
+pub(crate) fn test_binaries(mut cargo: Command) -> Result<BTreeMap<String, TestBinary>> {
     cargo.args(["--no-run", "--message-format=json-render-diagnostics"]);
     let mut child = cargo
         .stdout(Stdio::piped())
@@ -162,7 +162,7 @@ pub fn test_binaries(mut cargo: Command) -> Result<BTreeMap<String, TestBinary>>
 }
 
 /// Where and as whom the tests run.
-pub struct Runner {
+pub(crate) struct Runner {
     /// As root: run as uid 65534 through `setpriv`.
     as_nobody: bool,
     /// `HOME` and `TMPDIR` of the tests, owned by the user they run as.
@@ -174,7 +174,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(tree: &Path, pythons: &[PathBuf]) -> Result<Self> {
+    pub(crate) fn new(tree: &Path, pythons: &[PathBuf]) -> Result<Self> {
         let as_nobody = is_root();
         let home = tempfile::Builder::new()
             .prefix("uvfix-upstream-tests-")
@@ -212,7 +212,7 @@ impl Runner {
 
     /// Run `area`'s tests with `exe`, or only the tests named in `only`; the full output
     /// goes to `log`.
-    pub fn run(
+    pub(crate) fn run(
         &self,
         exe: &Path,
         area: &Area,
@@ -229,7 +229,7 @@ impl Runner {
     /// Run the test executable `exe` of a package in `package_dir` (where `cargo test` would
     /// run it) with libtest `filters` (`--exact` names when `exact`); `what` names it in
     /// errors, the full output goes to `log`.
-    pub fn run_in(
+    pub(crate) fn run_in(
         &self,
         exe: &Path,
         filters: &[&str],
@@ -283,7 +283,7 @@ impl Runner {
 
 /// Read libtest's plain output: `test name ... ok|FAILED|ignored` lines, and the first line
 /// of each failure's panic message from its `---- name stdout ----` section.
-pub fn parse(text: &str) -> Outcome {
+pub(crate) fn parse(text: &str) -> Outcome {
     let mut outcome = Outcome::default();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("test ") else {

@@ -18,7 +18,7 @@ use super::command::output;
 
 /// A rustup toolchain (or the `rustc` on `PATH` when rustup does not manage Rust here).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Toolchain {
+pub(crate) struct Toolchain {
     /// rustup toolchain name, when rustup manages Rust here.
     pub name: Option<String>,
     /// `1.95.0`, `1.97.0-nightly`.
@@ -28,14 +28,14 @@ pub struct Toolchain {
 /// What a checkout asks for: `rust-toolchain.toml`'s channel and the workspace's
 /// `rust-version`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Wanted {
+pub(crate) struct Wanted {
     pub pinned: Option<String>,
     pub rust_version: Option<String>,
 }
 
 impl Wanted {
     /// Read from a checkout's files.
-    pub fn of_tree(tree: &Path) -> Result<Self> {
+    pub(crate) fn of_tree(tree: &Path) -> Result<Self> {
         let manifest = fs_err::read_to_string(tree.join("Cargo.toml"))?;
         let toolchain = fs_err::read_to_string(tree.join("rust-toolchain.toml")).ok();
         Self::parse(&manifest, toolchain.as_deref())
@@ -43,7 +43,7 @@ impl Wanted {
 
     /// From the text of `Cargo.toml` and `rust-toolchain.toml` (so a revision can be judged
     /// from `git show` before any worktree exists).
-    pub fn parse(manifest: &str, toolchain_toml: Option<&str>) -> Result<Self> {
+    pub(crate) fn parse(manifest: &str, toolchain_toml: Option<&str>) -> Result<Self> {
         let value: toml::Value = toml::from_str(manifest).context("reading uv's Cargo.toml")?;
         Ok(Self {
             pinned: toolchain_toml.and_then(pinned_channel),
@@ -54,7 +54,7 @@ impl Wanted {
 
 /// How the toolchain was chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// `--toolchain`.
     Requested,
     /// `rust-toolchain.toml`'s channel, already installed.
@@ -67,7 +67,7 @@ pub enum Reason {
 
 /// A toolchain and why it was chosen.
 #[derive(Debug, Clone)]
-pub struct Chosen {
+pub(crate) struct Chosen {
     pub toolchain: Toolchain,
     pub reason: Reason,
     pub wanted: Wanted,
@@ -75,7 +75,7 @@ pub struct Chosen {
 
 impl Chosen {
     /// `rustc 1.97.1 (rustup toolchain `1.97.1`), the one uv's rust-toolchain.toml pins`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let pinned = self.wanted.pinned.as_deref().unwrap_or("none");
         let why = match &self.reason {
             Reason::Requested => format!("as requested; its rust-toolchain.toml pins {pinned}"),
@@ -127,7 +127,7 @@ pub enum Install {
 
 impl Toolchain {
     /// The rustup toolchain `name`, if it is installed and runs.
-    pub fn named(name: &str) -> Result<Self> {
+    pub(crate) fn named(name: &str) -> Result<Self> {
         let mut rustc = Command::new("rustc");
         rustc
             .arg("--version")
@@ -145,7 +145,7 @@ impl Toolchain {
     }
 
     /// The toolchain running this command in `dir` (found from `rustc`'s sysroot).
-    pub fn running(dir: &Path) -> Result<Self> {
+    pub(crate) fn running(dir: &Path) -> Result<Self> {
         let sysroot = output(
             Command::new("rustc")
                 .current_dir(dir)
@@ -173,7 +173,7 @@ impl Toolchain {
     }
 
     /// Every toolchain rustup has installed (none without rustup).
-    pub fn installed() -> Vec<Self> {
+    pub(crate) fn installed() -> Vec<Self> {
         let Ok(list) = output(Command::new("rustup").args(["toolchain", "list"])) else {
             return Vec::new();
         };
@@ -183,7 +183,7 @@ impl Toolchain {
             .collect()
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match &self.name {
             Some(name) => format!("rustup toolchain `{name}`"),
             None => "rustc on PATH".to_string(),
@@ -192,7 +192,7 @@ impl Toolchain {
 
     /// `cargo` with this toolchain forced, so the checkout's `rust-toolchain.toml` is not
     /// consulted (and nothing is downloaded behind our back).
-    pub fn cargo(&self) -> Command {
+    pub(crate) fn cargo(&self) -> Command {
         let mut command = Command::new("cargo");
         if let Some(name) = &self.name {
             command
@@ -203,13 +203,13 @@ impl Toolchain {
     }
 
     /// Whether `cargo <subcommand>` (clippy, fmt) runs with this toolchain.
-    pub fn has_subcommand(&self, subcommand: &str) -> bool {
+    pub(crate) fn has_subcommand(&self, subcommand: &str) -> bool {
         uvfix_process::run(self.cargo().args([subcommand, "--version"]), None)
             .is_ok_and(|out| out.success())
     }
 
     /// Add rustup components (clippy, rustfmt) to this toolchain; an error says what failed.
-    pub fn add_components(&self, components: &[&str]) -> Result<()> {
+    pub(crate) fn add_components(&self, components: &[&str]) -> Result<()> {
         let Some(name) = &self.name else {
             bail!("Rust is not managed by rustup here: install {components:?} yourself");
         };
@@ -230,7 +230,7 @@ impl Toolchain {
 
 /// Choose the toolchain for a checkout that wants `wanted` (see the module docs). `dir` is
 /// where "the toolchain running this command" is asked for (the fixture root).
-pub fn choose(
+pub(crate) fn choose(
     dir: &Path,
     wanted: &Wanted,
     requested: Option<&str>,
@@ -325,7 +325,7 @@ fn install_channel(channel: &str, components: &[&str]) -> Result<Toolchain> {
 }
 
 /// Refuse a toolchain older than the checkout's `rust-version`, before any build.
-pub fn refuse_too_old(toolchain: &Toolchain, wanted: &Wanted) -> Result<()> {
+pub(crate) fn refuse_too_old(toolchain: &Toolchain, wanted: &Wanted) -> Result<()> {
     if let Some(required) = &wanted.rust_version
         && too_old(&toolchain.version, required)
     {
@@ -374,7 +374,7 @@ fn release_of(version: &str) -> Option<(u64, u64)> {
 }
 
 /// `rustc 1.95.0 (59807616e 2026-04-14)` → `1.95.0`.
-pub fn parse_rustc_version(text: &str) -> Option<String> {
+pub(crate) fn parse_rustc_version(text: &str) -> Option<String> {
     let version = text.split_whitespace().nth(1)?;
     semver::Version::parse(version).ok()?;
     Some(version.to_string())
@@ -383,7 +383,7 @@ pub fn parse_rustc_version(text: &str) -> Option<String> {
 /// Whether rustc `have` (`1.97.0-nightly`) is older than a `rust-version` (`1.96`, `1.96.0`).
 /// A nightly counts as its release: cargo accepts it for that `rust-version`, semver would
 /// order it before. Unreadable versions are not "too old": the build will say what is wrong.
-pub fn too_old(have: &str, need: &str) -> bool {
+pub(crate) fn too_old(have: &str, need: &str) -> bool {
     let Ok(mut have) = semver::Version::parse(have) else {
         return false;
     };

@@ -8,12 +8,12 @@ use uvfix_pipeline::Paths;
 
 /// `target/uvfix/upstream/` (`target/uvfix/bases/<VERSION>/upstream/` for another base than
 /// the default): everything these commands generate.
-pub fn dir(paths: &Paths) -> PathBuf {
+pub(crate) fn dir(paths: &Paths) -> PathBuf {
     paths.base_work().join("upstream")
 }
 
 /// Remove `dir` if it exists, then create it empty.
-pub fn fresh_dir(dir: &Path) -> Result<()> {
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         fs_err::remove_dir_all(dir)?;
     }
@@ -22,7 +22,7 @@ pub fn fresh_dir(dir: &Path) -> Result<()> {
 }
 
 /// `path` relative to the fixture root when it is below it, for shorter messages.
-pub fn display(paths: &Paths, path: &Path) -> String {
+pub(crate) fn display(paths: &Paths, path: &Path) -> String {
     path.strip_prefix(&paths.root)
         .unwrap_or(path)
         .display()

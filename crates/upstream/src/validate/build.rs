@@ -20,7 +20,7 @@ use super::revision::Revision;
 
 /// The built binaries of a revision.
 #[derive(Debug, Clone)]
-pub struct Built {
+pub(super) struct Built {
     pub uv: PathBuf,
     pub uvx: PathBuf,
     /// How its toolchain was chosen, in words.
@@ -31,7 +31,7 @@ pub struct Built {
 const PROFILE: &str = "no-debug";
 
 /// What a build of a revision will use, decided before anything is checked out.
-pub struct Plan {
+pub(super) struct Plan {
     pub revision: Revision,
     pub toolchain: Chosen,
     pub profile: Option<&'static str>,
@@ -41,7 +41,7 @@ pub struct Plan {
 
 /// Choose the toolchain for `revision` ([`toolchain::choose`]); a missing one is an error here,
 /// before any worktree exists.
-pub fn plan(
+pub(super) fn plan(
     paths: &Paths,
     source: &Path,
     revision: &Revision,
@@ -68,7 +68,7 @@ pub fn plan(
 }
 
 /// Builds revisions of one repository.
-pub struct Builder<'a> {
+pub(super) struct Builder<'a> {
     paths: &'a Paths,
     source: PathBuf,
     /// Made on the first build that is not already in the bin dir.
@@ -80,7 +80,7 @@ pub struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     /// `dir`: where the worktree (`dir/uv`), the binaries (`dir/bin`) and the logs go.
-    pub fn new(paths: &'a Paths, source: &Path, dir: &Path) -> Self {
+    pub(super) fn new(paths: &'a Paths, source: &Path, dir: &Path) -> Self {
         Self {
             paths,
             source: source.to_path_buf(),
@@ -93,7 +93,7 @@ impl<'a> Builder<'a> {
 
     /// `uv` and `uvx` of `plan`'s revision: copied from an earlier build with the same
     /// toolchain, or built now.
-    pub fn build(&mut self, plan: &Plan) -> Result<Built> {
+    pub(super) fn build(&mut self, plan: &Plan) -> Result<Built> {
         let revision = &plan.revision;
         // With patches, their contents are part of what was built.
         let mut patches_id = String::new();

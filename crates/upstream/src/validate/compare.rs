@@ -16,7 +16,7 @@ use uvfix_scenario::compare::{Key, succeeded};
 
 /// Per sandbox, the counts of the table.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct Row {
+pub(super) struct Row {
     pub cells: usize,
     pub before: usize,
     pub after: usize,
@@ -26,7 +26,7 @@ pub struct Row {
 
 /// What `after` changed against `before`, cell by cell.
 #[derive(Debug, Default, Serialize)]
-pub struct Comparison {
+pub(super) struct Comparison {
     pub rows: BTreeMap<Sandbox, Row>,
     pub green: Vec<Key>,
     pub red: Vec<Key>,
@@ -36,7 +36,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// Compare the cells of `before` and `after` among `results` (other builds are ignored).
-    pub fn of(results: &[CellResult], before: &Build, after: &Build) -> Self {
+    pub(super) fn of(results: &[CellResult], before: &Build, after: &Build) -> Self {
         let mut by_key: BTreeMap<Key, [Option<bool>; 2]> = BTreeMap::new();
         let mut comparison = Self::default();
         for result in results {
@@ -82,7 +82,7 @@ impl Comparison {
     }
 
     /// The table: a row per sandbox, in the matrix's sandbox order, and the total.
-    pub fn table(&self) -> String {
+    pub(super) fn table(&self) -> String {
         let mut text = String::from(
             "| sandbox | cells | succeed before | succeed after | turned green | turned red |\n\
              |---|---:|---:|---:|---:|---:|\n",
@@ -112,7 +112,7 @@ impl Comparison {
     }
 
     /// The cells that changed, one per line, under a heading each.
-    pub fn changes(&self) -> String {
+    pub(super) fn changes(&self) -> String {
         let mut text = String::new();
         for (title, keys) in [("Turned green", &self.green), ("Turned red", &self.red)] {
             if keys.is_empty() {

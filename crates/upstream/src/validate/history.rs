@@ -14,14 +14,14 @@ const BEGIN: &str = "<!-- validate ";
 const END: &str = "<!-- /validate -->";
 
 /// One validated revision, rendered.
-pub struct Section {
+pub(super) struct Section {
     /// The after revision's date and commit: the sort key.
     pub sort: String,
     pub text: String,
 }
 
 /// Render one pair's section.
-pub fn section(
+pub(super) fn section(
     pair: &Pair,
     before_toolchain: &str,
     after_toolchain: &str,
@@ -53,7 +53,7 @@ pub fn section(
 
 /// The document: `existing` (the file's current text, if any) with `sections` put in place of
 /// the sections of the same revisions, sorted by date, under a fresh header.
-pub fn merge(existing: Option<&str>, sections: Vec<Section>, command: &str) -> String {
+pub(super) fn merge(existing: Option<&str>, sections: Vec<Section>, command: &str) -> String {
     let mut all: Vec<Section> = existing.map(parse).unwrap_or_default();
     for new in sections {
         let first_line = new.text.lines().next().unwrap_or_default().to_string();

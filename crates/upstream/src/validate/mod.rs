@@ -70,7 +70,7 @@ pub struct Options {
     pub history: Option<PathBuf>,
 }
 
-pub fn run(paths: &Paths, options: &Options) -> Result<()> {
+pub(crate) fn run(paths: &Paths, options: &Options) -> Result<()> {
     if options.against.is_some() && options.revs.len() > 1 {
         bail!("--against compares one revision; give one REV with it");
     }

@@ -13,7 +13,7 @@ use super::super::toolchain::Wanted;
 
 /// One commit of astral-sh/uv.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision {
+pub(super) struct Revision {
     /// The full commit id.
     pub sha: String,
     /// What the user called it (`0dbeb4cd3d`, `0.12.5`, `HEAD~1`).
@@ -26,19 +26,19 @@ pub struct Revision {
 
 impl Revision {
     /// The abbreviated id used in build names, file names and tables.
-    pub fn short(&self) -> &str {
+    pub(super) fn short(&self) -> &str {
         &self.sha[..10.min(self.sha.len())]
     }
 
     /// What it asks of the toolchain, read with `git show` (no worktree needed).
-    pub fn wanted(&self, source: &Path) -> Result<Wanted> {
+    pub(super) fn wanted(&self, source: &Path) -> Result<Wanted> {
         let manifest = show(source, &self.sha, "Cargo.toml")?;
         let toolchain = show(source, &self.sha, "rust-toolchain.toml").ok();
         Wanted::parse(&manifest, toolchain.as_deref())
     }
 
     /// Whether its workspace defines a cargo profile `name`.
-    pub fn defines_profile(&self, source: &Path, name: &str) -> bool {
+    pub(super) fn defines_profile(&self, source: &Path, name: &str) -> bool {
         show(source, &self.sha, "Cargo.toml")
             .ok()
             .and_then(|text| toml::from_str::<toml::Value>(&text).ok())
@@ -48,7 +48,7 @@ impl Revision {
 
 /// A revision and the one it is compared with.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pair {
+pub(super) struct Pair {
     pub before: Revision,
     pub after: Revision,
     /// How `before` was chosen, in words (`its parent`, `--against 0.12.4`, …).
@@ -58,7 +58,7 @@ pub struct Pair {
 impl Pair {
     /// How the after build is named in reports: its abbreviated commit, or, for the release
     /// with the stack applied (the same commit as before), what it is.
-    pub fn after_name(&self) -> String {
+    pub(super) fn after_name(&self) -> String {
         match self.after.sha == self.before.sha {
             true => self.after.asked.clone(),
             false => self.after.short().to_string(),
@@ -69,7 +69,7 @@ impl Pair {
 /// Resolve `rev` in `source` and choose what to compare it with: `against` if given; else the
 /// merge base with `base_tag` (the release the stack is written against) when `rev` is not
 /// already in that tag's history; else `rev`'s first parent.
-pub fn pair(
+pub(super) fn pair(
     source: &Path,
     rev: &str,
     against: Option<&str>,
@@ -124,7 +124,7 @@ fn default_before(
 
 /// `rev` in `source`, with its subject and date; a clear error for a directory that is not a
 /// git repository or a revision it does not have.
-pub fn revision(source: &Path, rev: &str) -> Result<Revision> {
+pub(super) fn revision(source: &Path, rev: &str) -> Result<Revision> {
     let (sha, _) = resolve(source, rev)?;
     let line = output(
         git(source)
