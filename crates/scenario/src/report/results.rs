@@ -115,6 +115,8 @@ pub struct Reports {
     pub steps: Vec<Looked<Found<Vec<StepRow>>>>,
     /// `cargo xtask bench`'s text report.
     pub bench: Looked<Found<String>>,
+    /// `cargo xtask upstream check --gates`'s table (`gates.md`): uv's own CI per step.
+    pub gates: Looked<Found<String>>,
 }
 
 /// Where the reports live: the repository root (for relative paths in the text), the default
@@ -178,24 +180,42 @@ impl Reports {
             )?,
             json(&at.work.join("steps/steps.json"), "ci/steps.sh", &shown)?,
         ];
-        let bench_path = at.work.join("bench/bench.txt");
-        let bench = match read(&bench_path)? {
-            Some((text, written)) => Looked::Found(Found {
-                path: shown(&bench_path),
-                written,
-                data: text,
-            }),
-            None => Looked::Missing {
-                path: shown(&bench_path),
-                made_by: "cargo xtask bench".into(),
-            },
-        };
+        let bench = text(
+            &at.work.join("bench/bench.txt"),
+            "cargo xtask bench",
+            &shown,
+        )?;
+        let gates = text(
+            &at.work.join("upstream/check/gates/gates.md"),
+            "cargo xtask upstream check <astral-sh/uv clone> --gates",
+            &shown,
+        )?;
         Ok(Self {
             matrices,
             steps,
             bench,
+            gates,
         })
     }
+}
+
+/// A report that is text already (shown as it is).
+fn text(
+    path: &Path,
+    made_by: &str,
+    shown: &dyn Fn(&Path) -> String,
+) -> Result<Looked<Found<String>>, LoadError> {
+    Ok(match read(path)? {
+        Some((text, written)) => Looked::Found(Found {
+            path: shown(path),
+            written,
+            data: text,
+        }),
+        None => Looked::Missing {
+            path: shown(path),
+            made_by: made_by.into(),
+        },
+    })
 }
 
 /// The file's text and its modification time, or `None` when it does not exist.
@@ -299,6 +319,16 @@ pub fn render_results(header: &Header, reports: &Reports) -> String {
             steps_section(&mut md, steps);
         }
     }
+    if let Looked::Found(gates) = &reports.gates {
+        let _ = writeln!(
+            md,
+            "## uv's CI gates per step\n\n`{}`, written {} (each step's gates, with the first \
+             error of a failing one, are in `<step>.md` beside it):\n\n{}\n",
+            gates.path,
+            gates.written,
+            gates.data.trim_end()
+        );
+    }
     if let Looked::Found(bench) = &reports.bench {
         let _ = writeln!(
             md,
@@ -324,8 +354,10 @@ fn missing(reports: &Reports) -> Vec<(&str, &str)> {
             out.push((path.as_str(), made_by.as_str()));
         }
     }
-    if let Looked::Missing { path, made_by } = &reports.bench {
-        out.push((path.as_str(), made_by.as_str()));
+    for text in [&reports.bench, &reports.gates] {
+        if let Looked::Missing { path, made_by } = text {
+            out.push((path.as_str(), made_by.as_str()));
+        }
     }
     out
 }
@@ -572,6 +604,10 @@ mod tests {
                 "warm `uv run python3 -c pass`, 21 runs each, dev profile, median:\n  patched 1.0 ms\n"
                     .to_owned(),
             )),
+            gates: Looked::Found(found(
+                "target/uvfix/upstream/check/gates/gates.md",
+                "| step | check |\n|---|:---:|\n| 0.12.5 | ✓ |\n| markers | **✗** |\n".to_owned(),
+            )),
         };
         insta::assert_snapshot!(render_results(&header(), &reports));
     }
@@ -587,6 +623,10 @@ mod tests {
             bench: Looked::Missing {
                 path: "target/uvfix/bench/bench.txt".into(),
                 made_by: "cargo xtask bench".into(),
+            },
+            gates: Looked::Missing {
+                path: "target/uvfix/upstream/check/gates/gates.md".into(),
+                made_by: "cargo xtask upstream check <astral-sh/uv clone> --gates".into(),
             },
         };
         let md = render_results(&header(), &reports);
@@ -608,6 +648,10 @@ mod tests {
             bench: Looked::Missing {
                 path: "target/uvfix/bench/bench.txt".into(),
                 made_by: "cargo xtask bench".into(),
+            },
+            gates: Looked::Missing {
+                path: "target/uvfix/upstream/check/gates/gates.md".into(),
+                made_by: "cargo xtask upstream check <astral-sh/uv clone> --gates".into(),
             },
         };
         insta::assert_snapshot!(render_results(&header(), &reports));
@@ -649,6 +693,9 @@ mod tests {
             matches!(&reports.steps[1], Looked::Missing { made_by, .. } if made_by == "ci/steps.sh")
         );
         assert!(matches!(&reports.bench, Looked::Missing { .. }));
+        assert!(
+            matches!(&reports.gates, Looked::Missing { made_by, .. } if made_by.ends_with("--gates"))
+        );
     }
 
     #[test]
