@@ -27,8 +27,16 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::policy::{Policy, base_command};
 use crate::probe::{find_in_path, run_probe, tool};
-use crate::{Availability, Invocation, Layout, Sandbox};
+use crate::{Availability, Denial, Invocation, Layout};
+
+/// The two bubblewrap policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bwrap {
+    RoHome,
+    RoRoot,
+}
 
 const COMMON: [&str; 5] = [
     "--unshare-user",
@@ -39,17 +47,17 @@ const COMMON: [&str; 5] = [
 ];
 
 /// The mount part of each policy, in order.
-fn mounts(sandbox: Sandbox, layout: &Layout) -> Vec<OsString> {
+fn mounts(policy: Bwrap, layout: &Layout) -> Vec<OsString> {
     let bind = |flag: &str, dir: &Path| [flag.into(), dir.into(), dir.into()];
     let mut args: Vec<OsString> = Vec::new();
-    match sandbox {
-        Sandbox::RoHome => {
+    match policy {
+        Bwrap::RoHome => {
             args.extend(["--dev-bind", "/", "/", "--tmpfs", "/tmp"].map(OsString::from));
             args.extend(bind("--ro-bind", &layout.home));
             args.extend(bind("--bind", &layout.workspace));
             args.extend(bind("--bind", &layout.tmp));
         }
-        Sandbox::RoRoot => {
+        Bwrap::RoRoot => {
             args.extend(
                 [
                     "--unshare-pid",
@@ -65,15 +73,14 @@ fn mounts(sandbox: Sandbox, layout: &Layout) -> Vec<OsString> {
             );
             args.extend(bind("--bind", &layout.workspace));
         }
-        other => unreachable!("{other} is not a bubblewrap policy"),
     }
     args
 }
 
-fn bwrap_command(sandbox: Sandbox, layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
-    let mut cmd = crate::base_command(tool("bwrap"), inv);
-    cmd.args(COMMON).args(mounts(sandbox, layout));
-    if sandbox == Sandbox::RoHome {
+fn bwrap_command(policy: Bwrap, layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
+    let mut cmd = base_command(tool("bwrap"), inv);
+    cmd.args(COMMON).args(mounts(policy, layout));
+    if policy == Bwrap::RoHome {
         for file in [helper, inv.program.as_path()] {
             if hidden_by_private_tmp(file, layout) {
                 cmd.arg("--ro-bind").arg(file).arg(file);
@@ -95,17 +102,35 @@ fn hidden_by_private_tmp(file: &Path, layout: &Layout) -> bool {
         && file.exists()
 }
 
-pub(crate) fn ro_home(layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
-    bwrap_command(Sandbox::RoHome, layout, helper, inv)
-}
+impl Policy for Bwrap {
+    fn name(&self) -> &str {
+        match self {
+            Bwrap::RoHome => "ro-home",
+            Bwrap::RoRoot => "ro-root",
+        }
+    }
 
-pub(crate) fn ro_root(layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
-    bwrap_command(Sandbox::RoRoot, layout, helper, inv)
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Erofs)
+    }
+
+    fn availability(&self) -> Availability {
+        availability(*self)
+    }
+
+    /// ro-root leaves only the workspace writable: TMPDIR is read-only too.
+    fn tmp_writable(&self) -> bool {
+        *self != Bwrap::RoRoot
+    }
+
+    fn command(&self, layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
+        bwrap_command(*self, layout, helper, inv)
+    }
 }
 
 /// Installed is not enough (user namespaces may be off, e.g. inside an unprivileged container):
 /// run the policy's own flags once on `/bin/sh -c :`.
-pub(crate) fn availability(sandbox: Sandbox) -> Availability {
+fn availability(policy: Bwrap) -> Availability {
     if find_in_path("bwrap").is_none() {
         return Availability::Unavailable("bwrap not installed: apt-get install bubblewrap".into());
     }
@@ -120,7 +145,7 @@ pub(crate) fn availability(sandbox: Sandbox) -> Availability {
     let mut probe = Command::new(tool("bwrap"));
     probe
         .args(COMMON)
-        .args(mounts(sandbox, &layout))
+        .args(mounts(policy, &layout))
         .args(["--", "/bin/sh", "-c", ":"]);
     match run_probe(probe, Duration::from_secs(20)) {
         Ok(out) if out.success => Availability::Available,

@@ -14,8 +14,10 @@
 //! every cell: a wrapper that lets the write through, or denies it with another errno, fails
 //! the cell with that in words. Its TMPDIR is taken to be writable.
 //!
-//! Registered sandboxes live for the process (names are leaked to give them the `'static`
-//! lifetime every other sandbox name has); [`crate::Sandbox::from_name`] finds them.
+//! A registered sandbox is its own policy (the crate's `Policy`): `Sandbox::Custom(index)` is the index of its entry
+//! in the registry. Entries live for the process (each is leaked once, so that it is a
+//! `&'static` policy and its name a `&'static str` like every other sandbox's; at most 255);
+//! [`crate::Sandbox::from_name`] finds them.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -23,15 +25,34 @@ use std::process::Command;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use crate::policy::{Policy, base_command};
 use crate::probe::{find_in_path, is_executable, run_probe, tool};
 use crate::{Availability, Denial, Invocation, Layout, Sandbox};
 
 /// One registered sandbox.
 #[derive(Debug)]
 pub struct Custom {
-    pub name: &'static str,
+    pub name: String,
     pub words: Vec<String>,
     pub denial: Denial,
+}
+
+impl Policy for Custom {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn denial(&self) -> Option<Denial> {
+        Some(self.denial)
+    }
+
+    fn availability(&self) -> Availability {
+        availability(self)
+    }
+
+    fn command(&self, layout: &Layout, _helper: &Path, inv: &Invocation) -> Command {
+        command(self, layout, inv)
+    }
 }
 
 static REGISTRY: RwLock<Vec<&'static Custom>> = RwLock::new(Vec::new());
@@ -125,7 +146,7 @@ pub fn register(spec: &str) -> Result<Sandbox, CustomError> {
     let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
     let index = u8::try_from(registry.len()).map_err(|_| CustomError::TooMany)?;
     registry.push(Box::leak(Box::new(Custom {
-        name: Box::leak(name.to_owned().into_boxed_str()),
+        name: name.to_owned(),
         words,
         denial,
     })));
@@ -172,7 +193,7 @@ fn expand(custom: &Custom, layout: &Layout) -> Vec<OsString> {
     custom.words.iter().map(|w| fill(w).into()).collect()
 }
 
-pub(crate) fn command(custom: &Custom, layout: &Layout, inv: &Invocation) -> Command {
+fn command(custom: &Custom, layout: &Layout, inv: &Invocation) -> Command {
     let words = expand(custom, layout);
     // The wrapper is found on the host's PATH, like every other sandbox's tool.
     let program = Path::new(&words[0]);
@@ -181,14 +202,14 @@ pub(crate) fn command(custom: &Custom, layout: &Layout, inv: &Invocation) -> Com
     } else {
         tool(&program.to_string_lossy())
     };
-    let mut cmd = crate::base_command(program, inv);
+    let mut cmd = base_command(program, inv);
     cmd.args(&words[1..]).arg(&inv.program).args(&inv.args);
     cmd
 }
 
 /// The wrapper exists and runs `/bin/sh -c :` in a throwaway layout; the denial itself is the
 /// canary's to prove, cell by cell.
-pub(crate) fn availability(custom: &Custom) -> Availability {
+fn availability(custom: &Custom) -> Availability {
     let first = &custom.words[0];
     let found = if Path::new(first).is_absolute() {
         is_executable(Path::new(first))

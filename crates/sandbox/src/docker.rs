@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::policy::{Policy, sandbox_env};
 use crate::probe::{find_in_path, run_probe, tool};
-use crate::{Availability, Invocation, Layout, sandbox_env};
+use crate::{Availability, Denial, Invocation, Layout};
 
 /// Names another image (must be present locally: it is never pulled).
 pub const IMAGE_ENV: &str = "UVFIX_DOCKER_IMAGE";
@@ -51,10 +52,31 @@ pub fn python() -> PathBuf {
         .map_or_else(|| PathBuf::from(DEFAULT_PYTHON), PathBuf::from)
 }
 
+/// `docker-ro`: see the module's documentation.
+pub(crate) struct DockerReadOnly;
+
+impl Policy for DockerReadOnly {
+    fn name(&self) -> &str {
+        "docker-ro"
+    }
+
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Erofs)
+    }
+
+    fn availability(&self) -> Availability {
+        availability()
+    }
+
+    fn command(&self, layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
+        command(layout, helper, inv)
+    }
+}
+
 /// One `docker image inspect`: it answers both questions (does an engine answer, is the image
 /// there) in one process. Under nextest every test process asks, so no container is started
 /// here; the canary of every cell starts one and proves the rest.
-pub(crate) fn availability() -> Availability {
+fn availability() -> Availability {
     if !cfg!(target_os = "linux") {
         return Availability::Unavailable(
             "docker-ro runs Linux containers with host-path mounts (Linux only)".into(),
@@ -118,7 +140,7 @@ fn container_env(inv: &Invocation) -> Vec<(OsString, OsString)> {
         .collect()
 }
 
-pub(crate) fn command(layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
+fn command(layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
     // The docker client keeps the host environment (DOCKER_HOST, its config); the container
     // gets exactly the sandboxed environment through `--env`.
     let mut cmd = Command::new(tool("docker"));

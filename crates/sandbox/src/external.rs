@@ -34,10 +34,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::policy::{Policy, base_command, sandbox_env};
 use crate::probe::{
     find_in_path, is_executable, json_string, run_probe, script_command, toml_string,
 };
-use crate::{Availability, Invocation, Layout, sandbox_env};
+use crate::{Availability, Denial, Invocation, Layout};
 
 /// The fixture's npm prefix, where `cargo xtask` (or a developer) installs the npm sandboxes.
 fn npm_bin(name: &str) -> PathBuf {
@@ -88,7 +89,31 @@ fn smoke(mut cmd: Command, what: &str) -> Availability {
 
 const CODEX_INSTALL: &str = "npm install --prefix target/uvfix/npm @openai/codex@0.63.0";
 
-pub(crate) fn codex_availability() -> Availability {
+/// `codex`: Codex CLI 0.63.0, `codex sandbox linux --full-auto`.
+pub(crate) struct Codex;
+
+impl Policy for Codex {
+    fn name(&self) -> &str {
+        "codex"
+    }
+
+    /// EACCES for the Landlock generation (0.63.0, the one this fixture installs); a newer,
+    /// bubblewrap-based codex would show EROFS and its canary then fails with
+    /// [`crate::SandboxError::WrongDenial`] instead of passing unnoticed.
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Eacces)
+    }
+
+    fn availability(&self) -> Availability {
+        codex_availability()
+    }
+
+    fn command(&self, layout: &Layout, _helper: &Path, inv: &Invocation) -> Command {
+        codex(layout, inv)
+    }
+}
+
+fn codex_availability() -> Availability {
     if !cfg!(target_os = "linux") {
         return Availability::Unavailable(
             "the codex policy drives `codex sandbox linux` (Linux only)".into(),
@@ -125,7 +150,7 @@ fn codex_policy_args(writable: &[PathBuf]) -> Vec<OsString> {
     .to_vec()
 }
 
-pub(crate) fn codex(layout: &Layout, inv: &Invocation) -> Command {
+fn codex(layout: &Layout, inv: &Invocation) -> Command {
     let mut cmd = script_command(&located("UVFIX_CODEX", "codex"));
     cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
     cmd.args(codex_policy_args(&[
@@ -142,6 +167,27 @@ pub(crate) fn codex(layout: &Layout, inv: &Invocation) -> Command {
 /// The release `ci/install-sandboxes.sh` installs for the `codex-current` column.
 pub const CODEX_CURRENT_VERSION: &str = "0.171.0";
 const CODEX_CURRENT_PREFIX: &str = "target/uvfix/npm-codex-current";
+
+/// `codex-current`: Codex CLI's current release, `codex sandbox -P uvfix`.
+pub(crate) struct CodexCurrent;
+
+impl Policy for CodexCurrent {
+    fn name(&self) -> &str {
+        "codex-current"
+    }
+
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Erofs)
+    }
+
+    fn availability(&self) -> Availability {
+        codex_current_availability()
+    }
+
+    fn command(&self, layout: &Layout, _helper: &Path, inv: &Invocation) -> Command {
+        codex_current(layout, inv)
+    }
+}
 
 fn codex_current_install() -> String {
     format!(
@@ -171,7 +217,7 @@ fn locate_codex_current() -> Result<PathBuf, String> {
     }
 }
 
-pub(crate) fn codex_current_availability() -> Availability {
+fn codex_current_availability() -> Availability {
     if !cfg!(target_os = "linux") {
         return Availability::Unavailable(
             "the codex-current column drives Codex's Linux sandbox (bubblewrap)".into(),
@@ -212,7 +258,7 @@ fn codex_current_policy_args(writable: &[PathBuf], cwd: &Path) -> Vec<OsString> 
     args
 }
 
-pub(crate) fn codex_current(layout: &Layout, inv: &Invocation) -> Command {
+fn codex_current(layout: &Layout, inv: &Invocation) -> Command {
     let codex = locate_codex_current().unwrap_or_else(|_| PathBuf::from("codex"));
     let mut cmd = script_command(&codex);
     cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
@@ -229,7 +275,40 @@ pub(crate) fn codex_current(layout: &Layout, inv: &Invocation) -> Command {
 
 const SRT_INSTALL: &str = "npm install --prefix target/uvfix/npm @anthropic-ai/sandbox-runtime";
 
-pub(crate) fn srt_availability() -> Availability {
+/// `sandbox-runtime`: Anthropic's `srt` with a settings file per layout.
+pub(crate) struct SandboxRuntime;
+
+impl Policy for SandboxRuntime {
+    fn name(&self) -> &str {
+        "sandbox-runtime"
+    }
+
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Erofs)
+    }
+
+    fn availability(&self) -> Availability {
+        srt_availability()
+    }
+
+    fn command(&self, layout: &Layout, _helper: &Path, inv: &Invocation) -> Command {
+        srt(layout, inv)
+    }
+
+    /// srt creates its proxy bridges as unix sockets under TMPDIR, and socket paths are
+    /// limited to 108 bytes: a deep TMPDIR fails like this, every time.
+    fn no_report_hint(&self, layout: &Layout, stderr: &str) -> Option<String> {
+        stderr.contains("Failed to create bridge sockets").then(|| {
+            format!(
+                " (srt puts unix sockets under TMPDIR = {}; socket paths are limited to 108 \
+                 bytes, so use a shorter TMPDIR)",
+                layout.tmp.display()
+            )
+        })
+    }
+}
+
+fn srt_availability() -> Availability {
     if !cfg!(any(target_os = "linux", target_os = "macos")) {
         return Availability::Unavailable("srt supports Linux and macOS only".into());
     }
@@ -347,7 +426,7 @@ fn write_srt_settings(layout: &Layout) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-pub(crate) fn srt(layout: &Layout, inv: &Invocation) -> Command {
+fn srt(layout: &Layout, inv: &Invocation) -> Command {
     let mut cmd = script_command(&located("UVFIX_SRT", "srt"));
     cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
     match write_srt_settings(layout) {
@@ -368,7 +447,28 @@ pub(crate) fn srt(layout: &Layout, inv: &Invocation) -> Command {
 
 const SANDBOX_EXEC: &str = "/usr/bin/sandbox-exec";
 
-pub(crate) fn seatbelt_availability() -> Availability {
+/// `seatbelt`: macOS `sandbox-exec` with [`seatbelt_profile`].
+pub(crate) struct Seatbelt;
+
+impl Policy for Seatbelt {
+    fn name(&self) -> &str {
+        "seatbelt"
+    }
+
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Eperm)
+    }
+
+    fn availability(&self) -> Availability {
+        seatbelt_availability()
+    }
+
+    fn command(&self, layout: &Layout, _helper: &Path, inv: &Invocation) -> Command {
+        seatbelt(layout, inv)
+    }
+}
+
+fn seatbelt_availability() -> Availability {
     if !cfg!(target_os = "macos") {
         return Availability::Unavailable(format!(
             "Seatbelt (sandbox-exec) exists only on macOS, this is {}",
@@ -399,8 +499,8 @@ pub fn seatbelt_profile(home: &Path) -> String {
     )
 }
 
-pub(crate) fn seatbelt(layout: &Layout, inv: &Invocation) -> Command {
-    let mut cmd = crate::base_command(SANDBOX_EXEC, inv);
+fn seatbelt(layout: &Layout, inv: &Invocation) -> Command {
+    let mut cmd = base_command(SANDBOX_EXEC, inv);
     cmd.arg("-p")
         .arg(seatbelt_profile(&layout.home))
         .arg(&inv.program)

@@ -39,13 +39,48 @@ use std::process::Command;
 
 use fs_err as fs;
 
+use crate::policy::{Policy, base_command, direct_command};
 use crate::probe::{find_in_path, is_root, tool};
-use crate::{Availability, Invocation, Layout};
+use crate::{Availability, Denial, Invocation, Layout};
 
 /// The unprivileged uid (and gid) the command runs as when we are root: `nobody`/`nogroup`.
 pub const UID: u32 = 65534;
 
-pub(crate) fn availability() -> Availability {
+/// `foreign-owner`: see the module's documentation.
+pub(crate) struct ForeignOwner;
+
+impl Policy for ForeignOwner {
+    fn name(&self) -> &str {
+        "foreign-owner"
+    }
+
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Eacces)
+    }
+
+    fn availability(&self) -> Availability {
+        availability()
+    }
+
+    fn prepare(&self, layout: &Layout) -> io::Result<()> {
+        prepare(layout)
+    }
+
+    fn release(&self, layout: &Layout) -> io::Result<()> {
+        release(layout)
+    }
+
+    fn command(&self, _layout: &Layout, _helper: &Path, inv: &Invocation) -> Command {
+        command(inv)
+    }
+
+    /// As root the helper runs as uid 65534: a copy it may execute, see [`stage_executable`].
+    fn stage_helper(&self, helper: &Path) -> Result<PathBuf, String> {
+        stage_executable(helper).map_err(|e| format!("staging the helper for uid {UID}: {e}"))
+    }
+}
+
+fn availability() -> Availability {
     if !is_root() {
         // Non-root: write bits are stripped instead; nothing to find.
         return Availability::Available;
@@ -56,18 +91,18 @@ pub(crate) fn availability() -> Availability {
     }
 }
 
-pub(crate) fn command(inv: &Invocation) -> Command {
+fn command(inv: &Invocation) -> Command {
     if !is_root() {
-        return crate::direct_command(inv);
+        return direct_command(inv);
     }
     let mut cmd = match find_in_path("unshare") {
         // Root may create a network namespace without a user namespace: offline for free.
         Some(unshare) => {
-            let mut cmd = crate::base_command(unshare, inv);
+            let mut cmd = base_command(unshare, inv);
             cmd.args(["--net", "--"]).arg(tool("setpriv"));
             cmd
         }
-        None => crate::base_command(tool("setpriv"), inv),
+        None => base_command(tool("setpriv"), inv),
     };
     cmd.arg(format!("--reuid={UID}"))
         .arg(format!("--regid={UID}"))
@@ -121,7 +156,7 @@ pub(crate) fn sudo_chown(dir: &Path, owner: &str) -> io::Result<()> {
     }
 }
 
-pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
+fn prepare(layout: &Layout) -> io::Result<()> {
     // The cache is left absent when it is: the cell's canary then aims at its nearest existing
     // parent, which is denied below (non-root) or root-owned 0755 (root).
     if !is_root() {
@@ -181,7 +216,7 @@ pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn release(layout: &Layout) -> io::Result<()> {
+fn release(layout: &Layout) -> io::Result<()> {
     if is_root() {
         return Ok(());
     }

@@ -10,7 +10,38 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Availability, Layout};
+use crate::policy::{Policy, direct_command};
+use crate::{Availability, Denial, Invocation, Layout};
+
+/// `immutable`: the command runs as is; [`Policy::prepare`] puts the attribute on the cache.
+pub(crate) struct Immutable;
+
+impl Policy for Immutable {
+    fn name(&self) -> &str {
+        "immutable"
+    }
+
+    /// Seatbelt's errno, on Linux.
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Eperm)
+    }
+
+    fn availability(&self) -> Availability {
+        availability()
+    }
+
+    fn prepare(&self, layout: &Layout) -> io::Result<()> {
+        prepare(layout)
+    }
+
+    fn release(&self, layout: &Layout) -> io::Result<()> {
+        release(layout)
+    }
+
+    fn command(&self, _layout: &Layout, _helper: &Path, inv: &Invocation) -> Command {
+        direct_command(inv)
+    }
+}
 
 /// What gets the attribute: the cache, or when it is absent the directory it would be created
 /// in (so uv cannot create it either).
@@ -50,7 +81,7 @@ fn is_immutable(path: &Path) -> io::Result<bool> {
         .is_some_and(|flags| flags.contains('i')))
 }
 
-pub(crate) fn availability() -> Availability {
+fn availability() -> Availability {
     let dir = match tempfile::Builder::new()
         .prefix("uvfix-immutable-probe-")
         .tempdir()
@@ -83,7 +114,7 @@ pub(crate) fn availability() -> Availability {
     outcome
 }
 
-pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
+fn prepare(layout: &Layout) -> io::Result<()> {
     match target(layout) {
         Some(dir) => {
             // Recorded before it is done: a run killed half-way through `chattr -R` must still
@@ -99,7 +130,7 @@ pub(crate) fn prepare(layout: &Layout) -> io::Result<()> {
 }
 
 /// Lift the attribute again, or the layout could not be deleted (not even by root).
-pub(crate) fn release(layout: &Layout) -> io::Result<()> {
+fn release(layout: &Layout) -> io::Result<()> {
     match layout.cache.parent().filter(|p| p.is_dir()) {
         Some(dir) => chattr("-i", dir),
         None => Ok(()),

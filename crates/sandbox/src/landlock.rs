@@ -24,33 +24,13 @@ use landlock::{
     PathFdError, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetError, RulesetStatus,
 };
 
-use crate::{Availability, Invocation, Layout};
+use crate::policy::{Policy, base_command};
+use crate::{Availability, Denial, Invocation, Layout};
 
 /// The ABI whose rights are handled: Codex's choice. Best effort above V1: older kernels enforce
 /// what they know, and [`restrict_self`] refuses only when nothing is enforced at all.
 #[cfg(target_os = "linux")]
 const ABI_USED: ABI = ABI::V5;
-
-/// Landlock is there if a ruleset for the first ABI can be created (no restriction is applied:
-/// the ruleset fd is dropped unused).
-pub(crate) fn availability() -> Availability {
-    #[cfg(not(target_os = "linux"))]
-    return Availability::Unavailable("Landlock is a Linux security module".into());
-    #[cfg(target_os = "linux")]
-    {
-        let probe = Ruleset::default()
-            .set_compatibility(CompatLevel::HardRequirement)
-            .handle_access(AccessFs::from_all(ABI::V1))
-            .and_then(|ruleset| ruleset.create());
-        match probe {
-            Ok(_) => Availability::Available,
-            Err(e) => Availability::Unavailable(format!(
-                "Landlock is not supported or not enabled by this kernel ({e}); it needs Linux >= 5.13 \
-                 with `landlock` in the `lsm=` boot parameter"
-            )),
-        }
-    }
-}
 
 /// The directories the command may write: the workspace, TMPDIR and /dev.
 pub fn writable_roots(layout: &Layout) -> Vec<PathBuf> {
@@ -61,17 +41,51 @@ pub fn writable_roots(layout: &Layout) -> Vec<PathBuf> {
     ]
 }
 
-pub(crate) fn command(layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
-    let mut cmd = crate::base_command(helper, inv);
-    cmd.arg("landlock");
-    for dir in writable_roots(layout) {
-        cmd.arg("--rw").arg(dir);
+/// `landlock`: the helper restricts itself, then execs the command.
+pub(crate) struct Landlock;
+
+impl Policy for Landlock {
+    fn name(&self) -> &str {
+        "landlock"
     }
-    cmd.arg("--deny-tcp")
-        .arg("--")
-        .arg(&inv.program)
-        .args(&inv.args);
-    cmd
+
+    fn denial(&self) -> Option<Denial> {
+        Some(Denial::Eacces)
+    }
+
+    /// Landlock is there if a ruleset for the first ABI can be created (no restriction is applied:
+    /// the ruleset fd is dropped unused).
+    fn availability(&self) -> Availability {
+        #[cfg(not(target_os = "linux"))]
+        return Availability::Unavailable("Landlock is a Linux security module".into());
+        #[cfg(target_os = "linux")]
+        {
+            let probe = Ruleset::default()
+                .set_compatibility(CompatLevel::HardRequirement)
+                .handle_access(AccessFs::from_all(ABI::V1))
+                .and_then(|ruleset| ruleset.create());
+            match probe {
+                Ok(_) => Availability::Available,
+                Err(e) => Availability::Unavailable(format!(
+                    "Landlock is not supported or not enabled by this kernel ({e}); it needs Linux >= 5.13 \
+                     with `landlock` in the `lsm=` boot parameter"
+                )),
+            }
+        }
+    }
+
+    fn command(&self, layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
+        let mut cmd = base_command(helper, inv);
+        cmd.arg("landlock");
+        for dir in writable_roots(layout) {
+            cmd.arg("--rw").arg(dir);
+        }
+        cmd.arg("--deny-tcp")
+            .arg("--")
+            .arg(&inv.program)
+            .args(&inv.args);
+        cmd
+    }
 }
 
 /// Why the helper refuses to go on.

@@ -1,7 +1,9 @@
 //! Run a command with the uv cache denied the way real users meet it.
 //!
-//! Each [`Sandbox`] is one small declarative policy. Its kebab-case name is an identity shared
-//! by test names, report columns, CLI values and JSON, so renaming one changes every report.
+//! Each [`Sandbox`] is one small declarative policy: a type implementing the crate's `Policy`
+//! trait (`policy.rs`) in the sandbox's own module, found through one row of `Sandbox::policy`.
+//! Its kebab-case name is an identity shared by test names, report columns, CLI values and
+//! JSON, so renaming one changes every report.
 //! Every use is proven by a canary: [`Sandbox::canary`] tries to create a new file in the
 //! cache *inside* the sandbox and must see the expected [`Denial`] before a matrix cell counts.
 //!
@@ -9,7 +11,7 @@
 //!
 //! | name            | module        | how the cache is denied                                     | errno  |
 //! |-----------------|---------------|-------------------------------------------------------------|--------|
-//! | `none`          | –             | not at all (baseline; its canary must fail)                 | –      |
+//! | `none`          | `policy`      | not at all (baseline; its canary must fail)                 | –      |
 //! | `landlock`      | [`landlock`]  | helper applies a Landlock ruleset (read `/`, write ws/tmp/dev) | EACCES |
 //! | `ro-home`       | [`bwrap`]     | bubblewrap, `$HOME` bind-mounted read-only                  | EROFS  |
 //! | `ro-root`       | [`bwrap`]     | bubblewrap, `/` read-only, only the workspace writable      | EROFS  |
@@ -21,6 +23,11 @@
 //! | `docker-ro`     | [`docker`]    | `docker run --read-only`, `$HOME` volume `:ro`              | EROFS  |
 //! | `seatbelt`      | [`external`]  | macOS `sandbox-exec`, `(deny file-write* (subpath home))`   | EPERM  |
 //! | (yours)         | [`custom`]    | `NAME[:ERRNO]=COMMAND PREFIX` with `{workspace}` `{cache}` … | given  |
+//!
+//! Adding a built-in sandbox: a module with a type that implements `Policy` (name, denial,
+//! availability, command; prepare, release, TMPDIR and the helper where they differ from the
+//! defaults), a [`Sandbox`] variant, its row in `Sandbox::policy` and its entry in
+//! [`Sandbox::ALL`]. A sandbox for one run needs no code: [`custom`].
 //!
 //! # Environment
 //!
@@ -36,7 +43,7 @@
 //! srt has an empty domain allow-list, docker gets `--network none`, seatbelt `(deny network*)`.
 //! `none` and foreign-owner as a non-root user keep the network.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -52,8 +59,11 @@ mod helper;
 mod immutable;
 pub mod landlock;
 pub mod owner;
+mod policy;
 mod probe;
 pub mod trial;
+
+use policy::Policy;
 
 pub use helper::helper_main;
 pub use nix::errno::Errno;
@@ -97,8 +107,11 @@ impl Denial {
 /// Every sandbox the matrix knows. `None` is the unsandboxed baseline. The kebab-case names
 /// ("ro-home", "docker-ro") are test names, table columns, CLI values and JSON values alike.
 ///
-/// The names are written out rather than derived: a custom sandbox carries its own.
+/// A variant is an identity; what it does is its policy (`Sandbox::policy`, one row per
+/// variant), which also carries its name: written out there rather than derived, since a
+/// custom sandbox carries its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(test, derive(strum::EnumIter))]
 pub enum Sandbox {
     None,
     Landlock,
@@ -207,19 +220,10 @@ impl Sandbox {
     /// Why the canary printed no report, with a hint where the cause is known.
     fn no_canary_report(self, layout: &Layout, output: &uvfix_process::Output) -> String {
         let stderr = output.stderr_text();
-        // srt creates its proxy bridges as unix sockets under TMPDIR, and socket paths are
-        // limited to 108 bytes: a deep TMPDIR fails like this, every time.
-        let hint = if self == Sandbox::SandboxRuntime
-            && stderr.contains("Failed to create bridge sockets")
-        {
-            format!(
-                " (srt puts unix sockets under TMPDIR = {}; socket paths are limited to 108 \
-                 bytes, so use a shorter TMPDIR)",
-                layout.tmp.display()
-            )
-        } else {
-            String::new()
-        };
+        let hint = self
+            .policy()
+            .no_report_hint(layout, &stderr)
+            .unwrap_or_default();
         format!(
             "no canary report ({}); stdout: {:?}; stderr: {:?}{hint}",
             output.status_text(),
@@ -243,22 +247,28 @@ impl Sandbox {
         Sandbox::Seatbelt,
     ];
 
+    /// What the sandbox does: one row per sandbox, the policy in the sandbox's own module.
+    /// Every method below that differs between sandboxes asks it.
+    fn policy(self) -> &'static dyn Policy {
+        match self {
+            Sandbox::None => &policy::Unsandboxed,
+            Sandbox::Landlock => &landlock::Landlock,
+            Sandbox::RoHome => &bwrap::Bwrap::RoHome,
+            Sandbox::RoRoot => &bwrap::Bwrap::RoRoot,
+            Sandbox::ForeignOwner => &foreign::ForeignOwner,
+            Sandbox::Immutable => &immutable::Immutable,
+            Sandbox::Codex => &external::Codex,
+            Sandbox::CodexCurrent => &external::CodexCurrent,
+            Sandbox::SandboxRuntime => &external::SandboxRuntime,
+            Sandbox::DockerReadOnly => &docker::DockerReadOnly,
+            Sandbox::Seatbelt => &external::Seatbelt,
+            Sandbox::Custom(index) => custom::get(index),
+        }
+    }
+
     /// Short stable name used in test names, table columns and CLI flags ("landlock", "ro-home", …).
     pub fn name(self) -> &'static str {
-        match self {
-            Sandbox::None => "none",
-            Sandbox::Landlock => "landlock",
-            Sandbox::RoHome => "ro-home",
-            Sandbox::RoRoot => "ro-root",
-            Sandbox::ForeignOwner => "foreign-owner",
-            Sandbox::Immutable => "immutable",
-            Sandbox::Codex => "codex",
-            Sandbox::CodexCurrent => "codex-current",
-            Sandbox::SandboxRuntime => "sandbox-runtime",
-            Sandbox::DockerReadOnly => "docker-ro",
-            Sandbox::Seatbelt => "seatbelt",
-            Sandbox::Custom(index) => custom::get(index).name,
-        }
+        self.policy().name()
     }
 
     pub fn from_name(name: &str) -> Option<Sandbox> {
@@ -275,17 +285,7 @@ impl Sandbox {
     /// newer, bubblewrap-based codex would show EROFS and its canary then fails with
     /// [`SandboxError::WrongDenial`] instead of passing unnoticed.
     pub fn denial(self) -> Option<Denial> {
-        match self {
-            Sandbox::None => None,
-            Sandbox::Landlock | Sandbox::ForeignOwner | Sandbox::Codex => Some(Denial::Eacces),
-            Sandbox::RoHome
-            | Sandbox::RoRoot
-            | Sandbox::CodexCurrent
-            | Sandbox::SandboxRuntime
-            | Sandbox::DockerReadOnly => Some(Denial::Erofs),
-            Sandbox::Seatbelt | Sandbox::Immutable => Some(Denial::Eperm),
-            Sandbox::Custom(index) => Some(custom::get(index).denial),
-        }
+        self.policy().denial()
     }
 
     /// Whether this machine can provide the sandbox, with the reason if not. Cheap; may be cached.
@@ -294,19 +294,7 @@ impl Sandbox {
     /// "installed" is not "works" (user namespaces may be disabled, the docker engine may be
     /// missing). Results are cached for the life of the process.
     pub fn availability(self) -> Availability {
-        probe::cached(self, || match self {
-            Sandbox::None => Availability::Available,
-            Sandbox::Landlock => landlock::availability(),
-            Sandbox::RoHome | Sandbox::RoRoot => bwrap::availability(self),
-            Sandbox::ForeignOwner => foreign::availability(),
-            Sandbox::Immutable => immutable::availability(),
-            Sandbox::Codex => external::codex_availability(),
-            Sandbox::CodexCurrent => external::codex_current_availability(),
-            Sandbox::SandboxRuntime => external::srt_availability(),
-            Sandbox::DockerReadOnly => docker::availability(),
-            Sandbox::Seatbelt => external::seatbelt_availability(),
-            Sandbox::Custom(index) => custom::availability(custom::get(index)),
-        })
+        probe::cached(self, || self.policy().availability())
     }
 
     /// The sandboxes that must be available: `$UVFIX_REQUIRE_SANDBOXES`, a comma list of
@@ -348,7 +336,7 @@ impl Sandbox {
 
     /// Whether TMPDIR (`layout.tmp`) is writable inside the sandbox (false for ro-root).
     pub fn tmp_writable(self) -> bool {
-        !matches!(self, Sandbox::RoRoot)
+        self.policy().tmp_writable()
     }
 
     /// Adjust ownership/modes on the host before use (foreign-owner: chown workspace+tmp to the
@@ -358,22 +346,14 @@ impl Sandbox {
     /// anything. Both can keep the layout from being deleted (foreign-owner as a non-root user
     /// strips the cache's write bits): call [`Sandbox::release`] before removing it.
     pub fn prepare(self, layout: &Layout) -> Result<(), SandboxError> {
-        self.host_step(match self {
-            Sandbox::Immutable => immutable::prepare(layout),
-            Sandbox::ForeignOwner => foreign::prepare(layout),
-            _ => Ok(()),
-        })
+        self.host_step(self.policy().prepare(layout))
     }
 
     /// Undo what [`Sandbox::prepare`] did where it would get in the way of deleting the layout
     /// (foreign-owner as non-root: give the owner its write bits back; immutable: lift the
     /// attribute). Idempotent; a no-op for every other sandbox.
     pub fn release(self, layout: &Layout) -> Result<(), SandboxError> {
-        self.host_step(match self {
-            Sandbox::Immutable => immutable::release(layout),
-            Sandbox::ForeignOwner => foreign::release(layout),
-            _ => Ok(()),
-        })
+        self.host_step(self.policy().release(layout))
     }
 
     fn host_step(self, result: std::io::Result<()>) -> Result<(), SandboxError> {
@@ -392,19 +372,7 @@ impl Sandbox {
     /// Under `foreign-owner` as root, `inv.program` runs as uid 65534 and must be executable by
     /// it: pass it through [`foreign::stage_executable`] if it may live in a private directory.
     pub fn command(self, layout: &Layout, helper: &Path, inv: &Invocation) -> Command {
-        match self {
-            Sandbox::None | Sandbox::Immutable => direct_command(inv),
-            Sandbox::Landlock => landlock::command(layout, helper, inv),
-            Sandbox::RoHome => bwrap::ro_home(layout, helper, inv),
-            Sandbox::RoRoot => bwrap::ro_root(layout, helper, inv),
-            Sandbox::ForeignOwner => foreign::command(inv),
-            Sandbox::Codex => external::codex(layout, inv),
-            Sandbox::CodexCurrent => external::codex_current(layout, inv),
-            Sandbox::SandboxRuntime => external::srt(layout, inv),
-            Sandbox::DockerReadOnly => docker::command(layout, helper, inv),
-            Sandbox::Seatbelt => external::seatbelt(layout, inv),
-            Sandbox::Custom(index) => custom::command(custom::get(index), layout, inv),
-        }
+        self.policy().command(layout, helper, inv)
     }
 
     /// Prove the sandbox denies: create a new file in `layout.cache` from inside; Ok(denial seen).
@@ -465,12 +433,10 @@ impl Sandbox {
         cwd: PathBuf,
         then: Option<&Invocation>,
     ) -> Result<(PathBuf, Invocation), SandboxError> {
-        let helper = match self {
-            Sandbox::ForeignOwner => foreign::stage_executable(helper).map_err(|e| {
-                self.canary_failed(format!("staging the helper for uid {}: {e}", foreign::UID))
-            })?,
-            _ => helper.to_path_buf(),
-        };
+        let helper = self
+            .policy()
+            .stage_helper(helper)
+            .map_err(|detail| self.canary_failed(detail))?;
         let mut args = vec![OsString::from("canary"), dir.as_os_str().to_owned()];
         if let Some(inv) = then {
             args.push(OsString::from("--"));
@@ -553,31 +519,6 @@ pub fn errno_name(errno: Errno) -> String {
     format!("{errno:?} (errno {})", errno as i32)
 }
 
-/// The environment the sandboxed command gets: `inv.env`, plus `PATH` if the caller set none.
-fn sandbox_env(inv: &Invocation) -> Vec<(OsString, OsString)> {
-    let mut env = inv.env.clone();
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from(probe::DEFAULT_PATH));
-        env.push((OsString::from("PATH"), path));
-    }
-    env
-}
-
-/// A command for `program` with the sandboxed environment and cwd already applied; every policy
-/// starts from this and puts its wrapper in front.
-fn base_command(program: impl AsRef<OsStr>, inv: &Invocation) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env_clear().envs(sandbox_env(inv)).current_dir(&inv.cwd);
-    cmd
-}
-
-/// `none`: the command as is.
-fn direct_command(inv: &Invocation) -> Command {
-    let mut cmd = base_command(&inv.program, inv);
-    cmd.args(&inv.args);
-    cmd
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,6 +536,47 @@ mod tests {
         assert_eq!(Sandbox::DockerReadOnly.to_string(), "docker-ro");
     }
 
+    /// Every variant has its row in [`Sandbox::policy`], and the row points at the variant's
+    /// own policy: the policy's name is the variant's (its identifier in kebab-case, `docker-ro`
+    /// shortened), finds the variant again, and is in [`Sandbox::ALL`] unless custom.
+    #[test]
+    fn every_variant_has_a_policy_of_its_own_name() {
+        use strum::IntoEnumIterator;
+        // `Sandbox::iter` yields `Custom(0)`: make sure the registry has an entry 0.
+        custom::register("policy-row-test=true").unwrap();
+        let kebab = |ident: &str| {
+            let mut out = String::new();
+            for c in ident.chars() {
+                if c.is_ascii_uppercase() && !out.is_empty() {
+                    out.push('-');
+                }
+                out.push(c.to_ascii_lowercase());
+            }
+            out
+        };
+        let mut seen = 0;
+        for s in Sandbox::iter() {
+            let name = s.policy().name();
+            assert_eq!(Sandbox::from_name(name), Some(s), "{s:?} → policy `{name}`");
+            assert_eq!(s.to_string(), name, "{s:?}");
+            if let Sandbox::Custom(index) = s {
+                assert_eq!(name, custom::get(index).name, "{s:?}");
+                continue;
+            }
+            let want = match kebab(&format!("{s:?}")).as_str() {
+                "docker-read-only" => "docker-ro".to_owned(),
+                other => other.to_owned(),
+            };
+            assert_eq!(name, want, "{s:?}");
+            assert!(
+                Sandbox::ALL.contains(&s),
+                "{s:?} is missing from Sandbox::ALL"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, Sandbox::ALL.len());
+    }
+
     #[test]
     fn only_none_has_no_denial() {
         for &s in Sandbox::ALL {
@@ -610,20 +592,5 @@ mod tests {
         assert_eq!(Denial::from_errno(Errno::ENOENT), None);
         assert_eq!(errno_name(Errno::EROFS), "EROFS (errno 30)");
         assert_eq!(Denial::Erofs.to_string(), "EROFS");
-    }
-
-    #[test]
-    fn path_is_added_only_when_missing() {
-        let mut inv = Invocation {
-            program: "/bin/true".into(),
-            args: vec![],
-            env: vec![("A".into(), "1".into())],
-            cwd: "/".into(),
-        };
-        let env = sandbox_env(&inv);
-        assert_eq!(env.len(), 2);
-        assert!(env.iter().any(|(k, _)| k == "PATH"));
-        inv.env.push(("PATH".into(), "/x".into()));
-        assert_eq!(sandbox_env(&inv), inv.env);
     }
 }

@@ -23,8 +23,9 @@ use std::process::Command;
 use fs_err as fs;
 
 use crate::helper::CanaryOutcome;
+use crate::policy::{base_command, direct_command, sandbox_env};
 use crate::probe::{is_root, tool};
-use crate::{Errno, Invocation, base_command, direct_command, foreign};
+use crate::{Errno, Invocation, foreign};
 
 /// Whether this process may give files away and run commands as other users: root with
 /// `setpriv`, or passwordless sudo.
@@ -68,7 +69,7 @@ pub fn command_as(uid: u32, gid: u32, inv: &Invocation) -> Command {
         .arg("-g")
         .arg(format!("#{gid}"))
         .args(["--", "env", "-i"]);
-    for (key, value) in crate::sandbox_env(inv) {
+    for (key, value) in sandbox_env(inv) {
         let mut pair = key;
         pair.push("=");
         pair.push(value);
