@@ -243,7 +243,19 @@ pub fn lock(paths: &Paths) -> Result<fs_err::File, Error> {
         .truncate(false)
         .write(true)
         .open(paths.lock_file())?;
-    file.file().lock()?;
+    match file.file().try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            // A silent wait looks like a hang: say who is waiting for what.
+            eprintln!(
+                "uvfix: waiting for another `cargo xtask` run or test process to finish \
+                 vendoring or building ({} is locked)",
+                paths.lock_file().display()
+            );
+            file.file().lock()?;
+        }
+        Err(std::fs::TryLockError::Error(err)) => return Err(err.into()),
+    }
     Ok(file)
 }
 
