@@ -62,7 +62,7 @@ pub struct Options {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub state: Option<Vec<CacheState>>,
     /// Cells run at once (default: the number of CPUs).
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub jobs: Option<usize>,
     /// Also write the tables into this Markdown file, replacing the sections of these
     /// revisions and keeping the others (docs/upstream-history.md).
