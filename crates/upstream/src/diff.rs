@@ -166,10 +166,11 @@ fn octal(mode: FileMode) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\n\
+    /// Two files, a hunk with function context and a new file: shared with `message`'s tests.
+    pub(crate) const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\n\
         --- a/src/lib.rs\n+++ b/src/lib.rs\n\
         @@ -1,3 +1,4 @@ fn main() {\n a\n+b\n c\n d\n\
         @@ -10,2 +11,2 @@\n-x\n+y\n z\n\

@@ -168,12 +168,7 @@ mod tests {
     use super::*;
     use test_case::test_case;
 
-    const DIFF: &str = "diff --git a/src/lib.rs b/src/lib.rs\n\
-        --- a/src/lib.rs\n+++ b/src/lib.rs\n\
-        @@ -1,3 +1,4 @@ fn main() {\n a\n+b\n c\n d\n\
-        @@ -10,2 +11,2 @@\n-x\n+y\n z\n\
-        diff --git a/src/new.rs b/src/new.rs\nnew file mode 100644\n\
-        --- /dev/null\n+++ b/src/new.rs\n@@ -0,0 +1 @@\n+new\n";
+    use crate::diff::tests::DIFF;
 
     #[test]
     fn splits_header_into_message_and_diff() {
