@@ -9,7 +9,7 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # bubblewrap: the ro-home and ro-root sandboxes (and Codex's and Claude Code's own sandboxes).
 # strace: the write-syscall benchmark; valgrind: the benchmark's instruction counts (callgrind).
 # ripgrep + socat: required by Claude Code's `srt`.
-# patch: `cargo xtask upstream forward` reports per-hunk offset/fuzz with GNU patch.
+# patch: `cargo xtask upstream forward release|checkout` reports per-hunk offset/fuzz with GNU patch.
 # e2fsprogs (chattr): the immutable sandbox, EPERM on Linux.
 # docker.io (dockerd) + mmdebstrap: the docker-ro sandbox's engine and image
 # (ci/docker-engine.sh, ci/docker-image.sh). A machine that already has an engine (GitHub's

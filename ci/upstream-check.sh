@@ -10,8 +10,8 @@
 #    and pass the touched crates' unit tests? That is a finding about upstream, not a
 #    regression: upstream moves, and the series is rebased on purpose, not every night. It is
 #    reported, never a failure.
-# 3. The rebase cost, hunk by hunk: `upstream forward` against the newest crates.io releases
-#    and against `main`'s crates (`--checkout`). Both exit non-zero only when a tool fails
+# 3. The rebase cost, hunk by hunk: `upstream forward release` against the newest crates.io releases
+#    and against `main`'s crates (`forward checkout`). Both exit non-zero only when a tool fails
 #    (failing hunks are their findings), so only a tool failure here fails the job.
 # 4. uv's own CI gates (`upstream check --gates`: Cargo.lock, fmt, check and clippy of the
 #    whole workspace, the touched crates' unit tests, build/cache.rs) at the pinned release and
@@ -54,10 +54,10 @@ cargo xtask upstream check "$checkout" --rev HEAD ${toolchain_args[@]+"${toolcha
 
 # 3. forward: a tool failure is a regression.
 forward_status=0
-cargo xtask upstream forward >"$logs/forward.log" 2>&1 || forward_status=$?
+cargo xtask upstream forward release >"$logs/forward.log" 2>&1 || forward_status=$?
 [ "$forward_status" -eq 0 ] || regression=1
 forward_main_status=0
-cargo xtask upstream forward --checkout "$checkout" --rev HEAD >"$logs/forward-main.log" 2>&1 \
+cargo xtask upstream forward checkout "$checkout" --rev HEAD >"$logs/forward-main.log" 2>&1 \
   || forward_main_status=$?
 [ "$forward_main_status" -eq 0 ] || regression=1
 
@@ -83,9 +83,9 @@ excerpt() {
   echo "| question | result |"
   echo "|---|---|"
   echo "| series applies at the pinned release $pinned | $(verdict "$pinned_status" "yes" "**NO: fixture regression**") |"
-  echo "| series applies, builds and passes the unit tests at \`main\` ($main_rev) | $(verdict "$main_status" "yes" "no (a finding, see below; rebase with \`cargo xtask upstream forward\`)") |"
-  echo "| \`upstream forward\` ran (newest releases) | $(verdict "$forward_status" "yes" "**NO: tool failure**") |"
-  echo "| \`upstream forward --checkout\` ran (\`main\`) | $(verdict "$forward_main_status" "yes" "**NO: tool failure**") |"
+  echo "| series applies, builds and passes the unit tests at \`main\` ($main_rev) | $(verdict "$main_status" "yes" "no (a finding, see below; rebase with \`cargo xtask upstream forward checkout\`)") |"
+  echo "| \`upstream forward release\` ran (newest releases) | $(verdict "$forward_status" "yes" "**NO: tool failure**") |"
+  echo "| \`upstream forward checkout\` ran (\`main\`) | $(verdict "$forward_main_status" "yes" "**NO: tool failure**") |"
   echo "| uv's CI gates pass with the stack at $pinned (${UVFIX_GATE_STEPS:-last proposed step, $last_proposed}) | $(verdict "$gates_status" "yes" "**NO: the exported pull requests would fail uv's CI**") |"
   echo
   echo "## At $pinned"

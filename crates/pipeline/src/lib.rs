@@ -64,7 +64,7 @@ pub enum Error {
         record = match step {
             Some(step) => format!(
                 "Record them in the step this tree ends with: `cargo xtask patch refresh {step}` \
-                 (for a forwarded base, `cargo xtask upstream forward --base … --record {step}`). "
+                 (for a forwarded base, `cargo xtask upstream forward record --base … {step}`). "
             ),
             None => "Record them with `cargo xtask patch refresh <step>` for the step they \
                      belong to. "

@@ -26,7 +26,7 @@ pub struct Manifest {
 }
 
 /// `[forward]` of a base's `series.toml`: its stack is the stack of base `from`, carried over
-/// by `cargo xtask upstream forward --base <this>`. Files the release moved are renamed with
+/// by `cargo xtask upstream forward write --base <this>`. Files the release moved are renamed with
 /// `[[forward.move]]`; the hunks a maintainer redid by hand are `fixups/<patch file name>`,
 /// applied on top of what carried over, so a rerun picks up later changes of the source stack.
 #[derive(Debug, Clone, Deserialize)]
@@ -168,7 +168,7 @@ impl Manifest {
             if require_patches && !abs.is_file() {
                 let todo = match &raw.forward {
                     Some(_) => {
-                        "; write this base's stack with `cargo xtask upstream forward --base <version>`"
+                        "; write this base's stack with `cargo xtask upstream forward write --base <version>`"
                     }
                     None => "",
                 };

@@ -141,7 +141,7 @@ pub fn prepare(
         );
     }
     // An edited tree is only lost if the new inputs do not reproduce it: right after
-    // `patch refresh` or `upstream forward --record`, the edit *is* the new patch.
+    // `patch refresh` or `upstream forward record`, the edit *is* the new patch.
     if !force {
         for krate in &edited {
             let now = tree_digest(&crates_dir.join(krate))?;

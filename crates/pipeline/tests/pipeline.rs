@@ -257,7 +257,7 @@ fn an_edit_the_new_stack_reproduces_is_not_a_loss() {
     let crates = tmp.child("crates-patched");
     prepare(&crates, &source, &series(&tmp, &[]));
     // Edit the pristine tree into exactly what the new patch makes, as `patch refresh` or
-    // `upstream forward --record` leave it: the edit is now in patches/.
+    // `upstream forward record` leave it: the edit is now in patches/.
     let lib = crates.path().join("demo/src/lib.rs");
     let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
     let scratch = tmp.child("expected");
@@ -428,7 +428,7 @@ fn a_base_to_forward_names_the_command_that_writes_its_stack() {
     let err = Manifest::load(&dir).unwrap_err();
     assert!(
         err.to_string()
-            .contains("cargo xtask upstream forward --base"),
+            .contains("cargo xtask upstream forward write --base"),
         "{err}"
     );
 
@@ -490,5 +490,8 @@ fn local_edits_name_the_step_to_record_them_in() {
         text.contains("`cargo xtask patch refresh markers`"),
         "{text}"
     );
-    assert!(text.contains("--record markers"), "{text}");
+    assert!(
+        text.contains("upstream forward record --base … markers"),
+        "{text}"
+    );
 }

@@ -160,7 +160,8 @@ fn tree_with(
             bail!(
                 "{} (from {}) does not apply to astral-sh/uv {label} with the {position} \
                  patch(es) before it:\n{}\nThe worktree {} is unchanged. Run `cargo xtask \
-                 upstream forward` to see how the crates moved.",
+                 upstream forward checkout <checkout> --rev <rev>` to see how the crates moved, \
+                 hunk by hunk.",
                 patch.file.file_name().unwrap_or_default().to_string_lossy(),
                 patch.entry.display(),
                 applied.stderr_text().trim_end(),
@@ -232,8 +233,8 @@ pub(crate) fn apply(
         if !checked.success() {
             bail!(
                 "{name} (from {}) does not apply to astral-sh/uv {label}:\n{}\n\
-                 {}; the tree is left at {} for a look. Run `cargo xtask upstream forward` to \
-                 see how the crates moved.",
+                 {}; the tree is left at {} for a look. Run `cargo xtask upstream forward \
+                 checkout <checkout> --rev <rev>` to see how the crates moved, hunk by hunk.",
                 patch.entry.display(),
                 checked.stderr_text().trim_end(),
                 match index {

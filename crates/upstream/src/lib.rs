@@ -65,33 +65,54 @@ pub enum UpstreamCommand {
     /// Fails if a cell turned red.
     #[cfg(unix)]
     Validate(validate::Options),
-    /// Try every patch against newer crates.io releases of the pinned crates and report
-    /// each hunk (applies, offset, fuzz, FAILS). Failing hunks are a finding, not an error.
+    /// Carry the stack forward: how its hunks apply to newer crates, and the stacks of other
+    /// bases.
+    #[command(subcommand)]
+    Forward(ForwardCommand),
+}
+
+/// `cargo xtask upstream forward …`: one mode each.
+#[derive(Subcommand)]
+pub enum ForwardCommand {
+    /// Try every patch against newer crates.io releases of the pinned crates, hunk by hunk.
     ///
-    /// With `--base VERSION` (a base with a `[forward]` table in its series.toml), write that
-    /// base's stack instead: every hunk that applies, plus the base's recorded hand work.
-    Forward {
+    /// Each hunk is reported as applies, offset, fuzz or FAILS. Failing hunks are a finding, not an error: it exits non-zero only when a tool fails.
+    Release {
         /// A uv release (`0.13.6`): try the crate versions it was published with
         /// [default: each pinned crate's newest release].
-        #[arg(long, value_name = "UV_VERSION", conflicts_with_all = ["record", "checkout"])]
+        #[arg(long, value_name = "UV_VERSION")]
         to: Option<String>,
-        /// Try the stack on the crates of an astral-sh/uv checkout (or bare clone) instead of
-        /// crates.io releases: the rebase cost against `main`.
-        #[arg(long, value_name = "PATH", conflicts_with = "record")]
-        checkout: Option<PathBuf>,
-        /// With `--checkout`: the revision whose crates to try.
-        #[arg(
-            long,
-            value_name = "REV",
-            default_value = "HEAD",
-            requires = "checkout"
-        )]
+    },
+    /// The same against the crates of an astral-sh/uv checkout: the rebase cost against `main`.
+    ///
+    /// The crates are read from REV with `git archive`, so a bare clone works and the checkout
+    /// is left as it is.
+    Checkout {
+        /// The checkout or bare clone.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// The revision whose crates to try.
+        #[arg(long, value_name = "REV", default_value = "HEAD")]
         rev: String,
-        /// With `--base`: record the hand work on STEP, the difference between what carries
-        /// over and its edited build tree (`cargo xtask patch edit --base … STEP`), as the
-        /// base's `fixups/` patch.
-        #[arg(long, value_name = "STEP")]
-        record: Option<String>,
+    },
+    /// Write the stack of the base given with `--base VERSION`, from its `[forward]` table.
+    ///
+    /// Every hunk of the source stack that applies, its paths moved, plus the base's recorded
+    /// hand work (`fixups/`).
+    Write {
+        /// Write nothing; fail if the committed stack differs from what would be written.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Record the hand work on STEP of the base given with `--base VERSION`, and rewrite its
+    /// stack.
+    ///
+    /// The hand work is the difference between what carries over and the step's edited build
+    /// tree (`cargo xtask patch edit --base … STEP`); it becomes the base's `fixups/` patch.
+    Record {
+        /// The step whose build tree holds the edit.
+        #[arg(value_name = "STEP")]
+        step: String,
     },
 }
 
@@ -104,27 +125,25 @@ pub fn run(paths: &Paths, command: UpstreamCommand) -> Result<()> {
         UpstreamCommand::Check(options) => check::run(paths, &options),
         #[cfg(unix)]
         UpstreamCommand::Validate(options) => validate::run(paths, &options),
-        UpstreamCommand::Forward {
-            checkout: Some(checkout),
-            rev,
-            ..
-        } => {
-            if paths.base.is_some() {
-                bail!(
-                    "--checkout tries the default stack on an upstream tree; --base writes a \
-                     base's stack: give one of them"
-                );
-            }
-            forward::run_on_checkout(paths, &checkout, &rev)
+        UpstreamCommand::Forward(command) => forward_run(paths, command),
+    }
+}
+
+fn forward_run(paths: &Paths, command: ForwardCommand) -> Result<()> {
+    match command {
+        ForwardCommand::Release { .. } | ForwardCommand::Checkout { .. }
+            if paths.base.is_some() =>
+        {
+            bail!(
+                "`upstream forward release` and `checkout` try the default stack; --base names \
+                 a base whose stack `upstream forward write --base VERSION` writes: drop --base, \
+                 or use `write`"
+            )
         }
-        UpstreamCommand::Forward { to, record, .. } => match (&paths.base, to) {
-            (Some(_), Some(_)) => bail!(
-                "--to tries the default stack on a release; --base writes a base's stack from its \
-                 [forward] table: give one of them"
-            ),
-            (Some(_), None) => rebase::run(paths, record.as_deref()),
-            (None, to) if record.is_none() => forward::run(paths, to.as_deref()),
-            (None, _) => bail!("--record needs --base: the base whose hand work it records"),
-        },
+        ForwardCommand::Release { to } => forward::run(paths, to.as_deref()),
+        ForwardCommand::Checkout { path, rev } => forward::run_on_checkout(paths, &path, &rev),
+        ForwardCommand::Write { check: false } => rebase::run(paths, rebase::Mode::Write),
+        ForwardCommand::Write { check: true } => rebase::run(paths, rebase::Mode::Check),
+        ForwardCommand::Record { step } => rebase::run(paths, rebase::Mode::Record(&step)),
     }
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask upstream forward --base <version>`: write a base's stack from another base's.
+//! `cargo xtask upstream forward write|record --base <version>`: write a base's stack from
+//! another base's, and record its hand work.
 //!
 //! A base's `series.toml` says where its stack comes from (`[forward] from`) and which files
 //! the release moved (`[[forward.move]]`). Its crates are fetched and verified as for a build;
@@ -10,7 +11,7 @@
 //! is kept apart from what is mechanical.
 //!
 //! A step with hunks that failed and no fixup is written with the hunks that did apply and
-//! reported as incomplete; `--record <step>` then records the hand work: the difference
+//! reported as incomplete; `forward record <step>` then records the hand work: the difference
 //! between what carried over and that step's vendored, edited build tree.
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ struct Job<'a> {
     old_versions: Vec<String>,
     /// The target release's own `Cargo.lock`.
     lock: &'a ShippedLock,
+    check: bool,
 }
 
 /// One step carried over: how its hunks went, and whether a fixup finished it.
@@ -48,6 +50,21 @@ struct Carried {
     report: PatchReport,
     fixup: bool,
     hand_work: HandWork,
+    /// With [`Mode::Check`]: the committed patch differs from the one carried over.
+    drifted: bool,
+}
+
+/// What `upstream forward write|record` does with the stack it carries over.
+#[derive(Clone, Copy)]
+pub(crate) enum Mode<'a> {
+    /// Write the base's `stack/`.
+    Write,
+    /// Write nothing; fail if the committed `stack/` differs from what would be written. A
+    /// base's stack is generated, so a hand edit of it, or a change to the default stack not
+    /// carried over, is caught here rather than lost on the next `write`.
+    Check,
+    /// Record the hand work on this step (its edited build tree) as its fixup, then write.
+    Record(&'a str),
 }
 
 impl Carried {
@@ -150,10 +167,14 @@ fn record_of(fixup: &Path) -> PathBuf {
     fixup.with_extension("rej")
 }
 
-pub(crate) fn run(paths: &Paths, record: Option<&str>) -> Result<()> {
+pub(crate) fn run(paths: &Paths, mode: Mode<'_>) -> Result<()> {
+    let record = match mode {
+        Mode::Record(step) => Some(step),
+        Mode::Write | Mode::Check => None,
+    };
     let base = paths.base.as_deref().context(
-        "`upstream forward --base` needs a base other than the default one (its stack is the \
-         source of the others)",
+        "`upstream forward write` and `record` need `--base VERSION`, a base other than the \
+         default one (the default stack is the source of the others)",
     )?;
     let target = Manifest::load_to_forward(&paths.patches())?;
     let spec = target.forward.clone().with_context(|| {
@@ -185,6 +206,7 @@ pub(crate) fn run(paths: &Paths, record: Option<&str>) -> Result<()> {
         from_base: &spec.from,
         old_versions: source.crates.iter().map(|c| c.version.clone()).collect(),
         lock: &located.shipped_lock,
+        check: matches!(mode, Mode::Check),
     };
     fresh_dir(&job.trees)?;
     fresh_dir(&job.dir.join("rejects"))?;
@@ -203,7 +225,25 @@ pub(crate) fn run(paths: &Paths, record: Option<&str>) -> Result<()> {
             recording.then(|| paths.crates_dir(Variant::prefix(to.number, target.steps.len())));
         carried.push(carry(&job, from, to, edited.as_deref())?);
     }
-    summarize(paths, &job.dir, &carried)
+    summarize(paths, &job.dir, &carried)?;
+    let drifted: Vec<String> = carried
+        .iter()
+        .filter(|c| c.drifted)
+        .map(|c| c.report.entry.display().to_string())
+        .collect();
+    if !drifted.is_empty() {
+        bail!(
+            "base {base}'s stack ({}) is not what `forward write` makes from the stack of {}: \
+             {} differ{}. Regenerate it with `cargo xtask upstream forward write --base {base}` \
+             and commit the result (hand work belongs in fixups/, recorded with `forward \
+             record`)",
+            display(paths, &target.dir),
+            spec.from,
+            drifted.join(", "),
+            if drifted.len() == 1 { "s" } else { "" }
+        );
+    }
+    Ok(())
 }
 
 /// The two stacks must be the same steps in the same order: a base is the same pull requests
@@ -257,13 +297,20 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
     let hand_work = HandWork::assess(&rejected, has_fixup, recorded.as_deref());
     let after = read_text_tree(trees)?;
     let header = patchfile::header(&text);
-    if let Some(parent) = to.path.parent() {
-        fs_err::create_dir_all(parent)?;
-    }
-    fs_err::write(
-        &to.path,
-        format!("{header}{}", patchfile::diff(&before, &after)),
-    )?;
+    let patch = format!("{header}{}", patchfile::diff(&before, &after));
+    let drifted = if job.check {
+        match fs_err::read_to_string(&to.path) {
+            Ok(committed) => committed != patch,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => true,
+            Err(err) => return Err(err.into()),
+        }
+    } else {
+        if let Some(parent) = to.path.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        fs_err::write(&to.path, patch)?;
+        false
+    };
     let touched = forward::crates_of(&moved)?;
     Ok(Carried {
         report: PatchReport {
@@ -275,6 +322,7 @@ fn carry(job: &Job<'_>, from: &Step, to: &Step, edited: Option<&Path>) -> Result
         },
         fixup: has_fixup,
         hand_work,
+        drifted,
     })
 }
 
@@ -332,7 +380,7 @@ fn apply_fixup(trees: &Path, fixup: &Path) -> Result<()> {
     patchfile::apply(fixup, &text, &mut tree).with_context(|| {
         format!(
             "the hand work in {} no longer applies to what carries over: redo it (vendor the \
-             base, edit that step's build tree, then `upstream forward --base … --record <step>`)",
+             base, edit that step's build tree, then `upstream forward record --base … <step>`)",
             fixup.display()
         )
     })?;
@@ -434,7 +482,7 @@ fn summarize(paths: &Paths, dir: &Path, carried: &[Carried]) -> Result<()> {
         println!(
             "uvfix: hand work left in {}: `cargo xtask vendor --base …`, edit the step's tree \
              (`cargo xtask patch edit --base … <step>`), then `cargo xtask upstream forward \
-             --base … --record <step>`; bottom first",
+             record --base … <step>`; bottom first",
             incomplete.join(", ")
         );
     }
@@ -543,7 +591,7 @@ mod tests {
              @@ -8,4 +8,4 @@\n g\n h\n-i2\n+I\n j\n",
         )
         .unwrap();
-        // What `--record` saw rejected when it wrote that fixup.
+        // What `forward record` saw rejected when it wrote that fixup.
         fs_err::write(
             root.join("to/fixups/0001-fix.rej"),
             "--- c/src/lib.rs\n+++ c/src/lib.rs\n@@\n h\n-i\n+I\n j\n",
@@ -569,6 +617,10 @@ mod tests {
     }
 
     fn carry_one(root: &Path, trees: &Path, source: &Manifest) -> Carried {
+        carry_as(root, trees, source, false)
+    }
+
+    fn carry_as(root: &Path, trees: &Path, source: &Manifest, check: bool) -> Carried {
         let target = Manifest::load_to_forward(&root.join("to")).unwrap();
         let lock = root.join("Cargo.lock");
         fs_err::write(&lock, "").unwrap();
@@ -581,6 +633,7 @@ mod tests {
             from_base: "1.0.0",
             old_versions: vec![],
             lock: &lock,
+            check,
         };
         fs_err::create_dir_all(job.dir.join("rejects")).unwrap();
         carry(&job, &source.steps[0], &target.steps[0], None).unwrap()
@@ -630,6 +683,28 @@ mod tests {
             without_line_numbers("--- f\n+++ f\n@@ -8,3 +9,3 @@ fn x()\n a\n"),
             "--- f\n+++ f\n@@\n a\n"
         );
+    }
+
+    /// `write --check` compares with the committed patch and writes nothing: the stack as
+    /// `write` left it passes, a hand edit of it is named and kept.
+    #[test]
+    fn check_names_a_generated_patch_that_differs_and_writes_nothing() {
+        let (tmp, trees) = carry_setup();
+        let root = tmp.path();
+        let release = fs_err::read_to_string(trees.join("c/src/lib.rs")).unwrap();
+        let source = Manifest::load(&root.join("from")).unwrap();
+        assert!(!carry_one(root, &trees, &source).drifted);
+        let patch = root.join("to/stack/0001-fix.patch");
+        let written = fs_err::read_to_string(&patch).unwrap();
+
+        fs_err::write(trees.join("c/src/lib.rs"), &release).unwrap();
+        assert!(!carry_as(root, &trees, &source, true).drifted);
+
+        let edited = written.replace("Why.", "Why, edited by hand.");
+        fs_err::write(&patch, &edited).unwrap();
+        fs_err::write(trees.join("c/src/lib.rs"), &release).unwrap();
+        assert!(carry_as(root, &trees, &source, true).drifted);
+        assert_eq!(fs_err::read_to_string(&patch).unwrap(), edited);
     }
 
     /// The real GNU patch: a hunk that moved applies, one whose context changed is rejected,

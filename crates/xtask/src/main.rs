@@ -361,8 +361,8 @@ fn patch(paths: &Paths, command: PatchCommand) -> Result<()> {
             // the next `forward`, so it is recorded as that step's hand work instead.
             if manifest.forward.is_some() {
                 bail!(
-                    "the stack of this base is written by `cargo xtask upstream forward --base …`; \
-                     record the edit with `cargo xtask upstream forward --base … --record {step}`"
+                    "the stack of this base is written by `cargo xtask upstream forward write --base …`; \
+                     record the edit with `cargo xtask upstream forward record --base … {step}`"
                 );
             }
             let step = refresh::select(&manifest, &step)?;
@@ -420,6 +420,26 @@ mod tests {
     #[test]
     fn matrix_help() {
         insta::assert_snapshot!(help(&["matrix", "--help"]));
+    }
+
+    /// One subcommand per mode, each with its own arguments, instead of flag combinations.
+    #[test]
+    fn upstream_forward_help_names_its_modes() {
+        insta::assert_snapshot!(help(&["upstream", "forward", "--help"]));
+    }
+
+    #[test]
+    fn forward_modes_reject_the_other_modes_arguments() {
+        for args in [
+            &["upstream", "forward", "checkout", "uv", "--to", "0.13.6"][..],
+            &["upstream", "forward", "release", "--rev", "main"],
+            &["upstream", "forward", "write", "markers"],
+            &["upstream", "forward", "record"],
+            &["upstream", "forward"],
+        ] {
+            let argv = std::iter::once("xtask").chain(args.iter().copied());
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");
+        }
     }
 
     #[test]
