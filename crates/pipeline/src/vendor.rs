@@ -118,6 +118,8 @@ pub fn prepare(
 
     let edited = match &stamp {
         Some(stamp) => match compare_with_stamp(crates_dir, stamp, &inputs)? {
+            // `--force` discards the edits even when nothing else changed.
+            StampCheck::Current(Outcome::LocalEdits(edited)) if force => edited,
             StampCheck::Current(outcome) => return Ok(outcome),
             StampCheck::Stale { edited } => edited,
         },

@@ -250,6 +250,24 @@ fn local_edits_are_kept_and_never_silently_overwritten() {
     assert!(lib_rs(crates.path()).ends_with("// my edit\n"));
 }
 
+/// `vendor --force` discards an edit even when the stack did not change.
+#[test]
+fn force_discards_local_edits_under_the_same_inputs() {
+    let tmp = TempDir::new().unwrap();
+    let source = demo_crate(tmp.path());
+    let manifest = series(&tmp, &[("0001-read-only.patch", GOOD_PATCH)]);
+    let crates = tmp.child("crates-patched");
+    prepare(&crates, &source, &manifest);
+    let patched = lib_rs(crates.path());
+    let lib = crates.path().join("demo/src/lib.rs");
+    fs_err::write(&lib, patched.clone() + "// my edit\n").unwrap();
+
+    let outcome = vendor::prepare(crates.path(), &[source], &manifest.steps, true).unwrap();
+
+    assert_eq!(outcome, Outcome::Prepared);
+    assert_eq!(lib_rs(crates.path()), patched);
+}
+
 #[test]
 fn an_edit_the_new_stack_reproduces_is_not_a_loss() {
     let tmp = TempDir::new().unwrap();
