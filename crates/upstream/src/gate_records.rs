@@ -403,6 +403,21 @@ pub(crate) fn grid_markdown(
     text
 }
 
+/// The grid's columns: the gates this run asked for, and every gate a row has a current
+/// record of, so that a run of one gate does not hide what earlier runs of the others found.
+pub(crate) fn columns(rows: &[(String, Option<StepRecord>)], requested: &[Gate]) -> Vec<Gate> {
+    Gate::ALL
+        .iter()
+        .copied()
+        .filter(|gate| {
+            requested.contains(gate)
+                || rows
+                    .iter()
+                    .any(|(_, record)| find(record.as_ref(), *gate).is_some())
+        })
+        .collect()
+}
+
 /// The failures of `record` against `base`, one line each, for the command's error.
 pub(crate) fn regressions(record: &StepRecord, base: Option<&StepRecord>) -> Vec<String> {
     record
@@ -549,6 +564,24 @@ mod tests {
             "{grid}"
         );
         assert!(grid.contains("| hints | – | – | – |"), "{grid}");
+    }
+
+    /// A run of one gate keeps the columns of the gates earlier runs recorded.
+    #[test]
+    fn columns_keep_the_gates_earlier_runs_recorded() {
+        let base = record(
+            "0.12.5 (210d1f6785e9)",
+            0,
+            vec![
+                observed(Gate::Lock, true, &[]),
+                observed(Gate::Check, true, &[]),
+            ],
+        );
+        let rows = [("0.12.5".to_string(), Some(base)), ("hints".into(), None)];
+        assert_eq!(
+            columns(&rows, &[Gate::Unit]),
+            vec![Gate::Lock, Gate::Check, Gate::Unit]
+        );
     }
 
     #[test]

@@ -262,7 +262,8 @@ fn report(
         }
         rows.push((step, record));
     }
-    let grid = gate_records::grid_markdown(&checkout.label, &rows, base.as_ref(), gates);
+    let columns = gate_records::columns(&rows, gates);
+    let grid = gate_records::grid_markdown(&checkout.label, &rows, base.as_ref(), &columns);
     fs_err::write(out.join("gates.md"), &grid)?;
     Ok(grid)
 }
