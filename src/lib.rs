@@ -1,9 +1,10 @@
-//! What the fixture's integration tests in `tests/` share: the uv builds under test and the
-//! sandbox helper. Under nextest both come from the setup scripts (`.config/nextest.toml`:
+//! What the fixture's integration tests in `tests/` share: the uv builds under test, the
+//! sandbox helper, and running `cargo xtask`. Under nextest both come from the setup scripts (`.config/nextest.toml`:
 //! `cargo xtask build all` and `cargo xtask sandbox-helper` hand their paths over); run
 //! otherwise, they are built on demand.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use uvfix_pipeline::builder::{self, Variant};
 use uvfix_scenario::Build;
@@ -34,4 +35,23 @@ pub fn builds_under_test(listing: bool) -> Result<Vec<UvUnderTest>, String> {
     }
     uvs.extend(UvUnderTest::official()?);
     Ok(uvs)
+}
+
+/// Run `cargo ARGS` (`xtask …`) in the fixture's root; a failure carries its whole output.
+pub fn cargo(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(&cargo)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|err| format!("running cargo {}: {err}", args.join(" ")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "cargo {} failed:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
 }

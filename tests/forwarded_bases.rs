@@ -55,23 +55,8 @@ fn gnu_patch_missing() -> Option<String> {
 }
 
 fn is_what_forward_write_makes(base: &str) -> Result<(), Failed> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let args = [
         "xtask", "upstream", "forward", "write", "--base", base, "--check",
     ];
-    let output = Command::new(&cargo)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .map_err(|err| format!("running cargo {}: {err}", args.join(" ")))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo {} failed:\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(())
+    Ok(uvfix::cargo(&args)?)
 }

@@ -22,23 +22,7 @@ fn rustfmt_missing() -> Option<String> {
 }
 
 fn every_step_is_as_rustfmt_leaves_it() -> Result<(), Failed> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // `vendor` prepares every step's tree (the builds only need patched and pristine).
-    for args in [&["xtask", "vendor"][..], &["xtask", "patch", "fmt"]] {
-        let output = Command::new(&cargo)
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .map_err(|err| format!("running cargo {}: {err}", args.join(" ")))?;
-        if !output.status.success() {
-            return Err(format!(
-                "cargo {} failed:\n{}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .into());
-        }
-    }
-    Ok(())
+    uvfix::cargo(&["xtask", "vendor"])?;
+    Ok(uvfix::cargo(&["xtask", "patch", "fmt"])?)
 }
